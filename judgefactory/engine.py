@@ -13,19 +13,23 @@ Answer kinds (``ANSWERS``):
 
 Answer probabilities. In the first returned sequence (the greedy one when ``temperature`` is 0) the engine finds
 the last answer marker (``[RESULT]``, ``<verdict>``; the reply's start for ``choice``), skips whitespace, and takes
-the token that holds the answer's first character. One extra batched forward pass over prompt + the generated
-tokens before that token gives the next-token distribution there; ``probs`` is the softmax restricted to the
-options' first tokens and renormalised (``probs_mass`` keeps the unrenormalised total). Each option's first token
+the token that holds the answer's first character. Every backend keeps the top ``TOP_LOGPROBS`` (20) next-token
+log-probabilities of each generated token (transformers: recorded by a logits processor during generation, from the
+raw distribution before temperature / top-p; no extra forward pass); ``probs`` is that distribution restricted to the
+options' first tokens and renormalised (``probs_mass`` keeps the unrenormalised total; options outside the top 20
+get 0). Each option's first token
 is ``tokenizer.encode(lead + option)[0]``, where ``lead`` is the part of the generated token before the answer
 character. SmolLM2 (GPT-2 style BPE) splits ``[RESULT] 4`` into ``]``, ``' '``, ``4`` (lead ``''``: options
 ``1``..``5`` are single digit tokens), ``[RESULT] A`` into ``]``, ``' A'`` (lead ``' '``: options ``' A'``,
 ``' B'``), and ``<verdict>TIE`` into ``>``, ``TI``, ``E`` (the option ``TIE`` is read from its first token ``TI``).
 No marker, or nothing after it: ``probs`` is None.
 
-Backends: ``transformers`` (default; ``generate.generate_sequences``: left padding, length-sorted batches, bf16),
+Backends: ``transformers`` (default; ``generate.generate_sequences``: bf16; on a CPU prompts in token order, each
+pre-filled on top of the prefix it shares with the previous one and the batch decoded together with a GQA
+decode-attention kernel; on a GPU left-padded, length-sorted batches),
 ``vllm`` (lazy import, GPU machines; ``SamplingParams(logprobs=20)``) and ``openai`` (any OpenAI-compatible
-``/chat/completions`` endpoint; ``logprobs`` with ``top_logprobs: 20``; an option's probability is the sum over the
-returned top tokens whose text after ``lead`` starts that option only; options outside the top 20 get 0).
+``/chat/completions`` endpoint; ``logprobs`` with ``top_logprobs: 20``); for these two an option's probability is the
+sum over the returned top tokens whose text after ``lead`` starts that option only.
 """
 
 from __future__ import annotations
@@ -190,8 +194,13 @@ def probs_from_top(tokens: Sequence[str], tops: Sequence[dict[str, float]], spec
 
 
 # --------------------------------------------------------------------------- backends
+TOP_LOGPROBS = 20
+"""top next-token log-probabilities kept per generated token, by every backend (OpenAI's API maximum)."""
+
+
 class TransformersBackend:
-    """A loaded (model, tokenizer); generation through ``generate.generate_sequences``."""
+    """A loaded (model, tokenizer); generation through ``generate.generate_sequences``, which records each step's top
+    ``TOP_LOGPROBS`` next-token log-probabilities, so reading the answer distribution costs no extra forward pass."""
 
     name = "transformers"
 
@@ -205,56 +214,24 @@ class TransformersBackend:
         prompts = [render(self.tok, m) for m in messages_list]
         seqs = generate_sequences(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                   temperature=temperature, top_p=top_p, num_return_sequences=n, progress=progress,
-                                  bf16=self.bf16, seed=seed)
+                                  bf16=self.bf16, seed=seed, top_logprobs=TOP_LOGPROBS if spec is not None else 0)
         out = [Raw([c.text for c in s]) for s in seqs]
         if spec is not None:
-            self.fill_probs(prompts, [s[0] for s in seqs], out, spec, batch_size)
+            for raw, s in zip(out, seqs):
+                raw.probs, raw.probs_mass = self.answer_probs(s[0], spec)
         return out
 
-    def fill_probs(self, prompts: Sequence[str], firsts: Sequence[Any], out: list[Raw], spec: AnswerSpec, batch_size: int) -> None:
-        """Set ``probs`` of each ``out[i]`` from one batched forward pass over prompt + generated tokens up to the answer."""
+    def answer_probs(self, c: Any, spec: AnswerSpec) -> tuple[dict[str, float] | None, float | None]:
+        """The options' distribution at the answer token of completion ``c``, from its recorded top log-probs."""
         decode = lambda ids: self.tok.decode(ids, skip_special_tokens=True)  # noqa: E731
-        todo: list[tuple[int, list[int], list[int]]] = []
-        for i, c in enumerate(firsts):
-            pos = answer_char(c.text, spec)
-            found = answer_token(decode, c.ids, pos) if pos is not None else None
-            opt = option_token_ids(self.tok, found[1], spec.options) if found else None
-            if found and opt:
-                prompt_ids = self.tok(prompts[i], add_special_tokens=False)["input_ids"]
-                todo.append((i, list(prompt_ids) + list(c.ids[: found[0]]), opt))
-        rows = last_token_probs(self.model, [t[1] for t in todo], self.tok.pad_token_id, batch_size, self.bf16)
-        for (i, _, opt), p in zip(todo, rows):
-            probs, mass = normalise({o: float(p[t]) for o, t in zip(spec.options, opt)})
-            out[i].probs, out[i].probs_mass = probs, mass
+        pos = answer_char(c.text, spec)
+        found = answer_token(decode, c.ids, pos) if pos is not None else None
+        opt = option_token_ids(self.tok, found[1], spec.options) if found else None
+        if not (found and opt and c.top is not None and found[0] < len(c.top)):
+            return None, None
+        top = c.top[found[0]]
+        return normalise({o: math.exp(top[t]) if t in top else 0.0 for o, t in zip(spec.options, opt)})
 
-
-def last_token_probs(model: Any, seqs: Sequence[Sequence[int]], pad_id: int, batch_size: int, bf16: bool = True) -> list[Any]:
-    """Next-token probabilities (fp32 softmax over the vocabulary) after each token sequence; left-padded batches,
-    longest first, with explicit position ids so padding does not shift positions."""
-    import torch
-
-    out: list[Any] = [None] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
-    device = model.device
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        width = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, width - len(seqs[i]):] = torch.tensor(seqs[i])
-            mask[r, width - len(seqs[i]):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"):
-            kw = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": pos.to(device)}
-            try:
-                logits = model(**kw, logits_to_keep=1).logits[:, -1, :]
-            except TypeError:  # models without logits_to_keep
-                logits = model(**kw).logits[:, -1, :]
-        probs = torch.softmax(logits.float(), dim=-1).cpu()
-        for r, i in enumerate(idx):
-            out[i] = probs[r]
-    return out
 
 
 class VLLMBackend:
@@ -279,7 +256,7 @@ class VLLMBackend:
     def run(self, messages_list: Sequence[Messages], *, spec: AnswerSpec | None, max_new_tokens: int, temperature: float,
             n: int, top_p: float | None, seed: int | None, batch_size: int, progress: str | None) -> list[Raw]:
         params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p or 1.0, max_tokens=max_new_tokens,
-                                           logprobs=20, seed=seed)
+                                           logprobs=TOP_LOGPROBS, seed=seed)
         outs = self.llm.chat(list(messages_list), params, use_tqdm=progress is not None, lora_request=self.lora)
         raws = []
         for o in outs:
@@ -317,7 +294,7 @@ class OpenAIBackend:
         choices: list[dict[str, Any]] = []
         while len(choices) < n:  # servers that ignore n return one choice per request
             body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature,
-                    "n": n - len(choices), "logprobs": True, "top_logprobs": 20}
+                    "n": n - len(choices), "logprobs": True, "top_logprobs": TOP_LOGPROBS}
             if top_p is not None:
                 body["top_p"] = top_p
             if seed is not None:

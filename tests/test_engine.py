@@ -36,6 +36,29 @@ PROMPTS = ["a", "the score of the response is good and the answer is biased or c
            "question answer", "the rubric w7 w8 w9 w10 w11 w12 w13", "B"]
 
 
+def test_recorded_top_logprobs_match_a_forward_pass(tiny):
+    """Each generated token's recorded top-k log-probs are the model's next-token distribution at that point, on both
+    the pre-filled (prefix-sharing) and the padded-batch path."""
+    import torch
+
+    from judgefactory.generate import generate_sequences
+
+    model, tok = tiny
+    rendered = [render(tok, _msgs(p)) for p in PROMPTS]
+    for prefill in (True, False):
+        seqs = generate_sequences(model, tok, rendered, max_new_tokens=5, batch_size=5, bf16=False, prefill=prefill, top_logprobs=7)
+        for p, (c,) in zip(rendered, seqs):
+            prompt_ids = tok(p, add_special_tokens=False)["input_ids"]
+            assert len(c.top) == len(c.ids) and all(len(t) == 7 for t in c.top)
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([prompt_ids + c.ids])).logits[0].float(), -1)
+            for k, top in enumerate(c.top):
+                want = lp[len(prompt_ids) - 1 + k]
+                assert c.ids[k] == int(want.argmax())  # greedy: the chosen token is the top one
+                assert {t: want[t].item() for t in top} == pytest.approx(top, abs=1e-4)
+                assert min(top.values()) >= want.topk(7).values[-1].item() - 1e-4
+
+
 def test_batched_results_in_input_order(tiny):
     model, tok = tiny
     eng = E.Engine.from_model(model, tok, batch_size=2, bf16=False)
@@ -46,6 +69,27 @@ def test_batched_results_in_input_order(tiny):
     # the plain generate() signature still returns one string per prompt, in order
     texts = generate(model, tok, [render(tok, _msgs(p)) for p in PROMPTS], max_new_tokens=6, batch_size=3, bf16=False)
     assert texts == [j.text for j in single]
+    # the per-prompt pre-fill + joined cache gives what one padded batch gives (fp32)
+    from judgefactory.generate import generate_sequences, prefilled
+
+    rendered = [render(tok, _msgs(p)) for p in PROMPTS]
+    fast = generate_sequences(model, tok, rendered, max_new_tokens=6, batch_size=5, bf16=False)
+    plain = generate_sequences(model, tok, rendered, max_new_tokens=6, batch_size=5, bf16=False, prefill=False)
+    assert [c[0].ids for c in fast] == [c[0].ids for c in plain]
+    assert prefilled(model, [[5]], tok.pad_token_id) is None  # a one-token prompt: the plain path
+
+
+def test_prefill_with_a_peft_model(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    import copy
+
+    model, tok = tiny
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)).eval()
+    eng = E.Engine.from_model(peft_model, tok, batch_size=3, bf16=False)
+    batched = eng.judge([_msgs(p) for p in PROMPTS], max_new_tokens=5)
+    single = [eng.judge([_msgs(p)], max_new_tokens=5)[0].text for p in PROMPTS]
+    assert [j.text for j in batched] == single
 
 
 def test_n_samples(tiny):
@@ -83,11 +127,18 @@ def test_probs_match_a_manual_forward_pass(tiny, monkeypatch, answer, reply, pre
     model, tok = tiny
     forced = {}
 
-    def fake(model_, tok_, prompts, **kw):
+    def fake(model_, tok_, prompts, **kw):  # a forced reply, with the log-probs a teacher-forced pass gives (whole vocab)
+        import torch
+
+        assert kw["top_logprobs"] == E.TOP_LOGPROBS
         out = []
         for p in prompts:
             ids = tok_.encode(forced.get(p, "w1 w2"), add_special_tokens=False)
-            out.append([Completion(tok_.decode(ids, skip_special_tokens=True), ids)] * kw["num_return_sequences"])
+            prompt_ids = tok_(p, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                lp = torch.log_softmax(model_(torch.tensor([prompt_ids + ids])).logits[0].float(), -1)[len(prompt_ids) - 1:-1]
+            top = [dict(enumerate(row.tolist())) for row in lp]
+            out.append([Completion(tok_.decode(ids, skip_special_tokens=True), ids, top)] * kw["num_return_sequences"])
         return out
 
     monkeypatch.setattr(G, "generate_sequences", fake)
@@ -205,3 +256,18 @@ def test_bad_arguments():
     assert eng.judge([], max_new_tokens=4, answer="score") == []
     with pytest.raises(E.EngineError, match="unknown backend"):
         E.Engine.from_ref("base", backend="tgi")
+
+
+def test_padded_batches_match_single_prompts(tiny):
+    """Both batching paths left-pad: a right-padded batch would predict each shorter prompt's first new token after a
+    pad token (the tokenizers ship padding_side='right', as SmolLM2's does)."""
+    from judgefactory.generate import generate_sequences
+
+    model, tok = tiny
+    assert tok.padding_side == "right"
+    rendered = [render(tok, _msgs(p)) for p in PROMPTS]
+    single = [generate_sequences(model, tok, [p], max_new_tokens=6, batch_size=1, bf16=False)[0][0].ids for p in rendered]
+    assert len({tuple(s[:1]) for s in single}) > 1  # the tiny model's first tokens depend on the prompt
+    for prefill in (False, True):
+        batched = generate_sequences(model, tok, rendered, max_new_tokens=6, batch_size=5, bf16=False, prefill=prefill)
+        assert [c[0].ids for c in batched] == single
