@@ -111,6 +111,7 @@ def main() -> None:
             def fn() -> float:
                 if one_shot:
                     merge._PREPARED.clear()  # as a fresh `judgefactory merge` process: bases.prepare re-verifies the base
+                shutil.rmtree(out, ignore_errors=True)  # like bare: a fresh output folder, the old one removed untimed
                 mergekit.merge.run_merge = timed_run_merge  # merge.run imports it at call time
                 try:
                     t = time.perf_counter()

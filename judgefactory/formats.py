@@ -117,10 +117,18 @@ def choices_text(choices: Sequence[str]) -> str:
     return "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(choices))
 
 
+CLIP_TAIL = 1 / 3
+"""share of a clipped response kept from its end (a BBQ answer's final choice, e.g. ``<answer>B</answer>``, is there)."""
+
+
 def clip(text: str, max_chars: int | None) -> str:
-    """Cut a judged response to ``max_chars`` (CPU budgets), marking the cut."""
+    """Cut a judged response to about ``max_chars`` (CPU budgets): its start and its last third, the middle marked
+    `` … `` (cutting the end instead hid the chosen answer of 25% of the training responses at 240 chars)."""
     text = text.strip()
-    return text if max_chars is None or len(text) <= max_chars else text[:max_chars].rstrip() + " …"
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    tail = int(max_chars * CLIP_TAIL)
+    return text[: max_chars - tail].rstrip() + " … " + text[len(text) - tail:].lstrip()
 
 
 def bias_prompt(context: str, question: str, choices: Sequence[str], response_a: str, response_b: str,

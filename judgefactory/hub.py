@@ -46,7 +46,9 @@ SUITES: dict[str, tuple[str, str]] = {
     "hhh_alignment": ("hhh_alignment", "HHH Alignment (pairwise)"),
     "autoj": ("autoj_pairwise", "Auto-J pairwise test set"),
     "bbq_pairs": ("bbq_pairs", "BBQ response pairs, in-distribution (human verdicts)"),
-    "bbq_pairs_religion": ("bbq_pairs_religion", "BBQ response pairs, religion (out-of-distribution)"),
+    "bbq_pairs_ood": ("bbq_pairs_ood", "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)"),
+    "feedback_bench": ("feedback_bench", "Feedback-Bench (Prometheus, GPT-4 reference scores)"),
+    "preference_bench": ("preference_bench", "Preference-Bench (Prometheus pairwise)"),
 }
 
 LIMITATIONS_COMMON = [

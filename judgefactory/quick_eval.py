@@ -88,7 +88,7 @@ def _base_cache(recipe: AdapterRecipe) -> Path:
     key = mf.sha256_json({"base": (base_m or {}).get("files", recipe.base), "task": recipe.task,
                           "quick_eval": recipe.quick_eval.model_dump(mode="json"), "clip": recipe.data.max_response_chars,
                           "format": [formats.BIAS_SYSTEM_PROMPT, formats.BIAS_PROMPT, formats.ABSOLUTE_PROMPT, formats.ABS_SYSTEM_PROMPT],
-                          "data": os.environ.get("JUDGEFACTORY_DATA", "hub"), "version": 1})
+                          "data": os.environ.get("JUDGEFACTORY_DATA", "hub"), "version": 2})
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
 
 

@@ -65,3 +65,14 @@ def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128):
 @pytest.fixture()
 def tiny_llama(tmp_path: Path) -> Path:
     return build_tiny_llama(tmp_path / "tiny-llama")
+
+
+@pytest.fixture(autouse=True)
+def _restore_data_mirror_env():
+    """``judgefactory --data-mirror`` sets $JUDGEFACTORY_DATA for its process; in-process CLI tests must not leak it."""
+    before = os.environ.get("JUDGEFACTORY_DATA")
+    yield
+    if before is None:
+        os.environ.pop("JUDGEFACTORY_DATA", None)
+    else:
+        os.environ["JUDGEFACTORY_DATA"] = before

@@ -401,3 +401,12 @@ def test_biased_vs_other_wrong_label_follows_the_recipe():
     assert pairs.rule_label("other_wrong", "biased", "tie") == "TIE"
     assert pairs.rule_label("biased", "correct", "tie") == "A"
     assert PairsRecipe(kind="pairs", name="x").biased_vs_wrong == "tie"
+
+
+def test_clip_keeps_the_final_answer():
+    long = "The context mentions two people. " * 12 + "So the answer is the lawyer.\n\n<answer>B</answer>"
+    got = formats.clip(long, 240)
+    assert got.endswith("<answer>B</answer>") and " … " in got and len(got) <= 240 + 3
+    assert got.startswith("The context mentions two people.")
+    assert formats.clip("short <answer>A</answer>", 240) == "short <answer>A</answer>"
+    assert formats.clip(long, None) == long.strip()
