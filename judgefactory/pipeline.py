@@ -27,16 +27,23 @@ FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
 
 @dataclass
 class Line:
-    """The stations run so far, with their wall times (for the report and the final summary)."""
+    """The stations run so far, with their wall times (for the report and the final summary).
 
+    ``budget`` holds each station's expected seconds on 2 CPU cores (training stations: their recipe's time cap plus
+    loading and saving); the header of every station shows the line's elapsed time and the budget still ahead, an
+    upper-bound ETA (stations whose artifact is fresh take seconds)."""
+
+    budget: dict[str, float] = field(default_factory=dict)
     stations: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
-    def station(self, name: str, fn: Callable[[], Any], total: int) -> Any:
+    def station(self, name: str, fn: Callable[[], Any]) -> Any:
         from rich.console import Console
 
         i = len(self.stations) + 1
-        Console().rule(f"[bold]station {i}/{total}: {name}[/]  (line elapsed {_mmss(time.time() - self.started)})")
+        ahead = sum(v for k, v in self.budget.items() if k not in {s["station"] for s in self.stations})
+        Console().rule(f"[bold]station {i}/{len(self.budget)}: {name}[/]  (line elapsed {_mmss(time.time() - self.started)}, "
+                       f"ETA ≤ {_mmss(ahead)})")
         t = time.time()
         out = fn()
         self.stations.append({"station": name, "seconds": round(time.time() - t, 1), "artifact": str(out) if out else ""})
@@ -62,35 +69,38 @@ def run(mirror: str | Path | None = None, report_dir: Path = REPO_ROOT / "report
     if on_fixtures:  # no data mirror: run on the small fixtures the package ships, and say so in the report
         root = FIXTURE_MIRROR
     os.environ[sources.MIRROR_ENV] = str(root)
-    line = Line()
-    n = 9
-    line.station("prepare the embedded base", lambda: bases.prepare(BASE), n)
+    specialists = {task: recipes.load(recipes.find("adapters", task)) for task in ("absolute", "pairwise")}
+    line = Line(budget={"prepare the embedded base": 60, "build the BBQ pair set": 10,
+                        **{f"train the {t} specialist": r.train.max_minutes * 60 + 90 if r.train.max_minutes else 1800
+                           for t, r in specialists.items()},
+                        f"merge ({MERGE})": 30, "bench base, specialists and merge": 300, "consistency checks": 240,
+                        "model card (no push)": 5, "report": 15})
+    line.station("prepare the embedded base", lambda: bases.prepare(BASE))
     print(chat(BASE, "In one sentence, what makes a good judge?", max_new_tokens=40))
-    line.station("build the BBQ pair set", lambda: pairs.build(recipes.load(recipes.find("pairs", "bbq_pairs")), mirror=root), n)
-    for task in ("absolute", "pairwise"):
-        rec = recipes.load(recipes.find("adapters", task))
-        line.station(f"train the {task} specialist", lambda rec=rec: train.run(rec, mirror=root, quick_eval=False), n)
-    line.station(f"merge ({MERGE})", lambda: merge.run(recipes.load(recipes.find("merges", MERGE))), n)
+    line.station("build the BBQ pair set", lambda: pairs.build(recipes.load(recipes.find("pairs", "bbq_pairs")), mirror=root))
+    for task, rec in specialists.items():
+        line.station(f"train the {task} specialist", lambda rec=rec: train.run(rec, mirror=root, quick_eval=False))
+    line.station(f"merge ({MERGE})", lambda: merge.run(recipes.load(recipes.find("merges", MERGE))))
 
     def bench_all() -> Path:
         for ref in MODELS:
             bench_run.run(ref, BENCH, out_root=REPO_ROOT / "bench", mirror=root, max_response_chars=400)
         return REPO_ROOT / "bench"
 
-    line.station("bench base, specialists and merge", bench_all, n)
+    line.station("bench base, specialists and merge", bench_all)
 
     def consistency_all() -> Path:
         for ref in MODELS:
             consistency.run(ref, out_root=REPO_ROOT / "consistency", mirror=root, **CONSISTENCY)
         return REPO_ROOT / "consistency"
 
-    line.station("consistency checks", consistency_all, n)
+    line.station("consistency checks", consistency_all)
     merged = Path(models.resolve(f"merge:{MERGE}")[1])
     line.station("model card (no push)", lambda: hub.write_card(merged, REPO_ROOT / "bench", REPO_ROOT / "consistency",
-                                                                  models.label(f"merge:{MERGE}")), n)
+                                                                  models.label(f"merge:{MERGE}")))
     compare_dir = REPO_ROOT / "bench" / "compare"
     line.station("report", lambda: bench_report.compare(list(MODELS), out=compare_dir, bench_root=REPO_ROOT / "bench",
-                                                         consistency_root=REPO_ROOT / "consistency", show=False), n)
+                                                         consistency_root=REPO_ROOT / "consistency", show=False))
     out = write_report(report_dir, compare_dir, line, on_fixtures, root)
     _summary(line, out)
     return out
@@ -99,8 +109,11 @@ def run(mirror: str | Path | None = None, report_dir: Path = REPO_ROOT / "report
 # --------------------------------------------------------------------------- the report
 KEY_METRICS = (  # (suite, metric, label, higher is better)
     ("vicuna", "pearson", "Vicuna Pearson vs GPT-4", True),
+    ("vicuna", "parse_rate", "Vicuna parse rate (`[RESULT] N`)", True),
     ("hhh", "accuracy", "HHH accuracy", True),
+    ("hhh", "parse_rate", "HHH parse rate", True),
     ("bbq_pairs", "kappa", "BBQ pair κ (both orders)", True),
+    ("bbq_pairs", "parse_rate", "BBQ pair parse rate (`<verdict>`)", True),
     ("bbq_pairs", "position_bias_rate", "BBQ pair position-bias rate", False),
     ("bbq_pairs", "rule_baseline_kappa", "BBQ metadata-rule baseline κ (same items)", True),
 )

@@ -1,0 +1,26 @@
+"""The demo line's bookkeeping: station timing/ETA and the report's keeps/gains/loses rule."""
+
+from __future__ import annotations
+
+from judgefactory.pipeline import Line, verdict
+
+
+def test_line_records_stations_in_order_with_budget_ahead(capsys):
+    line = Line(budget={"one": 60, "two": 30})
+    assert line.station("one", lambda: "/a/folder") == "/a/folder"
+    line.station("two", lambda: None)
+    out = capsys.readouterr().out
+    assert "station 1/2: one" in out and "ETA ≤ 1:30" in out and "ETA ≤ 0:30" in out
+    assert [s["station"] for s in line.stations] == ["one", "two"]
+    assert line.stations[0]["artifact"] == "/a/folder" and line.stations[1]["artifact"] == ""
+
+
+def test_verdict_uses_the_specialists_interval():
+    spec = {"value": 0.50, "ci": [0.40, 0.60]}
+    assert verdict({"value": 0.45}, spec, True) == "keeps"
+    assert verdict({"value": 0.70}, spec, True) == "gains"
+    assert verdict({"value": 0.30}, spec, True) == "loses"
+    assert verdict({"value": 0.30}, spec, False) == "gains"  # lower is better (e.g. position-bias rate)
+    assert verdict({"value": 0.515}, {"value": 0.50}, True) == "keeps"  # no CI: ±0.02
+    assert verdict({"value": 0.53}, {"value": 0.50}, True) == "gains"
+    assert verdict(None, spec, True) == "n/a" and verdict({"value": float("nan")}, spec, True) == "n/a"
