@@ -136,7 +136,10 @@ def _check(cons_root: Path, label: str, name: str) -> dict | None:
 
 
 def _fmt(m: dict | None) -> str:
-    if not m or m.get("value") is None:
+    if m and m.get("value") is None:  # say why: consistency checks carry their error counts
+        n, errors = m.get("n", m.get("n_subsets")), m.get("n_errors", m.get("triples_error"))
+        return f"— ({errors}/{n} unparseable)" if n and errors is not None else "—"
+    if not m:
         return "—"
     v = m["value"]
     ci = m.get("ci")
@@ -181,7 +184,11 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
     lines += ["## Base vs specialists vs merged judge", "", "| metric | " + " | ".join(MODELS) + " |",
               "|---|" + "---|" * len(MODELS)]
     lines += [f"| {name} | " + " | ".join(_fmt(v) for v in vals) + " |" for name, vals, _ in rows]
-    lines += ["", "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined.", "",
+    lines += ["", "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
+              "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "
+              "outputs count as errors, never dropped (parse-rate rows). CR and NTR_3 need the judge to answer the "
+              "Prometheus *relative* prompt (`[RESULT] A|B`) on Vicuna response pairs as well as to score them: "
+              "neither CPU specialist is trained on relative judging, so they stay undefined until one is.", "",
               "## What the merge keeps and loses", "",
               "| metric | vs absolute specialist | vs pairwise specialist |", "|---|---|---|"]
     for name, vals, hb in rows:

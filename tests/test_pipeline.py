@@ -24,3 +24,12 @@ def test_verdict_uses_the_specialists_interval():
     assert verdict({"value": 0.515}, {"value": 0.50}, True) == "keeps"  # no CI: ±0.02
     assert verdict({"value": 0.53}, {"value": 0.50}, True) == "gains"
     assert verdict(None, spec, True) == "n/a" and verdict({"value": float("nan")}, spec, True) == "n/a"
+
+
+def test_undefined_values_say_why():
+    from judgefactory.pipeline import _fmt
+
+    assert _fmt({"value": 0.5, "ci": [0.4, 0.6]}) == "0.500 [0.400, 0.600]"
+    assert _fmt({"value": None, "n": 6, "n_errors": 6}) == "— (6/6 unparseable)"
+    assert _fmt({"value": None, "n_subsets": 4, "triples_error": 3}) == "— (3/4 unparseable)"
+    assert _fmt(None) == "—" and _fmt({"value": None, "ci": None}) == "—"
