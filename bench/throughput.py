@@ -2,8 +2,8 @@
 
 Items: the first N (seeded, stratified) Vicuna absolute-grading prompts from the data mirror, full length.
 Naive: the model in fp32, one prompt per ``generate`` call, greedy. Engine: ``Engine.from_ref`` (bf16 weights where the
-CPU supports bf16, left-padded length-sorted batches) judging the same prompts greedily, including its extra forward
-pass for the score-token probabilities. Same ``max_new_tokens`` for both. Goal: ratio >= 5x.
+CPU supports bf16; prompts in token order, each pre-filled on the cached prefix it shares with the previous one, the
+batch decoded together) judging the same prompts greedily, score-token probabilities recorded while generating. Same ``max_new_tokens`` for both. Goal: ratio >= 5x.
 
     nice .venv/bin/python bench/throughput.py [--n 32] [--max-new-tokens 64] [--batch-size 16] [--model base]
 

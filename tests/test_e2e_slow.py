@@ -23,4 +23,24 @@ def test_specialists_merge_into_one_judge(mirror, tmp_path, monkeypatch):
         m = json.loads((out / "manifest.json").read_text())
         assert m["training"]["steps"] == 2 and m["quick_eval"]["adapter"]["n"] == 4
     merged = merge.run(recipes.load(recipes.find("merges", "nuslerp_50_50")), adapters_dir=adapters, merges_dir=tmp_path / "merges")
-    assert "Paris" in chat(str(merged), "What is the capital of France?", max_new_tokens=16)
+    assert chat(str(merged), "What is the capital of France?", max_new_tokens=16).strip()
+    # two training steps barely move the specialists, so the merged judge's next-token distribution stays close to the
+    # base's (a broken merge -- NaNs, a wrong tensor, a lost chat template -- moves it far). Not a "Paris" check: the
+    # base itself is split between "The" (0.15) and "L" (0.14) there, so any tiny change flips greedy output.
+    assert _kl_from_base(merged) < 0.05
+
+
+def _kl_from_base(folder) -> float:
+    import torch
+
+    from judgefactory import models
+    from judgefactory.generate import render
+
+    logp = []
+    for ref in ("base", str(folder)):
+        model, tok = models.load(ref, "float32")
+        ids = tok(render(tok, [{"role": "user", "content": "What is the capital of France?"}]), return_tensors="pt",
+                  add_special_tokens=False)
+        with torch.no_grad():
+            logp.append(torch.log_softmax(model(**ids).logits[0, -1].float(), -1))
+    return float((logp[0].exp() * (logp[0] - logp[1])).sum())
