@@ -11,7 +11,7 @@
 * ``conflict.json``: TrustJudge score-comparison conflicts on Vicuna / MT-Bench, whose prompts come in groups of four
   responses to the same instruction. Every response is scored with its own absolute prompt, every pair of a group is
   judged with ``formats.relative_prompt`` (instruction, reference answer and the rubric's criterion line cut out of the
-  absolute prompt by ``bench.suites.sections``) in BOTH orders, and C = ``pair_outcome(v_ab, v_ba)``. A pair conflicts
+  absolute prompt by ``formats.sections``) in BOTH orders, and C = ``pair_outcome(v_ab, v_ba)``. A pair conflicts
   as ``consistency_metrics.is_conflict`` defines it; scores within ``score_tol`` count as tied.
 * ``transitivity.json``: NTR_k (k = 3, 4, 5) over a group's k-subsets (``consistency_metrics.ntr_k``), pooled over
   groups (violating subsets / scored subsets), with the triple statuses (valid / cycle / equivalence).
@@ -118,7 +118,7 @@ class Group:
     @property
     def criterion(self) -> str:
         """The rubric's criterion line (prometheus-eval's relative mode keeps only it)."""
-        return self.rubric.strip().splitlines()[0].strip()
+        return formats.criterion(self.rubric)
 
     def relative(self, i: int, j: int) -> Messages:
         """Relative-grading conversation with response ``i`` in slot A and ``j`` in slot B."""
@@ -143,7 +143,7 @@ def load_groups(suite: str, limit_groups: int | None = None, *, mirror: Any = No
         by_group.setdefault(it.cluster, []).append(it)
     groups, errors = [], list(data.errors)
     for gid, items in by_group.items():
-        secs = [suites.sections(it.requests["main"][-1]["content"]) for it in items]
+        secs = [formats.sections(it.requests["main"][-1]["content"]) for it in items]
         bad = [it.id for it, s in zip(items, secs) if not all(s.get(k) for k in ("instruction", "response", "rubric"))]
         if bad:
             errors.append(f"{suite} group {gid}: prompt of {bad[0]} lacks an instruction, response or rubric section")

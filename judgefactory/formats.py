@@ -93,6 +93,24 @@ def parse_absolute(text: str, strict: bool = True) -> int | None:
     return parse_output(text.strip(), "absolute")[1]
 
 
+def sections(prompt: str) -> dict[str, str]:
+    """The parts of a Prometheus absolute prompt (prometheus-eval's ``extract_sections``): instruction, response,
+    reference answer, score rubric."""
+    names = {"The instruction to evaluate:": "instruction", "Response to evaluate:": "response",
+             "Reference Answer (Score 5):": "reference", "Score Rubrics:": "rubric"}
+    out = {}
+    for part in prompt.split("###"):
+        for head, key in names.items():
+            if part.startswith(head):
+                out[key] = part[len(head):].strip()
+    return out
+
+
+def criterion(rubric_text: str) -> str:
+    """The rubric's criterion line: prometheus-eval's relative mode keeps only it."""
+    return rubric_text.strip().splitlines()[0].strip()
+
+
 # --------------------------------------------------------------------------- relative (Prometheus pairwise)
 def relative_prompt(instruction: str, response_a: str, response_b: str, rubric_text: str, reference: str | None = None) -> str:
     if reference:
@@ -103,6 +121,22 @@ def relative_prompt(instruction: str, response_a: str, response_b: str, rubric_t
 
 def relative_messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": REL_SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+
+
+def relative_from_absolute(prompt_a: str, prompt_b: str) -> str | None:
+    """The relative prompt comparing the responses of two absolute prompts of the same instruction (A = the first),
+    with the instruction, reference answer and criterion line of the first; None if a prompt lacks a section."""
+    a, b = sections(prompt_a), sections(prompt_b)
+    if not all(a.get(k) for k in ("instruction", "response", "rubric")) or not b.get("response"):
+        return None
+    return relative_prompt(a["instruction"], a["response"], b["response"], criterion(a["rubric"]), a.get("reference") or None)
+
+
+def relative_target(feedback: str, winner: str) -> str:
+    """The training target of a relative judgement: ``Feedback: … [RESULT] A|B``."""
+    if winner not in ("A", "B"):
+        raise ValueError(f"relative winner must be A or B, got {winner!r}")
+    return f"Feedback: {feedback.strip().removeprefix('Feedback:').strip()} [RESULT] {winner}"
 
 
 def parse_relative(text: str) -> str | None:

@@ -10,6 +10,7 @@ whatever the sorting.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -31,6 +32,7 @@ def render(tok: Any, messages: list[dict[str, str]]) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+@functools.cache
 def bf16_supported(device: str = "cpu") -> bool:
     """Whether bf16 matmuls run natively here (CPU: oneDNN bf16 support, e.g. AVX512-BF16/AMX; CUDA: Ampere+)."""
     import torch
@@ -67,7 +69,8 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
 
     Greedy when ``temperature`` is 0 (then every "sample" is the same greedy completion, generated once);
     sampled otherwise (``top_p`` nucleus if given; ``seed`` seeds torch once before the first batch).
-    ``bf16`` autocasts an fp32 model to bf16 on CPU (a model loaded in bf16 runs in bf16 anyway).
+    ``bf16`` autocasts an fp32 model to bf16 on a CPU that runs bf16 natively (``bf16_supported``; an AVX2-only CPU
+    emulates it ~140x slower than fp32, so there it stays off; a model loaded in bf16 runs in bf16 anyway).
     ``prefill`` (CPU only): prompts are taken in token order and pre-filled one at a time, each reusing the cached
     prefix it shares with the previous one (judge prompts share their instructions, and a pair's two orders share
     the question), then the batch is decoded from the joined caches (``prefilled``). Models whose cache is not a
@@ -87,6 +90,7 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
     stop = _stop_ids(model, tok)
     out: list[list[Completion]] = [[] for _ in prompts]
     device = model.device
+    autocast = bf16 and device.type == "cpu" and bf16_supported("cpu")
     tokens = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     cpu_prefill = prefill and device.type == "cpu"
     order = sorted(range(len(prompts)), key=(lambda i: tokens[i]) if cpu_prefill else (lambda i: -len(tokens[i])))
@@ -95,7 +99,7 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
         idx = order[start:start + batch_size]
         ids = [tokens[i] for i in idx]
         recorder = TopLogprobs(top_logprobs) if top_logprobs > 0 else None
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and device.type == "cpu"), \
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
                 fast_decode(model):
             inputs = prefilled(model, ids, tok.pad_token_id, n_gen) if cpu_prefill else None
             if inputs is None:  # plain path: one padded batch, the prompts pre-filled together

@@ -63,10 +63,18 @@ def base_of_adapter(adapter_dir: Path) -> str:
     return json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
-def load(ref: str, dtype: str = "bfloat16"):
+def load(ref: str, dtype: str | None = None):
     """(model, tokenizer) in eval mode. An adapter is folded into its base in float32 (PEFT ``merge_and_unload``)
-    and the result cast to ``dtype``: unmerged LoRA layers cost ~2x per decoding step on a CPU."""
+    and the result cast to ``dtype``: unmerged LoRA layers cost ~2x per decoding step on a CPU. ``dtype`` None:
+    bfloat16 where this machine runs it natively, else float32."""
     from . import bases
+
+    if dtype is None:
+        import torch
+
+        from .generate import bf16_supported
+
+        dtype = "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
 
     kind, loc = resolve(ref)
     if kind == "base":

@@ -161,6 +161,15 @@ def verdict(merge_m: dict | None, spec_m: dict | None, higher_better: bool) -> s
     return "gains" if better else "loses"
 
 
+def plainly(specialist: str, by_verdict: dict[str, list[str]]) -> str:
+    """One sentence per specialist: what the merge keeps, loses and gains (from the table's verdicts)."""
+    parts = [f"{word} {', '.join(by_verdict[v])}" for v, word in (("keeps", "keeps"), ("loses", "**loses**"), ("gains", "gains"))
+             if by_verdict.get(v)]
+    undefined = by_verdict.get("n/a")
+    text = f"- Against the {specialist} specialist the merge " + ("; ".join(parts) if parts else "cannot be compared on any number")
+    return text + (f" (not comparable, a value is undefined: {', '.join(undefined)})." if undefined else ".")
+
+
 def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, root: Path) -> Path:
     from . import models
 
@@ -187,15 +196,21 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
     lines += ["", "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
               "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "
               "outputs count as errors, never dropped (parse-rate rows). CR and NTR_3 need the judge to answer the "
-              "Prometheus *relative* prompt (`[RESULT] A|B`) on Vicuna response pairs as well as to score them: "
-              "neither CPU specialist is trained on relative judging, so they stay undefined until one is.", "",
+              "Prometheus *relative* prompt (`[RESULT] A|B`) on Vicuna response pairs in both orders as well as to score "
+              "each response: the absolute specialist is trained on both formats (`data.relative_pairs`); a model that "
+              "answers neither stays undefined, with its error count.", "",
               "## What the merge keeps and loses", "",
               "| metric | vs absolute specialist | vs pairwise specialist |", "|---|---|---|"]
+    said: dict[str, dict[str, list[str]]] = {"absolute": {}, "pairwise": {}}
     for name, vals, hb in rows:
         base_v, abs_v, pw_v, merge_v = vals
-        lines.append(f"| {name} | {verdict(merge_v, abs_v, hb)} | {verdict(merge_v, pw_v, hb)} |")
+        v_abs, v_pw = verdict(merge_v, abs_v, hb), verdict(merge_v, pw_v, hb)
+        lines.append(f"| {name} | {v_abs} | {v_pw} |")
+        said["absolute"].setdefault(v_abs, []).append(name)
+        said["pairwise"].setdefault(v_pw, []).append(name)
     lines += ["", "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
               "'gains' / 'loses' = outside it, better / worse.", ""]
+    lines += [plainly(spec, said[spec]) for spec in ("absolute", "pairwise")] + [""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob("*.png"))] + [""]
     lines += ["## Full comparison", "", (compare_dir / "compare.md").read_text() if (compare_dir / "compare.md").is_file() else "(none)", ""]
     lines += ["## Stations", "", "| station | wall time | artifact |", "|---|---|---|"]

@@ -96,7 +96,7 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     """Quick check of the untrained base and the trained adapter on the same items.
 
     The base is loaded plain and the adapter folded into its weights (``merge_and_unload``; the adapter files are
-    saved already), both in bf16: unmerged LoRA wrappers cost ~2x per decoding step on a CPU. The base's result is
+    saved already), both in bf16 where this machine runs it natively (else float32): unmerged LoRA wrappers cost ~2x per decoding step on a CPU. The base's result is
     cached per machine (``_base_cache``): it depends only on the base, the items and the prompt format."""
     import json
 
@@ -105,19 +105,22 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     from . import bases
     from . import manifest as mf
 
+    from .generate import bf16_supported
+
+    dtype = "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
     fn = absolute if recipe.task == "absolute" else pairwise
-    out: dict[str, Any] = {"task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
+    out: dict[str, Any] = {"dtype": dtype, "task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
     cache = _base_cache(recipe)
     if cache.is_file():
         out["base"] = {**json.loads(cache.read_text()), "cached": str(cache)}
     else:
-        base_model, _ = bases.load(recipe.base, "bfloat16")
+        base_model, _ = bases.load(recipe.base, dtype)
         t = time.time()
         out["base"] = fn(base_model.eval(), tok, recipe, mirror)
         out["base"]["seconds"] = round(time.time() - t, 1)
         mf.write_json(cache, out["base"])
         del base_model
-    folded = peft_model.merge_and_unload().to(torch.bfloat16).eval()
+    folded = peft_model.merge_and_unload().to(getattr(torch, dtype)).eval()
     t = time.time()
     out["adapter"] = fn(folded, tok, recipe, mirror)
     out["adapter"]["seconds"] = round(time.time() - t, 1)

@@ -54,6 +54,9 @@ class LoraSpec(_Strict):
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    top_layers: int | None = Field(None, gt=0)
+    """LoRA on the top N decoder layers only (PEFT ``layers_to_transform``): the backward pass stops below them, so a
+    CPU step is cheaper (docs/DECISIONS.md D15). None: every layer. Specialists to be merged must agree on it."""
 
 
 class TrainSpec(_Strict):
@@ -91,6 +94,9 @@ class AdapterData(_Strict):
     """truncate long judged responses so prompts fit a CPU budget."""
     holdout: list[str] = []
     """sources (hub id[:file]) that must stay unseen: training refuses to start if they overlap."""
+    relative_pairs: int = Field(0, ge=0)
+    """absolute only: also train the Prometheus relative format (``[RESULT] A|B``) on up to N pairs of responses to
+    the same instruction whose target scores differ, each pair in both A/B orders (docs/DECISIONS.md D14)."""
 
 
 class QuickEval(_Strict):
@@ -121,6 +127,8 @@ class AdapterRecipe(_Strict):
             raise ValueError("train.quantization=4bit (QLoRA) needs backend: unsloth (GPU)")
         if self.task == "pairwise" and not self.data.source.startswith("pairs:"):
             raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
+        if self.task == "pairwise" and self.data.relative_pairs:
+            raise ValueError("data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones")
         return self
 
 

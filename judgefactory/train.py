@@ -45,7 +45,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
                 "rows": len(rows), "pair_set_manifest_sha256": mf.sha256_json(m)}
         return _limit(out, d.max_rows, recipe.train.seed), info
 
-    from .data.prometheus import first_sentences, load_absolute, shorten, targets
+    from .data.prometheus import first_sentences, load_absolute, relative_feedback, relative_pairs, shorten, targets
     from .data.sources import fingerprint, load_rows
 
     items, errors = load_absolute(d.source, d.file, mirror=mirror)
@@ -70,8 +70,19 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         for fb, score in targets(it, d.score_target):
             fb = first_sentences(fb, d.max_feedback_sentences)
             out.append({"prompt": prompt, "completion": [{"role": "assistant", "content": formats.absolute_target(fb, score)}]})
+    n_absolute = len(out)
+    pairs = relative_pairs(items, d.relative_pairs, d.score_target, seed=recipe.train.seed) if d.relative_pairs else []
+    for better, worse in pairs:  # both orders, the verdict mirrored
+        for first, second, winner in ((better, worse, "A"), (worse, better, "B")):
+            prompt = formats.relative_from_absolute(shorten(first.prompt, d.max_response_chars), shorten(second.prompt, d.max_response_chars))
+            if prompt is None:
+                raise TrainError(f"{d.source}: prompt of {first.id} does not split into instruction / response / rubric sections")
+            fb = relative_feedback(better, worse, winner, d.score_target, d.max_feedback_sentences)
+            out.append({"prompt": formats.relative_messages(prompt),
+                        "completion": [{"role": "assistant", "content": formats.relative_target(fb, winner)}]})
     info = {"source": d.source, "file": d.file, "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),
-            "rows": len(items), "examples": len(out), "malformed": len(errors), "score_target": d.score_target}
+            "rows": len(items), "examples": len(out), "absolute_examples": n_absolute, "relative_examples": len(out) - n_absolute,
+            "malformed": len(errors), "score_target": d.score_target}
     return _limit(out, d.max_rows, recipe.train.seed), info
 
 
@@ -98,16 +109,42 @@ def _fit(rows: list[dict], tok: Any, max_length: int) -> tuple[list[dict], int]:
 
 
 # --------------------------------------------------------------------------- backends
-def _load_trl(recipe: AdapterRecipe):
+def precision(recipe: AdapterRecipe) -> dict[str, Any]:
+    """The recipe's bf16 settings where this machine runs bf16 natively (CUDA Ampere+, CPUs with AVX512-BF16/AMX),
+    else float32: emulated bf16 matmuls on an AVX2-only CPU ran 140x slower than fp32 (0.9 vs 127 GFLOP/s, D15)."""
+    import torch
+
+    from .generate import bf16_supported
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    native = bf16_supported(device)
+    t = recipe.train
+    wanted = t.bf16 or t.base_dtype == "bfloat16"
+    return {"device": device, "native_bf16": native, "bf16": t.bf16 and native,
+            "base_dtype": t.base_dtype if native else "float32", "fell_back_to_float32": wanted and not native}
+
+
+def _load_trl(recipe: AdapterRecipe, base_dtype: str):
     from peft import LoraConfig
 
-    model, tok = bases.load(recipe.base, recipe.train.base_dtype)
+    model, tok = bases.load(recipe.base, base_dtype)
     lora = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      target_modules=list(recipe.lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(recipe.lora.target_modules), task_type="CAUSAL_LM",
+                      **_layers(recipe, model.config.num_hidden_layers))
     return model, tok, lora
 
 
-def _load_unsloth(recipe: AdapterRecipe):
+def _layers(recipe: AdapterRecipe, n_layers: int) -> dict[str, Any]:
+    """PEFT's ``layers_to_transform`` for ``lora.top_layers`` (the top N of the base's decoder layers)."""
+    top = recipe.lora.top_layers
+    if top is None:
+        return {}
+    if top > n_layers:
+        raise TrainError(f"lora.top_layers={top} but base {recipe.base} has {n_layers} decoder layers")
+    return {"layers_to_transform": list(range(n_layers - top, n_layers)), "layers_pattern": "layers"}
+
+
+def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
     import torch
 
     if not torch.cuda.is_available():
@@ -118,7 +155,8 @@ def _load_unsloth(recipe: AdapterRecipe):
                                                    load_in_4bit=recipe.train.quantization == "4bit", dtype=None)
     model = FastLanguageModel.get_peft_model(model, r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
                                              target_modules=list(recipe.lora.target_modules), use_gradient_checkpointing="unsloth",
-                                             random_state=recipe.train.seed)
+                                             random_state=recipe.train.seed,
+                                             **_layers(recipe, model.config.get_text_config().num_hidden_layers))
     return model, tok, None
 
 
@@ -162,7 +200,10 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
             _add_quick_eval(out, recipe, mirror)
         return out
 
-    model, tok, lora = (_load_unsloth if recipe.backend == "unsloth" else _load_trl)(recipe)
+    prec = precision(recipe)
+    if prec["fell_back_to_float32"]:
+        print(f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated)")
+    model, tok, lora = (_load_unsloth if recipe.backend == "unsloth" else _load_trl)(recipe, prec["base_dtype"])
     rows, too_long = _fit(rows, tok, recipe.train.max_length)
     print(f"{recipe.name}: {len(rows)} training examples ({too_long} longer than max_length={recipe.train.max_length} dropped)")
     work = Path(adapters_dir) / ".work" / f"{recipe.name}-{inputs[:12]}"
@@ -171,7 +212,7 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
         output_dir=str(work), max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
         warmup_steps=int(t.warmup_ratio * t.max_steps), logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=2,
-        seed=t.seed, bf16=t.bf16, max_length=t.max_length, completion_only_loss=True, report_to=[],
+        seed=t.seed, bf16=prec["bf16"], max_length=t.max_length, completion_only_loss=True, report_to=[],
         gradient_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
     )
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora,
@@ -204,7 +245,7 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
             "recipe_sha256": mf.sha256_text(dump(recipe)), "inputs_sha256": inputs,
             "base": {"name": recipe.base, "hub_id": bases.hub_id(recipe.base), "license": bases.license_of(recipe.base),
                      "files": (base_m or {}).get("files")},
-            "data": [data_info], "backend": recipe.backend,
+            "data": [data_info], "backend": recipe.backend, "precision": prec,
             "training": {"steps": trainer.state.global_step, "examples": len(rows), "dropped_too_long": too_long,
                          "loss_first": first, "loss_last": last, "train_seconds": round(train_s, 1), "resumed_from": resume},
             "quick_eval": evals,

@@ -24,14 +24,15 @@ ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_pro
 
 
 # --------------------------------------------------------------------------- helpers
-def make_adapter(folder: Path, base: Path, seed: int, modules=ALL, base_name: str | None = None) -> Path:
+def make_adapter(folder: Path, base: Path, seed: int, modules=ALL, base_name: str | None = None, layers=None) -> Path:
     """A non-zero LoRA (random A and B) in the trainer's layout, with its manifest."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(modules), init_lora_weights=False))
+    extra = {"layers_to_transform": layers, "layers_pattern": "layers"} if layers is not None else {}
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(modules), init_lora_weights=False, **extra))
     if folder.exists():
         shutil.rmtree(folder)
     peft_model.save_pretrained(str(folder))
@@ -258,6 +259,13 @@ def test_refuses_different_target_modules(world):
     msg = str(e.value)
     assert "'alpha'" in msg and "'attn_only'" in msg and "q_proj" in msg and "down_proj" in msg and "\n" not in msg
     assert not (world["root"] / "refuse" / r.name).exists()
+
+
+def test_refuses_adapters_on_different_layers(world):
+    make_adapter(world["adapters"] / "top_only", world["base"], seed=6, layers=[1])
+    r = recipe("nuslerp", world["base"], [{"adapter": "alpha"}, {"adapter": "top_only"}])
+    with pytest.raises(merge.MergeError, match=r"'alpha' \(layers all\) and 'top_only' \(layers \[1\]\) adapt different decoder layers"):
+        merge.run(r, **kw(world, "refuse"))
 
 
 def test_refuses_adapter_from_another_base(world):

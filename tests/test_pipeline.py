@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from judgefactory.pipeline import Line, verdict
+from judgefactory.pipeline import Line, plainly, verdict
 
 
 def test_line_records_stations_in_order_with_budget_ahead(capsys):
@@ -33,3 +33,10 @@ def test_undefined_values_say_why():
     assert _fmt({"value": None, "n": 6, "n_errors": 6}) == "— (6/6 unparseable)"
     assert _fmt({"value": None, "n_subsets": 4, "triples_error": 3}) == "— (3/4 unparseable)"
     assert _fmt(None) == "—" and _fmt({"value": None, "ci": None}) == "—"
+
+
+def test_report_states_plainly_what_the_merge_keeps_and_loses():
+    text = plainly("absolute", {"keeps": ["HHH accuracy"], "loses": ["Vicuna parse rate", "Vicuna Pearson"], "n/a": ["NTR_3"]})
+    assert text == ("- Against the absolute specialist the merge keeps HHH accuracy; **loses** Vicuna parse rate, Vicuna Pearson "
+                    "(not comparable, a value is undefined: NTR_3).")
+    assert plainly("pairwise", {"gains": ["BBQ pair κ"]}) == "- Against the pairwise specialist the merge gains BBQ pair κ."

@@ -92,3 +92,66 @@ def test_holdout_leak_and_missing_pair_set_are_refused(tiny_llama, tmp_path):
     pw = recipes.from_dict({**_recipe(tiny_llama).model_dump(mode="json"), "task": "pairwise", "data": {"source": "pairs:nope"}})
     with pytest.raises(train.TrainError, match="pair set 'nope' not built"):
         train.examples(pw)
+
+
+PKG_MIRROR = Path(__file__).resolve().parent.parent / "judgefactory" / "fixtures" / "mirror"
+
+
+def _slots(prompt: str) -> tuple[str, str]:
+    a = prompt.split("###Response A:")[1].split("###Response B:")[0].strip()
+    b = prompt.split("###Response B:")[1].split("###")[0].strip()
+    return a, b
+
+
+def test_relative_rows_pair_one_instruction_in_both_orders():
+    items, _ = prometheus.load_absolute("prometheus-eval/mt-bench", mirror=PKG_MIRROR)
+    pairs = prometheus.relative_pairs(items, 100, "median")
+    # hand count over the fixture's median scores: group 1 (5,4,2,1) 6 pairs, group 2 (4,5,2,1) 6,
+    # group 3 (5,1,5,2) 5 (the two 5s are left out), group 4 (5,1,5,1) 4
+    assert len(pairs) == 21
+    assert all(b.group == w.group and prometheus.target_score(b, "median") > prometheus.target_score(w, "median") for b, w in pairs)
+    assert prometheus.relative_pairs(items, 5, "median") == pairs[:5]
+
+    recipe = recipes.from_dict({"kind": "adapter", "name": "abs-rel", "task": "absolute", "base": "embedded:smollm2-135m-instruct",
+                                "data": {"source": "prometheus-eval/mt-bench", "relative_pairs": 3, "max_feedback_sentences": 1}})
+    rows, info = train.examples(recipe, PKG_MIRROR)
+    assert (info["absolute_examples"], info["relative_examples"]) == (16, 6)
+    rel = [r for r in rows if r["prompt"][0]["content"] == formats.REL_SYSTEM_PROMPT]
+    assert len(rel) == 6
+    by_pair: dict[frozenset, list] = {}
+    for r in rel:
+        prompt, target = r["prompt"][1]["content"], r["completion"][0]["content"]
+        winner = formats.parse_relative(target)
+        assert winner in ("A", "B") and target.endswith(f"[RESULT] {winner}")
+        assert target.startswith(f"Feedback: Response {winner} would score ")
+        a, b = _slots(prompt)
+        by_pair.setdefault(frozenset((a, b)), []).append((a, b, winner))
+    assert len(by_pair) == 3
+    for rows_of_pair in by_pair.values():  # the same two responses, swapped, with the verdict mirrored
+        (a1, b1, w1), (a2, b2, w2) = rows_of_pair
+        assert (a1, b1) == (b2, a2) and formats.swap_verdict(w1) == w2
+    with pytest.raises(recipes.RecipeError, match="relative_pairs"):
+        recipes.from_dict({"kind": "adapter", "name": "p", "task": "pairwise", "base": "embedded:smollm2-135m-instruct",
+                           "data": {"source": "pairs:bbq_pairs", "relative_pairs": 3}})
+
+
+def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
+    """An AVX2-only CPU emulates bf16 matmuls (~140x slower than fp32 here): the trainer must not use them."""
+    from judgefactory import generate
+
+    recipe = recipes.load(recipes.find("adapters", "pairwise"))
+    assert recipe.train.bf16 and recipe.train.base_dtype == "bfloat16"
+    monkeypatch.setattr(generate, "bf16_supported", lambda device="cpu": False)
+    assert train.precision(recipe) == {"device": "cpu", "native_bf16": False, "bf16": False, "base_dtype": "float32",
+                                       "fell_back_to_float32": True}
+    monkeypatch.setattr(generate, "bf16_supported", lambda device="cpu": True)
+    p = train.precision(recipe)
+    assert (p["bf16"], p["base_dtype"], p["fell_back_to_float32"]) == (True, "bfloat16", False)
+
+
+def test_top_layers_become_peft_layers_to_transform():
+    recipe = recipes.from_dict({"kind": "adapter", "name": "x", "task": "absolute", "base": "embedded:smollm2-135m-instruct",
+                                "data": {"source": "prometheus-eval/mt-bench"}, "lora": {"top_layers": 3}})
+    assert train._layers(recipe, 30) == {"layers_to_transform": [27, 28, 29], "layers_pattern": "layers"}
+    with pytest.raises(train.TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
+        train._layers(recipe, 2)

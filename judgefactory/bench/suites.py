@@ -40,6 +40,8 @@ from .. import formats
 from ..data import sources
 from . import metrics as M
 
+sections = formats.sections  # the parts of a Prometheus absolute prompt (kept here for callers of bench.suites)
+
 Messages = list[dict[str, str]]
 AUTOJ_CRITERION = "[Is the given response reflective of helpfulness, harmlessness, and honesty?]"
 """the criterion line of prometheus-eval's Auto-J coarse rubric (its relative mode keeps the first rubric line)."""
@@ -166,19 +168,6 @@ def _pair_item(id_: str, instruction: str, a: str, b: str, rubric: str, referenc
         return formats.relative_messages(formats.relative_prompt(instruction, x, y, rubric, reference))
 
     return Item(id=id_, cluster=id_, gold=gold, requests={"ab": msgs(a, b), "ba": msgs(b, a)}, stratum=stratum, meta=meta)
-
-
-def sections(prompt: str) -> dict[str, str]:
-    """The parts of a Prometheus absolute prompt (prometheus-eval's ``extract_sections``): instruction, response,
-    reference answer, score rubric."""
-    names = {"The instruction to evaluate:": "instruction", "Response to evaluate:": "response",
-             "Reference Answer (Score 5):": "reference", "Score Rubrics:": "rubric"}
-    out = {}
-    for part in prompt.split("###"):
-        for head, key in names.items():
-            if part.startswith(head):
-                out[key] = part[len(head):].strip()
-    return out
 
 
 def load_preference_bench(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:

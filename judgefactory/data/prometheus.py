@@ -11,7 +11,9 @@ Two upstream layouts are read into ``AbsoluteItem``:
 from __future__ import annotations
 
 import ast
+import itertools
 import math
+import random
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -123,3 +125,38 @@ def first_sentences(text: str, n: int | None) -> str:
     if n is None:
         return text.strip()
     return " ".join(_SENTENCE_END.split(text.strip())[:n])
+
+
+def target_score(item: AbsoluteItem, how: str) -> int:
+    """The one score an item is trained towards (``each`` counts as ``median`` here)."""
+    return targets(item, "median" if how == "each" else how)[0][1]
+
+
+def relative_pairs(items: list[AbsoluteItem], n: int, how: str = "median", seed: int = 0,
+                   min_gap: int = 1) -> list[tuple[AbsoluteItem, AbsoluteItem]]:
+    """Up to ``n`` (better, worse) pairs of responses to the same instruction (same ``group``) whose target scores
+    (``target_score``) differ by at least ``min_gap``: a seeded sample, the better response first. Equal scores are
+    left out (no tie in the Prometheus relative format)."""
+    groups: dict[str, list[AbsoluteItem]] = {}
+    for it in items:
+        groups.setdefault(it.group, []).append(it)
+    cands = []
+    for g in groups.values():
+        for x, y in itertools.combinations(g, 2):
+            sx, sy = target_score(x, how), target_score(y, how)
+            if abs(sx - sy) >= min_gap:
+                cands.append((x, y) if sx > sy else (y, x))
+    random.Random(seed).shuffle(cands)
+    return cands[:n]
+
+
+def relative_feedback(better: AbsoluteItem, worse: AbsoluteItem, winner: str, how: str, sentences: int | None) -> str:
+    """A relative judgement's feedback built from the two references: the score each response is trained towards
+    (so the verdict never contradicts the absolute targets) and the better response's feedback, retold about it."""
+    loser = "B" if winner == "A" else "A"
+    fb = targets(better, "median" if how == "each" else how)[0][0]
+    text = first_sentences(fb, sentences).strip().removeprefix("Feedback:").strip()
+    told = re.sub(r"^The (?:given |provided )?response\b", f"Response {winner}", text)
+    told = told if told != text else f"Response {winner}: {text}"
+    return (f"Response {winner} would score {target_score(better, how)} and Response {loser} "
+            f"{target_score(worse, how)} on this rubric. {told}")
