@@ -21,7 +21,8 @@ BASE = "embedded:smollm2-135m-instruct"
 MERGE = "nuslerp_50_50"
 MODELS = ("base", "adapter:absolute", "adapter:pairwise", f"merge:{MERGE}")
 BENCH = "demo"
-CONSISTENCY = dict(limit_groups=1, limit_pairs=8, suites=("vicuna", "bbq_pairs"), max_new_tokens=80, max_response_chars=400)
+CONSISTENCY = dict(limit_groups=1, limit_pairs=8, suites=("vicuna", "bbq_pairs"), max_new_tokens=80, max_response_chars=400,
+                   with_reference=False)  # CR, NTR_3, NTR_4 on one Vicuna group of 4; NTR_5 needs the reference (full runs)
 FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
 
 
@@ -73,7 +74,7 @@ def run(mirror: str | Path | None = None, report_dir: Path = REPO_ROOT / "report
     line = Line(budget={"prepare the embedded base": 60, "build the BBQ pair set": 10,
                         **{f"train the {t} specialist": r.train.max_minutes * 60 + 90 if r.train.max_minutes else 1800
                            for t, r in specialists.items()},
-                        f"merge ({MERGE})": 30, "bench base, specialists and merge": 300, "consistency checks": 240,
+                        f"merge ({MERGE})": 30, "bench base, specialists and merge": 450, "consistency checks": 300,
                         "model card (no push)": 5, "report": 15})
     line.station("prepare the embedded base", lambda: bases.prepare(BASE))
     print(chat(BASE, "In one sentence, what makes a good judge?", max_new_tokens=40))

@@ -77,7 +77,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
             prompt = formats.relative_from_absolute(shorten(first.prompt, d.max_response_chars), shorten(second.prompt, d.max_response_chars))
             if prompt is None:
                 raise TrainError(f"{d.source}: prompt of {first.id} does not split into instruction / response / rubric sections")
-            fb = relative_feedback(better, worse, winner, d.score_target, d.max_feedback_sentences)
+            fb = relative_feedback(better, worse, winner, d.score_target)
             out.append({"prompt": formats.relative_messages(prompt),
                         "completion": [{"role": "assistant", "content": formats.relative_target(fb, winner)}]})
     info = {"source": d.source, "file": d.file, "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),

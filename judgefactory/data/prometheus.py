@@ -150,13 +150,10 @@ def relative_pairs(items: list[AbsoluteItem], n: int, how: str = "median", seed:
     return cands[:n]
 
 
-def relative_feedback(better: AbsoluteItem, worse: AbsoluteItem, winner: str, how: str, sentences: int | None) -> str:
-    """A relative judgement's feedback built from the two references: the score each response is trained towards
-    (so the verdict never contradicts the absolute targets) and the better response's feedback, retold about it."""
+def relative_feedback(better: AbsoluteItem, worse: AbsoluteItem, winner: str, how: str) -> str:
+    """A relative judgement's feedback from the two references: the score each response is trained towards (so the
+    verdict never contradicts the absolute targets), then the comparison. Templated and short (~25 tokens): a CPU run
+    sees a few dozen of these rows, and a free-text sentence taught quoting instead of the ``[RESULT]`` marker (D14)."""
     loser = "B" if winner == "A" else "A"
-    fb = targets(better, "median" if how == "each" else how)[0][0]
-    text = first_sentences(fb, sentences).strip().removeprefix("Feedback:").strip()
-    told = re.sub(r"^The (?:given |provided )?response\b", f"Response {winner}", text)
-    told = told if told != text else f"Response {winner}: {text}"
-    return (f"Response {winner} would score {target_score(better, how)} and Response {loser} "
-            f"{target_score(worse, how)} on this rubric. {told}")
+    return (f"Response {winner} would score {target_score(better, how)} and Response {loser} {target_score(worse, how)} "
+            f"on this rubric, so Response {winner} is better.")
