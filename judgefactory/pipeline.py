@@ -120,7 +120,7 @@ KEY_METRICS = (  # (suite, metric, label, higher is better)
     ("bbq_pairs", "position_bias_rate", "BBQ pair position-bias rate", False),
     ("bbq_pairs", "rule_baseline_kappa", "BBQ metadata-rule baseline κ (same items)", True),
 )
-KEY_CHECKS = (("conflict_ratio", "TrustJudge CR", False), ("ntr_3", "NTR_3", False), ("position_consistency", "swap consistency (Vicuna pairs, both orders)", True))
+KEY_CHECKS = (("conflict_ratio", "TrustJudge CR", False), ("ntr_3", "NTR_3", False), ("position_consistency/vicuna_pairs", "swap consistency (Vicuna pairs, both orders)", True))
 
 
 def _metric(bench_root: Path, label: str, suite: str, name: str) -> dict | None:
