@@ -359,11 +359,11 @@ class Engine:
             raise EngineError(f"unknown backend {backend!r}: transformers, vllm or openai")
         import torch
 
-        from .generate import bf16_supported
+        from .generate import native_dtype
 
         cuda = torch.cuda.is_available()
-        if dtype == "bfloat16" and not bf16_supported("cuda" if cuda else "cpu"):
-            dtype = "float32"
+        if dtype == "bfloat16":
+            dtype = native_dtype()
         model, tok = models.load(ref, dtype)
         if cuda:
             model.to("cuda")

@@ -45,6 +45,13 @@ def bf16_supported(device: str = "cpu") -> bool:
         return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
 
 
+def native_dtype() -> str:
+    """``bfloat16`` where this machine's device (CUDA when present, else the CPU) runs it natively, else ``float32``."""
+    import torch
+
+    return "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
+
+
 def _stop_ids(model: Any, tok: Any) -> set[int]:
     ids = {tok.eos_token_id, tok.pad_token_id}
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -39,6 +39,11 @@ def sha256_json(obj: Any) -> str:
     return sha256_text(json.dumps(obj, sort_keys=True, default=str))
 
 
+def hash_workers() -> int:
+    """Threads that hash files in parallel (hashlib releases the GIL on large blocks): one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def hash_tree(folder: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
     """sha256 of every file below ``folder`` (relative posix path -> hash), manifest excluded."""
     paths = {}
@@ -46,8 +51,7 @@ def hash_tree(folder: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str,
         rel = p.relative_to(folder).as_posix()
         if p.is_file() and rel not in exclude and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts):
             paths[rel] = p
-    # hashlib releases the GIL on large blocks: the shards of a checkpoint hash in parallel, one per core
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=hash_workers()) as pool:
         return dict(zip(paths, pool.map(sha256_file, paths.values())))
 
 

@@ -314,14 +314,13 @@ def _base_key(base_path: Path | str) -> str:
 
 
 def _shard_size(base_path: Path | str) -> int:
-    """Output shard size in bytes: the base's weights split over this machine's cores (up to 8), so the manifest's
+    """Output shard size in bytes: the base's weights split over ``manifest.hash_workers()`` shards, so the manifest's
     sha256 of the shards runs in parallel (a single 540 MB shard took 0.37 s, the factory's whole overhead over bare
     mergekit); between 256 MB and mergekit's own 5 GB default (used for hub bases, whose size is not known here)."""
     if not isinstance(base_path, Path):
         return 5 * 10**9
     total = sum(p.stat().st_size for p in base_path.glob("*.safetensors"))
-    cores = max(1, min(8, os.cpu_count() or 1))
-    return int(min(5e9, max(256e6, total // cores + 16e6)))
+    return int(min(5e9, max(256e6, total // mf.hash_workers() + 16e6)))
 
 
 def _template_file(folder: Path) -> str | None:

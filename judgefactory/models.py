@@ -70,11 +70,9 @@ def load(ref: str, dtype: str | None = None):
     from . import bases
 
     if dtype is None:
-        import torch
+        from .generate import native_dtype
 
-        from .generate import bf16_supported
-
-        dtype = "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
+        dtype = native_dtype()
 
     kind, loc = resolve(ref)
     if kind == "base":

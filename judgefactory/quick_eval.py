@@ -96,8 +96,8 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     """Quick check of the untrained base and the trained adapter on the same items.
 
     The base is loaded plain and the adapter folded into its weights (``merge_and_unload``; the adapter files are
-    saved already), both in bf16 where this machine runs it natively (else float32): unmerged LoRA wrappers cost ~2x per decoding step on a CPU. The base's result is
-    cached per machine (``_base_cache``): it depends only on the base, the items and the prompt format."""
+    saved already), both in bf16 where this machine runs it natively (else float32): unmerged LoRA wrappers cost
+    ~2x per decoding step on a CPU. The base's result is cached per machine (``_base_cache``): it depends only on the base, the items and the prompt format."""
     import json
 
     import torch
@@ -105,9 +105,9 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     from . import bases
     from . import manifest as mf
 
-    from .generate import bf16_supported
+    from .generate import native_dtype
 
-    dtype = "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
+    dtype = native_dtype()
     fn = absolute if recipe.task == "absolute" else pairwise
     out: dict[str, Any] = {"dtype": dtype, "task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
     cache = _base_cache(recipe)

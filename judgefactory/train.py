@@ -65,8 +65,9 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         if leaked:
             raise TrainError(f"{len(leaked)} training prompts from {d.source} also appear in holdout {held}")
     out = []
+    clipped = {id(it): shorten(it.prompt, d.max_response_chars) for it in items}  # by object: row ids may repeat
     for it in items:
-        prompt = formats.absolute_messages(shorten(it.prompt, d.max_response_chars))
+        prompt = formats.absolute_messages(clipped[id(it)])
         for fb, score in targets(it, d.score_target):
             fb = first_sentences(fb, d.max_feedback_sentences)
             out.append({"prompt": prompt, "completion": [{"role": "assistant", "content": formats.absolute_target(fb, score)}]})
@@ -74,7 +75,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
     pairs = relative_pairs(items, d.relative_pairs, d.score_target, seed=recipe.train.seed) if d.relative_pairs else []
     for better, worse in pairs:  # both orders, the verdict mirrored
         for first, second, winner in ((better, worse, "A"), (worse, better, "B")):
-            prompt = formats.relative_from_absolute(shorten(first.prompt, d.max_response_chars), shorten(second.prompt, d.max_response_chars))
+            prompt = formats.relative_from_absolute(clipped[id(first)], clipped[id(second)])
             if prompt is None:
                 raise TrainError(f"{d.source}: prompt of {first.id} does not split into instruction / response / rubric sections")
             fb = relative_feedback(better, worse, winner, d.score_target)

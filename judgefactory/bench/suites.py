@@ -40,8 +40,6 @@ from .. import formats
 from ..data import sources
 from . import metrics as M
 
-sections = formats.sections  # the parts of a Prometheus absolute prompt (kept here for callers of bench.suites)
-
 Messages = list[dict[str, str]]
 AUTOJ_CRITERION = "[Is the given response reflective of helpfulness, harmlessness, and honesty?]"
 """the criterion line of prometheus-eval's Auto-J coarse rubric (its relative mode keeps the first rubric line)."""
@@ -194,7 +192,7 @@ def load_hhh(mirror: Any = None, limit: int | None = None, seed: int = 0, max_re
     loaded = sources.load_rows(source, None, mirror=mirror)
     items, errors = [], list(loaded.errors)
     for i, r in enumerate(loaded.rows):
-        c, rj = sections(str(r.get("chosen_instruction", ""))), sections(str(r.get("rejected_instruction", "")))
+        c, rj = formats.sections(str(r.get("chosen_instruction", ""))), formats.sections(str(r.get("rejected_instruction", "")))
         if not all(k in c and k in rj for k in ("instruction", "response", "rubric")):
             errors.append(f"{r.get('_file', source)} row {i}: chosen/rejected_instruction is not a Prometheus prompt")
             continue
