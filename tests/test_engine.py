@@ -79,6 +79,30 @@ def test_batched_results_in_input_order(tiny):
     assert prefilled(model, [[5]], tok.pad_token_id) is None  # a one-token prompt: the plain path
 
 
+def test_reserved_cache_writes_in_place_and_grows(tiny):
+    """The joined cache's layers write decoded keys into reserved room (no copy of the cache per step), grow past
+    it, and decode exactly what a plain DynamicCache decodes."""
+    import torch
+
+    from judgefactory.generate import prefilled
+
+    model, tok = tiny
+    ids = [tok(render(tok, _msgs(p)), add_special_tokens=False)["input_ids"] for p in sorted(PROMPTS)[:3]]
+    outs = []
+    for reserve in (0, 4, 32):  # 0 and 4: grows during the 8 steps; 32: in place throughout
+        inputs = prefilled(model, ids, tok.pad_token_id, reserve=reserve)
+        layer = inputs["past_key_values"].layers[0]
+        with torch.inference_mode():
+            gen = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
+        outs.append(gen[:, inputs["input_ids"].shape[1]:].tolist())
+        if reserve == 32:
+            assert layer.keys.data_ptr() == layer._k.data_ptr()  # still a view of the first buffer
+    plain = tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left")
+    with torch.inference_mode():
+        ref = model.generate(**plain, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
+    assert outs[0] == outs[1] == outs[2] == ref[:, plain["input_ids"].shape[1]:].tolist()
+
+
 def test_prefill_with_a_peft_model(tiny):
     from peft import LoraConfig, get_peft_model
 
