@@ -155,3 +155,34 @@ def test_top_layers_become_peft_layers_to_transform():
     assert train._layers(recipe, 30) == {"layers_to_transform": [27, 28, 29], "layers_pattern": "layers"}
     with pytest.raises(train.TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
         train._layers(recipe, 2)
+
+
+def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):
+    """TRL's fused LM head scoring only the completion positions (as it does on Triton devices) gives the loss and
+    LoRA gradients of scoring every position and masking the prompt's; the switch is restored afterwards."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    trl_utils.add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
+    ids = torch.randint(4, 100, (2, 12))
+    labels = ids.clone()
+    labels[0, :8], labels[1, :5] = -100, -100  # prompts: no loss
+
+    def loss_and_grads():
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    full_loss, full_grads = loss_and_grads()
+    with train.completion_only_head() as on:
+        assert on and trl_utils._use_triton(torch.device("cpu"))
+        loss, grads = loss_and_grads()
+    assert not trl_utils._use_triton(torch.device("cpu"))  # restored
+    assert torch.allclose(loss, full_loss, atol=1e-6) and loss > 0
+    assert all(torch.allclose(g, f, atol=1e-6) for g, f in zip(grads, full_grads)) and any(g.abs().sum() > 0 for g in grads)
