@@ -84,7 +84,7 @@ def test_reserved_cache_writes_in_place_and_grows(tiny):
     it, and decode exactly what a plain DynamicCache decodes."""
     import torch
 
-    from judgefactory.generate import prefilled
+    from judgefactory.generate import prefilled, recycle
 
     model, tok = tiny
     ids = [tok(render(tok, _msgs(p)), add_special_tokens=False)["input_ids"] for p in sorted(PROMPTS)[:3]]
@@ -101,6 +101,19 @@ def test_reserved_cache_writes_in_place_and_grows(tiny):
     with torch.inference_mode():
         ref = model.generate(**plain, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
     assert outs[0] == outs[1] == outs[2] == ref[:, plain["input_ids"].shape[1]:].tolist()
+    # a finished batch's buffers are reused by the next one (no fresh allocation) and decode the same
+    spare: list = []
+    first = prefilled(model, ids, tok.pad_token_id, reserve=32, spare=spare)
+    recycle(first, spare)
+    held = {t.data_ptr() for t in spare}
+    again = prefilled(model, ids[:2], tok.pad_token_id, reserve=16, spare=spare)
+    assert again["past_key_values"].layers[0]._k.data_ptr() in held and len(spare) == len(held) - 2 * len(again["past_key_values"].layers)
+    with torch.inference_mode():
+        gen = model.generate(**again, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
+    short = tok.pad({"input_ids": ids[:2]}, return_tensors="pt", padding_side="left")
+    with torch.inference_mode():
+        ref2 = model.generate(**short, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
+    assert gen[:, again["input_ids"].shape[1]:].tolist() == ref2[:, short["input_ids"].shape[1]:].tolist()
 
 
 def test_prefill_with_a_peft_model(tiny):
