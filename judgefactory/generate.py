@@ -218,7 +218,7 @@ def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: 
             n, add = self.keys.shape[-2], key_states.shape[-2]
             if n + add > self._k.shape[-2] or self.keys.data_ptr() != self._k.data_ptr():
                 k, v = torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
-                self._hold([k], [v], n + add, 1)
+                self._hold([k], [v], max(n + add, 2 * n), 1)  # room to double
             else:
                 self._k[..., n:n + add, :] = key_states
                 self._v[..., n:n + add, :] = value_states
@@ -228,7 +228,7 @@ def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: 
         def _hold(self, ks: Sequence[Any], vs: Sequence[Any], room: int, n: int, spare: list | None = None) -> None:
             length = max(k.shape[-2] for k in ks)
             rows = sum(k.shape[0] for k in ks) * n
-            shape = (rows, ks[0].shape[1], max(room, 2 * length), ks[0].shape[-1])
+            shape = (rows, ks[0].shape[1], max(room, length), ks[0].shape[-1])
             self._k, self._v = _buffer(shape, ks[0], spare), _buffer(shape, vs[0], spare)
             r = 0
             for k, v in zip(ks, vs):

@@ -157,9 +157,12 @@ def test_rule_labels_and_reasoning(age1):
         pairs.rule_label("unparseable", "correct")
     it = age1["age::1::0::neg"]
     text = pairs.reasoning(it, "biased", 0, "correct", 2)
-    assert text == 'A chose "The grandfather": stereotyped. B chose "Can\'t be determined": supported.'
-    assert pairs.reasoning(it, "other_wrong", 1, "biased", 0) == 'A chose "The grandson": unsupported. B chose "The grandfather": stereotyped.'
-    assert len(text.split()) < 12
+    assert text == ('A chose "The grandfather": the stereotype, not supported. '
+                    'B chose "Can\'t be determined": supported by the context. A relies more on the stereotype.')
+    assert "Neither relies" in pairs.reasoning(it, "correct", 2, "correct", 2)
+    assert "not the stereotype." in pairs.reasoning(it, "other_wrong", 1, "biased", 0)
+    assert "Both guess; neither" in pairs.reasoning(it, "other_wrong", 1, "biased", 0, "tie")
+    assert len(text.split()) < 30
 
 
 # --------------------------------------------------------------------------- splits
