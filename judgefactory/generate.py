@@ -129,7 +129,6 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
                 out[i] = out[i] * num_return_sequences
         bar.update(len(idx))
     bar.close()
-    spare.clear()
     return out
 
 
@@ -209,6 +208,15 @@ def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: 
     (on a CPU that copy took a third of a batch-32 decoding step over ~450 cached tokens). Past the reserve, or
     after the cache was replaced (beam reordering), it reallocates with room to double. The buffers come from
     ``spare`` (a finished batch's, ``recycle``) when large enough."""
+    layer = _reserved_layer_type()()
+    layer.lazy_initialization(keys[0], values[0])
+    layer._hold(keys, values, max(k.shape[-2] for k in keys) + reserve, n, spare)
+    return layer
+
+
+@functools.cache
+def _reserved_layer_type() -> type:
+    """The ``ReservedLayer`` class, built once on first use (keeps the transformers import out of module load)."""
     from transformers.cache_utils import DynamicLayer
 
     class ReservedLayer(DynamicLayer):
@@ -226,9 +234,9 @@ def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: 
             return self.keys, self.values
 
         def _hold(self, ks: Sequence[Any], vs: Sequence[Any], room: int, n: int, spare: list | None = None) -> None:
+            """Copy ``ks``/``vs`` (right-aligned, each row ``n`` times) into buffers of ``room`` positions (>= their length)."""
             length = max(k.shape[-2] for k in ks)
-            rows = sum(k.shape[0] for k in ks) * n
-            shape = (rows, ks[0].shape[1], max(room, length), ks[0].shape[-1])
+            shape = (sum(k.shape[0] for k in ks) * n, ks[0].shape[1], room, ks[0].shape[-1])
             self._k, self._v = _buffer(shape, ks[0], spare), _buffer(shape, vs[0], spare)
             r = 0
             for k, v in zip(ks, vs):
@@ -239,11 +247,7 @@ def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: 
                     r += n
             self.keys, self.values = self._k[..., :length, :], self._v[..., :length, :]
 
-    layer = ReservedLayer()
-    layer.lazy_initialization(keys[0], values[0])
-    length = max(k.shape[-2] for k in keys)
-    layer._hold(keys, values, length + reserve, n, spare)
-    return layer
+    return ReservedLayer
 
 
 def _buffer(shape: tuple[int, ...], like: Any, spare: list | None) -> Any:

@@ -172,11 +172,8 @@ def completion_only_head() -> Iterator[bool]:
     the 49k-wide projection plus its backward was half of each step (20.4 -> 10.1 s per step at batch 4, identical
     losses; D17). This switches TRL's ``compact`` choice on for the duration and restores it; yields False (and
     changes nothing) where TRL has no such switch."""
-    try:
-        from trl.trainer import utils as trl_utils
-    except ImportError:  # pragma: no cover - trl is a dependency
-        yield False
-        return
+    from trl.trainer import utils as trl_utils
+
     original = getattr(trl_utils, "_use_triton", None)
     if original is None:
         yield False
