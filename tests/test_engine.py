@@ -116,6 +116,39 @@ def test_reserved_cache_writes_in_place_and_grows(tiny):
     assert gen[:, again["input_ids"].shape[1]:].tolist() == ref2[:, short["input_ids"].shape[1]:].tolist()
 
 
+def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(tiny):
+    """Greedy decoding that drops finished rows from the batch (compacting the reserved caches in place) gives every
+    row the tokens ``generate`` gives it, up to its first stop token."""
+    import torch
+
+    from judgefactory.generate import prefilled, shrinking_greedy
+
+    model, tok = tiny
+    ids = [tok(render(tok, _msgs(p + " w" * k)), add_special_tokens=False)["input_ids"]
+           for k in range(3) for p in sorted(PROMPTS)]  # 15 rows
+    ref_in = prefilled(model, ids, tok.pad_token_id, reserve=13)
+    with torch.inference_mode():
+        gen = model.generate(**ref_in, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    ref = gen[:, ref_in["input_ids"].shape[1]:].tolist()
+    eos = {tok.eos_token_id, tok.pad_token_id}
+
+    def cut(row: list[int], stop: set[int]) -> list[int]:
+        return row[:next((k + 1 for k, t in enumerate(row) if t in stop), len(row))]
+
+    # a stop token that ends the rows at the most different steps (rows finish unevenly: compaction runs)
+    extra = max(sorted({t for row in ref for t in row} - eos), key=lambda t: len({len(cut(row, eos | {t})) for row in ref}))
+    stop = eos | {extra}
+    want = [cut(row, stop) for row in ref]
+    assert len({len(w) for w in want}) >= 3 and sum(len(w) < 12 for w in want) >= len(want) // 4
+    inputs = prefilled(model, ids, tok.pad_token_id, reserve=13)
+    buffer = inputs["past_key_values"].layers[0]._k.data_ptr()
+    with torch.inference_mode():
+        got = shrinking_greedy(model, inputs, 12, stop)
+    assert got == want
+    layer = inputs["past_key_values"].layers[0]
+    assert layer._k.data_ptr() == buffer and layer._k.shape[0] < len(ids)  # compacted in place
+
+
 def test_prefill_with_a_peft_model(tiny):
     from peft import LoraConfig, get_peft_model
 
