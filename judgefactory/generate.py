@@ -114,8 +114,9 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
             if inputs is None:  # plain path: one padded batch, the prompts pre-filled together
                 inputs = {k: v.to(device) for k, v in tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").items()}
                 inputs["num_return_sequences"] = n_gen
-            if "num_return_sequences" not in inputs and not sample and recorder is None and plain_greedy(model):
-                new = shrinking_greedy(model, inputs, max_new_tokens, stop)
+            tops = None
+            if "num_return_sequences" not in inputs and not sample and plain_greedy(model):
+                new, tops = shrinking_greedy(model, inputs, max_new_tokens, stop, top_logprobs)
             else:
                 gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_p=top_p if sample else None,
@@ -127,7 +128,7 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
         for row, i in enumerate(idx):
             for j in range(n_gen):
                 got = _trim(new[row * n_gen + j], stop)
-                top = recorder.row(row * n_gen + j, len(got)) if recorder else None
+                top = (tops[row][:len(got)] if tops is not None else recorder.row(row * n_gen + j, len(got))) if recorder else None
                 out[i].append(Completion(tok.decode(got, skip_special_tokens=True), got, top))
             if not sample:
                 out[i] = out[i] * num_return_sequences
@@ -149,9 +150,11 @@ def plain_greedy(model: Any) -> bool:
     return all(getattr(cfg, k, None) in ok for k, ok in _GREEDY_NEUTRAL.items())
 
 
-def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, stop: set[int]) -> list[list[int]]:
+def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, stop: set[int],
+                     top_logprobs: int = 0) -> tuple[list[list[int]], list[list[dict[int, float]]] | None]:
     """Greedy decoding of a ``prefilled`` batch that stops computing finished rows: each row's new tokens, up to and
-    including its first ``stop`` token, in batch order.
+    including its first ``stop`` token, in batch order, and (``top_logprobs`` > 0) each of its steps' top-k
+    next-token log-probabilities (as ``TopLogprobs`` records them).
 
     ``generate`` decodes every row until the last one finishes. Here a row that wrote a stop token is dropped from
     the batch (rows are independent) once a quarter of the rows have finished, by moving the live rows' caches to
@@ -163,6 +166,7 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
     cache, mask = inputs["past_key_values"], inputs["attention_mask"]
     rows = list(range(mask.shape[0]))
     out: list[list[int]] = [[] for _ in rows]
+    tops: list[list[dict[int, float]]] | None = [[] for _ in rows] if top_logprobs > 0 else None
     cur, pos = inputs["input_ids"][:, -1:], mask.sum(1, keepdim=True) - 1
     live = torch.ones(len(rows), dtype=torch.bool)
     stop_t = torch.tensor(sorted(stop), dtype=torch.long)
@@ -173,6 +177,11 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
         for r, t, alive in zip(rows, nxt.tolist(), live.tolist()):
             if alive:
                 out[r].append(t)
+        if tops is not None:
+            values, ids = torch.log_softmax(logits.float(), -1).topk(min(top_logprobs, logits.shape[-1]), -1)
+            for r, i, v, alive in zip(rows, ids.tolist(), values.tolist(), live.tolist()):
+                if alive:
+                    tops[r].append(dict(zip(i, v)))
         live &= ~torch.isin(nxt, stop_t)
         n_live = int(live.sum())
         if n_live == 0:
@@ -185,7 +194,7 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
                 layer.keep_rows(keep.tolist())
             rows = [rows[k] for k in keep.tolist()]
             cur, pos, mask, live = cur[keep], pos[keep], mask[keep], live[keep]
-    return out
+    return out, tops
 
 
 class TopLogprobs:
@@ -291,11 +300,11 @@ def _reserved_layer_type() -> type:
 
         def keep_rows(self, keep: Sequence[int]) -> None:
             """Keep only rows ``keep`` (ascending), moved to the front of the same buffers (no allocation)."""
-            for dst, src in enumerate(keep):
-                if dst != src:
-                    self._k[dst].copy_(self._k[src])
-                    self._v[dst].copy_(self._v[src])
             n = self.keys.shape[-2]
+            for dst, src in enumerate(keep):
+                if dst != src:  # only the filled positions: the rest of the room is written by later steps
+                    self._k[dst, :, :n].copy_(self._k[src, :, :n])
+                    self._v[dst, :, :n].copy_(self._v[src, :, :n])
             self._k, self._v = self._k[:len(keep)], self._v[:len(keep)]
             self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
 

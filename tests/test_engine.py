@@ -126,9 +126,15 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
     model, tok = tiny
     ids = [tok(render(tok, _msgs(p + " w" * k)), add_special_tokens=False)["input_ids"]
            for k in range(3) for p in sorted(PROMPTS)]  # 15 rows
+    from transformers import LogitsProcessorList
+
+    from judgefactory.generate import TopLogprobs
+
     ref_in = prefilled(model, ids, tok.pad_token_id, reserve=13)
+    recorder = TopLogprobs(5)
     with torch.inference_mode():
-        gen = model.generate(**ref_in, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        gen = model.generate(**ref_in, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
+                             logits_processor=LogitsProcessorList([recorder]))
     ref = gen[:, ref_in["input_ids"].shape[1]:].tolist()
     eos = {tok.eos_token_id, tok.pad_token_id}
 
@@ -143,8 +149,12 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
     inputs = prefilled(model, ids, tok.pad_token_id, reserve=13)
     buffer = inputs["past_key_values"].layers[0]._k.data_ptr()
     with torch.inference_mode():
-        got = shrinking_greedy(model, inputs, 12, stop)
+        got, tops = shrinking_greedy(model, inputs, 12, stop, top_logprobs=5)
     assert got == want
+    for r, row in enumerate(got):  # the recorded distributions survive the compactions, row by row
+        ref_top = recorder.row(r, len(row))
+        assert len(tops[r]) == len(row) and [sorted(t) for t in tops[r]] == [sorted(t) for t in ref_top]
+        assert all(t == pytest.approx(u, abs=1e-5) for t, u in zip(tops[r], ref_top))
     layer = inputs["past_key_values"].layers[0]
     assert layer._k.data_ptr() == buffer and layer._k.shape[0] < len(ids)  # compacted in place
 
