@@ -107,17 +107,17 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         ids = [tokens[i] for i in idx]
-        recorder = TopLogprobs(top_logprobs) if top_logprobs > 0 else None
+        recorder, tops = None, None
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
                 fast_decode(model):
             inputs = prefilled(model, ids, tok.pad_token_id, n_gen, max_new_tokens + 1, spare) if cpu_prefill else None
             if inputs is None:  # plain path: one padded batch, the prompts pre-filled together
                 inputs = {k: v.to(device) for k, v in tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").items()}
                 inputs["num_return_sequences"] = n_gen
-            tops = None
             if "num_return_sequences" not in inputs and not sample and plain_greedy(model):
                 new, tops = shrinking_greedy(model, inputs, max_new_tokens, stop, top_logprobs)
             else:
+                recorder = TopLogprobs(top_logprobs) if top_logprobs > 0 else None
                 gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
                                      temperature=temperature if sample else None, top_p=top_p if sample else None,
                                      top_k=None, pad_token_id=tok.pad_token_id,
@@ -128,7 +128,7 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
         for row, i in enumerate(idx):
             for j in range(n_gen):
                 got = _trim(new[row * n_gen + j], stop)
-                top = (tops[row][:len(got)] if tops is not None else recorder.row(row * n_gen + j, len(got))) if recorder else None
+                top = tops[row][:len(got)] if tops is not None else recorder.row(row * n_gen + j, len(got)) if recorder else None
                 out[i].append(Completion(tok.decode(got, skip_special_tokens=True), got, top))
             if not sample:
                 out[i] = out[i] * num_return_sequences
@@ -173,15 +173,16 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
     for _ in range(max_new_tokens):
         logits = model(input_ids=cur, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
                        logits_to_keep=1).logits[:, -1]
-        nxt = logits.float().argmax(-1)
-        for r, t, alive in zip(rows, nxt.tolist(), live.tolist()):
+        logits = logits.float()
+        nxt = logits.argmax(-1)
+        if tops is not None:
+            values, ids = torch.log_softmax(logits, -1).topk(min(top_logprobs, logits.shape[-1]), -1)
+            values, ids = values.tolist(), ids.tolist()
+        for k, (r, t, alive) in enumerate(zip(rows, nxt.tolist(), live.tolist())):
             if alive:
                 out[r].append(t)
-        if tops is not None:
-            values, ids = torch.log_softmax(logits.float(), -1).topk(min(top_logprobs, logits.shape[-1]), -1)
-            for r, i, v, alive in zip(rows, ids.tolist(), values.tolist(), live.tolist()):
-                if alive:
-                    tops[r].append(dict(zip(i, v)))
+                if tops is not None:
+                    tops[r].append(dict(zip(ids[k], values[k])))
         live &= ~torch.isin(nxt, stop_t)
         n_live = int(live.sum())
         if n_live == 0:
@@ -190,9 +191,10 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
         if n_live <= 0.75 * len(rows):
             keep = live.nonzero().flatten()
+            kept = keep.tolist()
             for layer in cache.layers:
-                layer.keep_rows(keep.tolist())
-            rows = [rows[k] for k in keep.tolist()]
+                layer.keep_rows(kept)
+            rows = [rows[k] for k in kept]
             cur, pos, mask, live = cur[keep], pos[keep], mask[keep], live[keep]
     return out, tops
 

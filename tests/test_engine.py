@@ -120,16 +120,13 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
     """Greedy decoding that drops finished rows from the batch (compacting the reserved caches in place) gives every
     row the tokens ``generate`` gives it, up to its first stop token."""
     import torch
+    from transformers import LogitsProcessorList
 
-    from judgefactory.generate import prefilled, shrinking_greedy
+    from judgefactory.generate import TopLogprobs, prefilled, shrinking_greedy
 
     model, tok = tiny
     ids = [tok(render(tok, _msgs(p + " w" * k)), add_special_tokens=False)["input_ids"]
            for k in range(3) for p in sorted(PROMPTS)]  # 15 rows
-    from transformers import LogitsProcessorList
-
-    from judgefactory.generate import TopLogprobs
-
     ref_in = prefilled(model, ids, tok.pad_token_id, reserve=13)
     recorder = TopLogprobs(5)
     with torch.inference_mode():
