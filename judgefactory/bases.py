@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
+from .errors import JudgeFactoryError
 
 # Gemma's own template, with a system turn folded into the first user turn (Gemma has no system role).
 GEMMA_CHAT_TEMPLATE = (
@@ -60,7 +61,7 @@ EMBEDDED = {
 }
 
 
-class BaseError(RuntimeError):
+class BaseError(JudgeFactoryError):
     """A base model could not be found or prepared."""
 
 
@@ -154,6 +155,8 @@ def info(name: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .precision import bf16_supported, native_dtype
+
     path = prepare(name)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype="auto")
     tok = AutoTokenizer.from_pretrained(str(path))
@@ -168,7 +171,8 @@ def info(name: str) -> dict:
         "chat_template": bool(tok.chat_template),
         "eos_token": tok.eos_token,
         "vocab_size": model.config.vocab_size,
-        "bf16_supported": bool(torch.backends.cpu.can_use_bf16() if hasattr(torch.backends.cpu, "can_use_bf16") else True),
+        "bf16_supported": bf16_supported("cuda" if torch.cuda.is_available() else "cpu"),
+        "judging_dtype": native_dtype(),
     }
 
 

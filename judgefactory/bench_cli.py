@@ -8,22 +8,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import run as bench_run
     from .bench import suites
-    from .engine import EngineError
 
-    try:
-        out = bench_run.run(args.model, args.suite, limit=args.limit, out_root=Path(args.out), batch_size=args.batch_size,
-                            backend=args.backend, base_url=args.base_url, max_response_chars=args.max_response_chars,
-                            n_boot=args.n_boot)
-    except (EngineError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    out = bench_run.run(args.model, args.suite, limit=args.limit, out_root=Path(args.out), batch_size=args.batch_size,
+                        backend=args.backend, base_url=args.base_url, max_response_chars=args.max_response_chars,
+                        n_boot=args.n_boot)
     folders = [out] if args.suite in suites.LOADERS else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
     for f in folders:
         print((f / bench_run.TABLE).read_text())

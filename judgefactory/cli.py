@@ -41,7 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             failed += 1
             print(f"FAIL {err}")
     if failed:
-        raise SystemExit(f"{failed} of {len(paths)} recipes failed validation")
+        raise recipes.RecipeError(f"{failed} of {len(paths)} recipes failed validation")
     print(f"{len(paths)} recipes valid")
 
 
@@ -132,12 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.data_mirror:
         os.environ["JUDGEFACTORY_DATA"] = str(Path(args.data_mirror).resolve())
+    from .errors import JudgeFactoryError
+
     try:
         args.func(args)
-    except Exception as err:
-        if not type(err).__module__.startswith("judgefactory."):
-            raise  # a library's or our bug: keep the traceback
-        print(f"error: {err}", file=sys.stderr)  # the user's to fix: one line, exit 2
+    except JudgeFactoryError as err:  # the user's to fix: one line, exit 2 (anything else is a bug: traceback)
+        print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

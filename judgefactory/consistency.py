@@ -67,11 +67,13 @@ from .consistency_metrics import (
     pair_outcome,
     triple_status,
 )
+from .errors import JudgeFactoryError
 
 __all__ = [
     "ABSOLUTE_SUITES",
     "PAIRWISE_SUITES",
     "DEFAULT_SUITES",
+    "ConsistencyError",
     "GateError",
     "Group",
     "load_groups",
@@ -95,7 +97,11 @@ SUMMARY = "summary.json"
 _C = {"A": 1, "B": -1, "TIE": 0}
 
 
-class GateError(RuntimeError):
+class ConsistencyError(JudgeFactoryError):
+    """A consistency run cannot start (unknown suite, bad setting); one line."""
+
+
+class GateError(JudgeFactoryError):
     """A model fails (or was never measured against) its recipe's consistency gate; one line naming the check."""
 
 
@@ -558,10 +564,10 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
 
     unknown = [s for s in suites if s not in ABSOLUTE_SUITES + PAIRWISE_SUITES]
     if unknown:
-        raise KeyError(f"unknown consistency suite {unknown[0]!r}; absolute: {', '.join(ABSOLUTE_SUITES)}; "
+        raise ConsistencyError(f"unknown consistency suite {unknown[0]!r}; absolute: {', '.join(ABSOLUTE_SUITES)}; "
                        f"pairwise: {', '.join(PAIRWISE_SUITES)}")
     if samples < 1:
-        raise ValueError("samples must be >= 1")
+        raise ConsistencyError(f"samples must be >= 1, got {samples}")
     t0 = time.time()
     label = _label(model_ref, engine, backend)
     parse = _Parse()

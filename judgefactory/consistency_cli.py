@@ -8,7 +8,6 @@ rows = checks, columns = plain vs remedied judging.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -19,19 +18,14 @@ def _limit(value: int | None) -> int | None:
 
 def cmd_consistency(args: argparse.Namespace) -> None:
     from . import consistency
-    from .engine import EngineError
 
     t0 = time.perf_counter()
-    try:
-        out = consistency.run(args.model, limit_groups=_limit(args.limit), limit_pairs=_limit(args.limit_pairs),
-                              suites=args.suites, out_root=Path(args.out), samples=args.samples,
-                              max_new_tokens=args.max_new_tokens, max_response_chars=args.max_response_chars,
-                              batch_size=args.batch_size, seed=args.seed, with_reference=not args.no_reference,
-                              score_tol=args.score_tol, verdict_tol=args.verdict_tol, backend=args.backend,
-                              base_url=args.base_url, progress=args.progress)
-    except (EngineError, KeyError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    out = consistency.run(args.model, limit_groups=_limit(args.limit), limit_pairs=_limit(args.limit_pairs),
+                          suites=args.suites, out_root=Path(args.out), samples=args.samples,
+                          max_new_tokens=args.max_new_tokens, max_response_chars=args.max_response_chars,
+                          batch_size=args.batch_size, seed=args.seed, with_reference=not args.no_reference,
+                          score_tol=args.score_tol, verdict_tol=args.verdict_tol, backend=args.backend,
+                          base_url=args.base_url, progress=args.progress)
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
 
 
@@ -40,14 +34,14 @@ def add_parser(sub) -> None:
     from .consistency import ABSOLUTE_SUITES, DEFAULT_SUITES, PAIRWISE_SUITES
 
     s = sub.add_parser("consistency", help="position consistency, score-comparison conflicts (CR) and transitivity "
-                                           "(NTR_k), plain vs remedied: consistency/<model>/")
+                                       "(NTR_k), plain vs remedied: consistency/<model>/")
     s.add_argument("model", metavar="MODEL", help="base, embedded:<name>, adapter:<name>, merge:<name>, a folder or hub id")
     s.add_argument("--limit", type=int, default=8,
                    help="instructions (4 responses each) per absolute suite (default 8; 0: all)")
     s.add_argument("--limit-pairs", type=int, default=40, help="pairs per pairwise suite (default 40; 0: all)")
     s.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES), choices=list(ABSOLUTE_SUITES + PAIRWISE_SUITES),
                    metavar="SUITE", help=f"absolute: {', '.join(ABSOLUTE_SUITES)}; pairwise: {', '.join(PAIRWISE_SUITES)} "
-                                         f"(default: {' '.join(DEFAULT_SUITES)}; suites absent from the data are skipped)")
+                                     f"(default: {' '.join(DEFAULT_SUITES)}; suites absent from the data are skipped)")
     s.add_argument("--samples", type=int, default=1, help="samples per pairwise item for repetition stability (1: off)")
     s.add_argument("--max-new-tokens", type=int, default=128)
     s.add_argument("--max-response-chars", type=int, default=None, help="clip judged responses (CPU budgets)")

@@ -44,13 +44,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 from . import formats
+from .errors import JudgeFactoryError
 
 AnswerKind = Literal["score", "verdict", "relative", "choice"]
 Messages = list[dict[str, str]]
 _CHOICE = re.compile(r"^\s*[\(\[]?\**([ABC])\**(?:[\)\].:,]|\s|$)")
 
 
-class EngineError(RuntimeError):
+class EngineError(JudgeFactoryError):
     """The engine cannot run as asked (missing backend package, unreachable endpoint, bad answer kind)."""
 
 
@@ -359,7 +360,7 @@ class Engine:
             raise EngineError(f"unknown backend {backend!r}: transformers, vllm or openai")
         import torch
 
-        from .generate import native_dtype
+        from .precision import native_dtype
 
         cuda = torch.cuda.is_available()
         if dtype == "bfloat16":

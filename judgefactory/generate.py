@@ -14,6 +14,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from .precision import bf16_supported
+
 DECODE_ATTENTION = "judgefactory_decode"
 
 
@@ -30,26 +32,6 @@ class Completion:
 def render(tok: Any, messages: list[dict[str, str]]) -> str:
     """Chat-template a conversation, ending with the assistant's generation prompt."""
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-@functools.cache
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bf16 matmuls run natively here (CPU: oneDNN bf16 support, e.g. AVX512-BF16/AMX; CUDA: Ampere+)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
-
-
-def native_dtype() -> str:
-    """``bfloat16`` where this machine's device (CUDA when present, else the CPU) runs it natively, else ``float32``."""
-    import torch
-
-    return "bfloat16" if bf16_supported("cuda" if torch.cuda.is_available() else "cpu") else "float32"
 
 
 def _stop_ids(model: Any, tok: Any) -> set[int]:

@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, get_token
 
+from .errors import JudgeFactoryError
+
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
 MANIFEST = "manifest.json"
 MERGE_YAML = "mergekit_config.yaml"
@@ -70,7 +72,7 @@ LIMITATION_MERGE = (
 )
 
 
-class HubError(RuntimeError):
+class HubError(JudgeFactoryError):
     """A card or push problem; the message is one line and never contains the token."""
 
 

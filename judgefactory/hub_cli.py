@@ -10,9 +10,10 @@ from .recipes import REPO_ROOT
 
 def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
     from . import models
+    from .hub import HubError
 
     if bool(args.merge) == bool(args.adapter):
-        raise SystemExit("give exactly one of --merge NAME or --adapter NAME")
+        raise HubError("give exactly one of --merge NAME or --adapter NAME")
     ref = f"merge:{args.merge}" if args.merge else f"adapter:{args.adapter}"
     return ref, Path(models.resolve(ref)[1])
 

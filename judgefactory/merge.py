@@ -34,6 +34,7 @@ import yaml
 
 from . import bases
 from . import manifest as mf
+from .errors import JudgeFactoryError
 from .models import ADAPTERS_DIR, MERGES_DIR
 from .recipes import MergeRecipe, dump
 
@@ -45,7 +46,7 @@ _ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 _RANDOM_SEED = 0  # dare_linear drops at random: fixed seed, reproducible merges
 
 
-class MergeError(RuntimeError):
+class MergeError(JudgeFactoryError):
     """A merge cannot run as asked; the message is one line saying what to change."""
 
 

@@ -30,47 +30,32 @@ def _kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
-def _fail(err: Exception) -> None:
-    print(f"error: {err}", file=sys.stderr)
-    raise SystemExit(2) from None
-
-
 def cmd_merge(args: argparse.Namespace) -> None:
     from . import merge
-    from .bases import BaseError
-    from .recipes import RecipeError
 
     t0 = time.perf_counter()
-    try:
-        recipe = _load(args)
-        if recipe.sweep is not None:
-            print(f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)",
-                  file=sys.stderr)
-        out = merge.run(recipe, **_kwargs(args))
-    except (merge.MergeError, RecipeError, BaseError) as err:
-        _fail(err)
+    recipe = _load(args)
+    if recipe.sweep is not None:
+        print(f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)",
+              file=sys.stderr)
+    out = merge.run(recipe, **_kwargs(args))
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from . import merge
-    from .bases import BaseError
-    from .recipes import RecipeError
 
     t0 = time.perf_counter()
-    try:
-        recipe = _load(args)
-        if recipe.sweep is None:
-            raise merge.MergeError(f"{recipe.name}: recipe has no 'sweep: {{weights: [...]}}' (use `judgefactory merge {args.recipe}`)")
-        points = recipe.sweep.weights
-        outs = []
-        for k, w in enumerate(points, 1):
-            print(f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}", file=sys.stderr, flush=True)
-            t1 = time.perf_counter()
-            outs.append(merge.run(recipe, weights=[w, round(1.0 - w, 10)], **_kwargs(args)))
-            print(f"{outs[-1]}  ({time.perf_counter() - t1:.1f}s)")
-    except (merge.MergeError, RecipeError, BaseError) as err:
-        _fail(err)
+    recipe = _load(args)
+    if recipe.sweep is None:
+        raise merge.MergeError(f"{recipe.name}: recipe has no 'sweep: {{weights: [...]}}' (use `judgefactory merge {args.recipe}`)")
+    points = recipe.sweep.weights
+    outs = []
+    for k, w in enumerate(points, 1):
+        print(f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}", file=sys.stderr, flush=True)
+        t1 = time.perf_counter()
+        outs.append(merge.run(recipe, weights=[w, round(1.0 - w, 10)], **_kwargs(args)))
+        print(f"{outs[-1]}  ({time.perf_counter() - t1:.1f}s)")
     print(f"{len(outs)} merges in {time.perf_counter() - t0:.1f}s")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import manifest as mf
+from .errors import JudgeFactoryError
 from .recipes import REPO_ROOT
 
 ADAPTERS_DIR = REPO_ROOT / "adapters"
@@ -18,7 +19,7 @@ MERGES_DIR = REPO_ROOT / "merges"
 DEFAULT_BASE = "embedded:smollm2-135m-instruct"
 
 
-class ModelRefError(RuntimeError):
+class ModelRefError(JudgeFactoryError):
     """A model reference names nothing loadable."""
 
 
@@ -70,7 +71,7 @@ def load(ref: str, dtype: str | None = None):
     from . import bases
 
     if dtype is None:
-        from .generate import native_dtype
+        from .precision import native_dtype
 
         dtype = native_dtype()
 

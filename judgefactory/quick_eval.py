@@ -105,7 +105,7 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     from . import bases
     from . import manifest as mf
 
-    from .generate import native_dtype
+    from .precision import native_dtype
 
     dtype = native_dtype()
     fn = absolute if recipe.task == "absolute" else pairwise

@@ -8,12 +8,15 @@ file, the field and what was expected.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from .errors import JudgeFactoryError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
@@ -23,7 +26,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class RecipeError(ValueError):
+class RecipeError(JudgeFactoryError, ValueError):
     """A recipe could not be read or validated; the message is one line naming file and field."""
 
 
@@ -186,8 +189,20 @@ class Gate(_Strict):
 
 
 class Sweep(_Strict):
-    weights: list[float] = Field(min_length=1)
-    """weight of the FIRST model at each point; the second gets 1 - w."""
+    weights: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1)
+    """weight of the FIRST model at each point (0..1); the second gets 1 - w."""
+
+
+MERGE_METHODS: dict[str, dict[str, Any]] = {
+    # method -> what mergekit 0.1.5 defines for it: its parameters, whether weights must be >= 0 (an interpolation or
+    # average of the models) or may be any real number (a sum of task vectors, where a negative weight subtracts one),
+    # and whether it reads a per-model density (TIES / DARE sparsification).
+    "nuslerp": {"parameters": {"nuslerp_flatten", "nuslerp_row_wise"}, "signed_weights": False, "density": False},
+    "linear": {"parameters": {"normalize"}, "signed_weights": False, "density": False},
+    "task_arithmetic": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": False},
+    "ties": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": True},
+    "dare_linear": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": True},
+}
 
 
 class MergeRecipe(_Strict):
@@ -208,10 +223,26 @@ class MergeRecipe(_Strict):
 
     @model_validator(mode="after")
     def _method_fits(self) -> "MergeRecipe":
+        spec = MERGE_METHODS[self.method]
         if self.method == "nuslerp" and len(self.models) != 2:
             raise ValueError("nuslerp merges exactly two models")
         if self.sweep is not None and len(self.models) != 2:
             raise ValueError("a sweep varies the weights of exactly two models")
+        unknown = sorted(set(self.parameters) - spec["parameters"])
+        if unknown:
+            raise ValueError(f"parameters.{unknown[0]} is not a {self.method} parameter (known: {', '.join(sorted(spec['parameters']))})")
+        weights = [m.weight for m in self.models]
+        for i, w in enumerate(weights):
+            if not math.isfinite(w):
+                raise ValueError(f"models.{i}.weight must be a finite number, got {w}")
+            if w < 0 and not spec["signed_weights"]:
+                raise ValueError(f"models.{i}.weight={w}: {self.method} interpolates between the models, its weights must be >= 0")
+            if self.models[i].density is not None and not spec["density"]:
+                raise ValueError(f"models.{i}.density: {self.method} does not sparsify (density is for ties and dare_linear)")
+        if spec["signed_weights"] and not any(weights):
+            raise ValueError(f"{self.method} with every weight 0 is the base model itself")
+        if not spec["signed_weights"] and sum(weights) <= 0:
+            raise ValueError(f"the weights of a {self.method} merge must sum to more than 0, got {sum(weights)}")
         return self
 
 
@@ -258,10 +289,19 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: Any, upd: dict[str, Any]) -> Any:
+    """``upd`` applied to ``base``; a numeric key indexes a list (``models.0.weight=0.3``)."""
+    if isinstance(base, list):
+        merged_list = list(base)
+        for k, v in upd.items():
+            if not (str(k).isdigit() and int(k) < len(merged_list)):
+                raise RecipeError(f"override key {k!r}: the list has items 0..{len(merged_list) - 1}")
+            i = int(k)
+            merged_list[i] = _merge(merged_list[i], v) if isinstance(v, dict) and isinstance(merged_list[i], (dict, list)) else v
+        return merged_list
     merged = dict(base)
     for k, v in upd.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), (dict, list)) else v
     return merged
 
 
@@ -273,7 +313,7 @@ def _format_error(source: str, err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         got_s = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"field '{loc or '<root>'}': {msg}{got_s}")
+        parts.append(f"field '{loc}': {msg}{got_s}" if loc else msg)  # a cross-field check names its fields itself
     return f"{source}: " + "; ".join(parts)
 
 
@@ -281,6 +321,12 @@ def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe |
     """Validate an already-parsed recipe mapping."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    models = {"adapter": AdapterRecipe, "merge": MergeRecipe, "pairs": PairsRecipe, "bench": BenchRecipe}
+    if data.get("kind") not in models:
+        got = "is missing" if "kind" not in data else f"is {data['kind']!r}"
+        known = set().union(*(m.model_fields for m in models.values()))
+        strays = [f"; field '{k}': not a field of any recipe kind" for k in data if k not in known]
+        raise RecipeError(f"{source}: field 'kind' {got}: one of {', '.join(models)}" + "".join(strays))
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as err:

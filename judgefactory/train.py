@@ -18,11 +18,12 @@ from typing import Any, Iterator
 
 from . import bases, formats
 from . import manifest as mf
-from .recipes import AdapterRecipe, dump
+from .errors import JudgeFactoryError
 from .models import ADAPTERS_DIR
+from .recipes import AdapterRecipe, dump
 
 
-class TrainError(RuntimeError):
+class TrainError(JudgeFactoryError):
     """Training cannot start (bad data, missing pair set, wrong backend for this machine)."""
 
 
@@ -116,7 +117,7 @@ def precision(recipe: AdapterRecipe) -> dict[str, Any]:
     else float32: emulated bf16 matmuls on an AVX2-only CPU ran 140x slower than fp32 (0.9 vs 127 GFLOP/s, D15)."""
     import torch
 
-    from .generate import bf16_supported
+    from .precision import bf16_supported
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     native = bf16_supported(device)
@@ -282,11 +283,10 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
 
 def _add_quick_eval(out: Path, recipe: AdapterRecipe, mirror: Any) -> None:
     """A fresh adapter trained without its quick check (e.g. by ``make demo``) gets it now, in place."""
-    from .quick_eval import compare
-
     from peft import PeftModel
 
     from . import bases as _bases
+    from .quick_eval import compare
 
     base, tok = _bases.load(recipe.base, "float32")
     evals = compare(PeftModel.from_pretrained(base, str(out)), tok, recipe, mirror=mirror)

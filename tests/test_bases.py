@@ -40,10 +40,24 @@ def test_hub_ids_pass_through_and_unknown_embedded_fails():
 
 
 def test_embedded_smollm2_end_to_end():
-    """Real GGUF -> safetensors cache -> info (~134.5M params) -> a chat reply, through the CLI."""
+    """Real GGUF -> safetensors cache -> info (~134.5M params, the trainer's bf16 detector) -> a chat reply through the
+    CLI, and weights that know a fact. Not a greedy-"Paris" check: which first token wins is precision-dependent here
+    (the base is split between two openings), so the test reads the next-token distribution instead, teacher-forced."""
+    import torch
+
+    from judgefactory import precision
+    from judgefactory.generate import render
+
     info = bases.info("embedded:smollm2-135m-instruct")
     assert 134_000_000 < info["parameters"] < 135_000_000 and info["chat_template"] and info["eos_token"] == "<|im_end|>"
+    assert info["bf16_supported"] == precision.bf16_supported("cpu") and info["judging_dtype"] == precision.native_dtype()
     assert (bases.prepare("embedded:smollm2-135m-instruct") / "model.safetensors").is_file()
     out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "chat", "embedded:smollm2-135m-instruct",
                           "What is the capital of France?", "--max-new-tokens", "12"], capture_output=True, text=True, check=True)
-    assert "Paris" in out.stdout
+    assert out.stdout.strip() and "<|im_" not in out.stdout  # a reply, ended at the end-of-turn token
+    model, tok = bases.load("embedded:smollm2-135m-instruct", "float32")
+    prompt = render(tok, [{"role": "user", "content": "What is the capital of France?"}]) + "The capital of France is"
+    with torch.no_grad():
+        logits = model(**tok(prompt, return_tensors="pt")).logits[0, -1]
+    top = [tok.decode(int(i)).strip() for i in logits.topk(3).indices]
+    assert "Paris" in top, top

@@ -2,6 +2,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from judgefactory import cli
 
 
@@ -19,18 +21,47 @@ def test_help_is_fast_and_lists_commands():
 def test_broken_recipe_fails_with_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: merge\nname: m\nmethod: nuslerp\nbase: embedded:smollm2-135m-instruct\nmodels: [{adapter: a, wieght: 1}, {adapter: b}]\n")
-    try:
+    with pytest.raises(SystemExit) as e:
         cli.main(["validate", str(bad)])
-    except SystemExit as e:
-        assert "1 of 1" in str(e.code)
-    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FAIL")]
+    assert e.value.code == 2
+    out = capsys.readouterr()
+    line = [x for x in out.out.splitlines() if x.startswith("FAIL")]
     assert len(line) == 1 and str(bad) in line[0] and "models.0.wieght" in line[0]
+    assert out.err.strip() == "error: 1 of 1 recipes failed validation"
 
 
 def test_data_errors_exit_2_with_one_line(tmp_path, capsys):
-    try:
+    with pytest.raises(SystemExit) as e:
         cli.main(["--data-mirror", str(tmp_path), "data", "prometheus-eval/Feedback-Bench"])
-    except SystemExit as e:
-        assert e.code == 2
+    assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: prometheus-eval/Feedback-Bench: not in the data mirror")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "base", "no_such_suite"], "unknown suite 'no_such_suite'"),
+    (["consistency", "adapter:no_such_adapter"], "adapter 'no_such_adapter' not found"),
+    (["merge", "no_such_recipe"], "no merges recipe named 'no_such_recipe'"),
+    (["merge", "nuslerp_50_50", "--set", "models.0.weight=-1"], "models.0.weight=-1.0: nuslerp interpolates"),
+    (["train", "pairwise", "--set", "train.max_steps=0"], "field 'train.max_steps': Input should be greater than 0"),
+    (["card", "--merge", "a", "--adapter", "b"], "give exactly one of --merge NAME or --adapter NAME"),
+])
+def test_every_subcommand_fails_the_same_way(argv, message, capsys):
+    """One error path: an expected failure in any subcommand is one line on stderr naming what to fix, exit code 2."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Anything that is not a JudgeFactoryError is a bug: it propagates (with its traceback), not exit 2."""
+    from judgefactory.bench import run as bench_run
+
+    def boom(*a, **kw):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(bench_run, "run", boom)
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["bench", "base", "vicuna"])

@@ -219,7 +219,7 @@ def test_errors_are_counted_not_dropped(tmp_path: Path, mini_mirror: Path) -> No
 def test_unknown_suite_and_nothing_loadable(tmp_path: Path, mini_mirror: Path) -> None:
     from judgefactory.data.sources import DataError
 
-    with pytest.raises(KeyError, match="unknown consistency suite"):
+    with pytest.raises(C.ConsistencyError, match="unknown consistency suite"):
         C.run("some/hub-judge", engine=Scripted(), suites=["bbq_qa"], mirror=mini_mirror, out_root=tmp_path)
     with pytest.raises(DataError, match="no consistency suite"):
         C.run("some/hub-judge", engine=Scripted(), suites=["mt_bench"], mirror=mini_mirror, out_root=tmp_path)

@@ -86,3 +86,52 @@ def test_cross_field_rules(tmp_path):
         recipes.load(_write(tmp_path, "kind: [unclosed\n"))
     with pytest.raises(recipes.RecipeError, match="name 'a\\+b'"):
         recipes.load(_write(tmp_path, GOOD.replace("name: t", "name: a+b")))
+
+
+def test_a_recipe_without_kind_says_which_kinds_exist_and_names_strays(tmp_path):
+    p = _write(tmp_path, "name: x\nbase: embedded:smollm2-135m-instruct\ntrian: {max_steps: 3}\n")
+    with pytest.raises(recipes.RecipeError) as e:
+        recipes.load(p)
+    msg = str(e.value)
+    assert "field 'kind' is missing: one of adapter, merge, pairs, bench" in msg and "field 'trian'" in msg
+    with pytest.raises(recipes.RecipeError, match="field 'kind' is 'adaptor': one of adapter"):
+        recipes.load(_write(tmp_path, GOOD.replace("kind: adapter", "kind: adaptor")))
+    # an unknown key is named beside another error of the same recipe
+    with pytest.raises(recipes.RecipeError) as e:
+        recipes.load(_write(tmp_path, GOOD + "trian: {max_steps: 3}\nlora: {r: -1}\n"))
+    assert "field 'trian': Extra inputs are not permitted" in str(e.value) and "field 'lora.r'" in str(e.value)
+
+
+MERGE = "kind: merge\nname: m\nmethod: {method}\nbase: embedded:smollm2-135m-instruct\nmodels: [{{adapter: a, weight: {w0}}}, {{adapter: b, weight: 0.5}}]\n"
+
+
+@pytest.mark.parametrize("method,w0,extra,error", [
+    ("nuslerp", -0.5, "", "models.0.weight=-0.5: nuslerp interpolates between the models, its weights must be >= 0"),
+    ("linear", -0.5, "", "models.0.weight=-0.5: linear interpolates"),
+    ("nuslerp", 0.5, "parameters: {lambda: 2}\n", "parameters.lambda is not a nuslerp parameter"),
+    ("linear", 0.5, "parameters: {nuslerp_flatten: true}\n", "parameters.nuslerp_flatten is not a linear parameter"),
+    ("nuslerp", 0.5, "sweep: {weights: [0.5, 1.5]}\n", "field 'sweep.weights.1': Input should be less than or equal to 1"),
+    ("nuslerp", float("nan"), "", "models.0.weight must be a finite number"),
+    ("nuslerp", -0.5, "", "its weights must be >= 0"),
+])
+def test_merge_recipes_refuse_weights_and_parameters_a_method_does_not_define(tmp_path, method, w0, extra, error):
+    text = MERGE.format(method=method, w0=".nan" if w0 != w0 else w0) + extra
+    with pytest.raises(recipes.RecipeError) as e:
+        recipes.load(_write(tmp_path, text))
+    assert error in str(e.value)
+
+
+def test_signed_weights_and_density_where_the_method_defines_them(tmp_path):
+    ta = recipes.load(_write(tmp_path, MERGE.format(method="task_arithmetic", w0=-1.0)))  # task negation: defined
+    assert ta.models[0].weight == -1.0
+    ties = recipes.load(_write(tmp_path, MERGE.format(method="ties", w0=1.0).replace("weight: 1.0}", "weight: 1.0, density: 0.5}")))
+    assert ties.models[0].density == 0.5
+    with pytest.raises(recipes.RecipeError, match="models.0.density: nuslerp does not sparsify"):
+        recipes.load(_write(tmp_path, MERGE.format(method="nuslerp", w0=0.5).replace("weight: 0.5}", "weight: 0.5, density: 0.5}", 1)))
+
+
+def test_list_items_can_be_overridden_by_index(tmp_path):
+    r = recipes.load(recipes.find("merges", "nuslerp_50_50"), ["models.0.weight=0.3", "models.1.weight=0.7"])
+    assert [m.weight for m in r.models] == [0.3, 0.7] and r.models[0].adapter == "absolute"
+    with pytest.raises(recipes.RecipeError, match="override key '5': the list has items 0..1"):
+        recipes.load(recipes.find("merges", "nuslerp_50_50"), ["models.5.weight=0.3"])

@@ -137,14 +137,14 @@ def test_relative_rows_pair_one_instruction_in_both_orders():
 
 def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
     """An AVX2-only CPU emulates bf16 matmuls (~140x slower than fp32 here): the trainer must not use them."""
-    from judgefactory import generate
+    from judgefactory import precision
 
     recipe = recipes.load(recipes.find("adapters", "pairwise"))
     assert recipe.train.bf16 and recipe.train.base_dtype == "bfloat16"
-    monkeypatch.setattr(generate, "bf16_supported", lambda device="cpu": False)
+    monkeypatch.setattr(precision, "bf16_supported", lambda device="cpu": False)
     assert train.precision(recipe) == {"device": "cpu", "native_bf16": False, "bf16": False, "base_dtype": "float32",
                                        "fell_back_to_float32": True}
-    monkeypatch.setattr(generate, "bf16_supported", lambda device="cpu": True)
+    monkeypatch.setattr(precision, "bf16_supported", lambda device="cpu": True)
     p = train.precision(recipe)
     assert (p["bf16"], p["base_dtype"], p["fell_back_to_float32"]) == (True, "bfloat16", False)
 

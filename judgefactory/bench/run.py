@@ -58,7 +58,13 @@ def bench_recipe(suite_or_recipe: str | BenchRecipe) -> BenchRecipe:
         return suite_or_recipe
     if suite_or_recipe in suites.LOADERS:
         return BenchRecipe(kind="bench", name=suite_or_recipe, suites=[SuiteSpec(name=suite_or_recipe)])
-    r = recipes.load(recipes.find("bench", suite_or_recipe))
+    try:
+        path = recipes.find("bench", suite_or_recipe)
+    except recipes.RecipeError:
+        known = sorted(p.stem for p in (recipes.RECIPES_DIR / "bench").glob("*.yaml"))
+        raise suites.SuiteError(f"unknown suite {suite_or_recipe!r}: suites are {', '.join(suites.LOADERS)}; "
+                                f"bench recipes are {', '.join(known)} (recipes/bench)") from None
+    r = recipes.load(path)
     if r.kind != "bench":
         raise recipes.RecipeError(f"{suite_or_recipe}: a {r.kind} recipe, expected a suite ({', '.join(suites.LOADERS)}) or kind: bench")
     return r

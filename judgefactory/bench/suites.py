@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 from .. import formats
 from ..data import sources
+from ..errors import JudgeFactoryError
 from . import metrics as M
 
 Messages = list[dict[str, str]]
@@ -50,6 +51,10 @@ B. {b}
 C. {c}
 Answer with the letter of the correct option (A, B or C)."""
 OOD_FILE = "pairs_unused_religion"
+
+
+class SuiteError(JudgeFactoryError):
+    """An unknown suite name, or a suite that cannot be scored; one line."""
 
 
 @dataclass
@@ -320,7 +325,7 @@ LOADERS: dict[str, Callable[..., SuiteData]] = {
 def load(name: str, mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
     """The named suite's data (``LOADERS``)."""
     if name not in LOADERS:
-        raise KeyError(f"unknown suite {name!r}; known: {', '.join(LOADERS)}")
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(LOADERS)}")
     return LOADERS[name](mirror=mirror, limit=limit, seed=seed, max_response_chars=max_response_chars)
 
 

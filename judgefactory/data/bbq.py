@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..errors import JudgeFactoryError
+
 LETTERS = ("A", "B", "C")
 
 
-class SchemaError(ValueError):
+class SchemaError(JudgeFactoryError, ValueError):
     """A source row lacks a field or has an inconsistent value."""
 
 

@@ -1,6 +1,6 @@
 """``judgefactory pairs build|generate``: the pair-set builder's command line.
 
-Wire it into ``judgefactory/cli.py`` with ``pairs_cli.add_parser(sub)`` (it sets ``func=cmd_pairs``).
+Registered on the main parser by ``judgefactory/cli.py`` (``pairs_cli.add_parser(sub)``, ``func=cmd_pairs``).
 """
 
 from __future__ import annotations
@@ -63,27 +63,3 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_pairs)
     return p
 
-
-def main(argv: list[str] | None = None) -> None:
-    """Stand-alone entry until ``cli.py`` wires the parser: ``python -m judgefactory.data.pairs_cli pairs build bbq_pairs``."""
-    import os
-    import sys
-
-    from ..recipes import RecipeError
-    from .sources import DataError
-
-    parser = argparse.ArgumentParser(prog="judgefactory")
-    parser.add_argument("--data-mirror", default=None, help="local data mirror root (else $JUDGEFACTORY_DATA, else the hub)")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    if args.data_mirror:
-        os.environ["JUDGEFACTORY_DATA"] = str(Path(args.data_mirror).resolve())
-    try:
-        args.func(args)
-    except (RecipeError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

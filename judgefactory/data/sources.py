@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import JudgeFactoryError
+
 MIRROR_ENV = "JUDGEFACTORY_DATA"
 _PROM_RAW = "https://raw.githubusercontent.com/prometheus-eval/prometheus-eval/main/eval/benchmark/data/"
 
 
-class DataError(RuntimeError):
+class DataError(JudgeFactoryError):
     """A dataset could not be found or read; the message says where it looked."""
 
 
