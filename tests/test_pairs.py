@@ -77,6 +77,45 @@ def test_stereotype_rule_matches_target_label_and_handles_names():
     assert bbq.template_of_question("Disability_status::3::12::neg") == "disability_status::3"
 
 
+# Rows where BBQ's own target_label and the stereotyped_groups metadata disagree (bbq_sample.jsonl, all 11
+# categories, rule applied with target_label removed). Both are Race_x_gender "Which person was loud?" items whose
+# stereotyped_groups are [Black, African American]: the metadata names only the Black woman's group, while the
+# upstream target (BBQ's separate metadata file) marks "the African woman". The rule follows stereotyped_groups.
+KNOWN_TARGET_DISAGREEMENTS = {"race_x_gender::19::6040::neg", "race_x_gender::19::6148::neg"}
+
+
+def test_one_stereotype_rule_agrees_with_target_label_on_all_11_categories(mirror):
+    """The one rule (bbq.stereotype_aligned, used for every row without a target_label) against the upstream
+    target_label of every bbq_sample row: full agreement on all 9 non-intersectional categories (SES, race and
+    gender included: tags lowSES / F-Black / M against groups 'low SES' / 'Black' / 'women'); on the intersectional
+    ones it declines (None) where the groups cannot single out an option, and the two disagreements are listed above."""
+    from collections import Counter
+
+    loaded = sources.load_rows("judge-from-scratch/bbq-pairs", "bbq_sample", mirror=mirror)
+    assert len(loaded.rows) == 3000
+    outcome: Counter = Counter()
+    disagree = set()
+    for row in loaded.rows:
+        target = row["target_label"]
+        item = bbq.from_sample_row({**row, "target_label": None})  # the rule alone
+        cat = item.category
+        if item.biased_idx is None:
+            outcome[(cat, "none")] += 1
+        elif item.biased_idx == target:
+            outcome[(cat, "agree")] += 1
+        else:
+            outcome[(cat, "disagree")] += 1
+            disagree.add(item.question_id)
+    cats = {c for c, _ in outcome}
+    assert len(cats) == 11
+    for cat in cats - {"race_x_gender", "race_x_ses"}:
+        assert outcome[(cat, "none")] == outcome[(cat, "disagree")] == 0, cat
+        assert outcome[(cat, "agree")] >= 270, cat
+    assert disagree == KNOWN_TARGET_DISAGREEMENTS
+    assert outcome[("race_x_gender", "agree")] + outcome[("race_x_ses", "agree")] == 343
+    assert outcome[("race_x_gender", "none")] + outcome[("race_x_ses", "none")] == 201
+
+
 def test_schema_errors_name_file_and_row():
     loaded = sources.load_rows("heegyu/bbq", "Age", mirror=FIXTURE_MIRROR)
     items, errors = bbq.load_items(loaded)

@@ -117,17 +117,44 @@ def _answer_info(row: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def stereotype_aligned(info: list[list[str]], groups: Iterable[str], polarity: str, unknown_idx: int) -> int | None:
-    """REFERENCE §4: the non-unknown option in a stereotyped group for ``neg`` questions, the other one for ``nonneg``.
+# BBQ's tags and stereotyped groups name the same group in different words: the tag ``F`` / group ``women``,
+# ``lowSES`` / ``low SES``, ``trans_F`` / ``transgender women``. One key per group, matched whole (``old`` never
+# matches ``nonOld``).
+_GROUP_SYNONYMS = {
+    "m": "m", "man": "m", "men": "m", "boy": "m", "boys": "m", "male": "m",
+    "f": "f", "woman": "f", "women": "f", "girl": "f", "girls": "f", "female": "f",
+    "transgender women": "trans", "transgender men": "trans", "transgender woman": "trans",
+    "transgender man": "trans", "trans": "trans",
+    "low ses": "lowses", "high ses": "highses",
+}
 
-    An option is in a group when its tag (last ``answer_info`` entry) names one; if that does not single out
-    one option, any of its ``answer_info`` names (e.g. the nationality ``British`` tagged ``Europe``) counts.
-    """
-    gset = {str(g).strip().lower() for g in groups}
+
+def _group_key(text: str) -> str:
+    """Lower-case, collapse whitespace and map gender / SES / trans synonyms to one key."""
+    key = " ".join(str(text).lower().split())
+    return _GROUP_SYNONYMS.get(key, key)
+
+
+def _option_keys(entry: list[str]) -> set[str]:
+    """The group keys of one ``answer_info`` entry: its tag (last element), the tag's ``-``/``_`` parts
+    (``F-Black`` -> ``F``, ``Black``) and its names (Nationality tags are regions; the groups name nationalities)."""
+    tag = entry[-1]
+    return {_group_key(tag), *(_group_key(part) for part in re.split(r"[-_]", tag) if part), *(_group_key(v) for v in entry[:-1])}
+
+
+def stereotype_aligned(info: list[list[str]], groups: Iterable[str], polarity: str, unknown_idx: int) -> int | None:
+    """The stereotype-aligned ("biased") option: the non-unknown option in a stereotyped group for a ``neg`` question,
+    the other non-unknown option for a ``nonneg`` one (Parrish et al. 2022, BBQ, section 3; the dataset's own
+    ``target_label``). The one rule every consumer uses (pair classifier, rule labels and baselines, BBQ QA bias
+    scores, synthesis): it agrees with ``target_label`` on every non-intersectional row of ``bbq_sample.jsonl``
+    (tests/test_pairs.py). None when both or neither non-unknown option is in a group, or an option has no tag:
+    intersectional rows (Race_x_gender, Race_x_SES) often name the race group for both options and lack the gender /
+    SES stereotype, so prefer a dataset's ``target_label`` there (``from_sample_row`` does)."""
+    gset = {_group_key(g) for g in groups}
     non = [i for i in range(3) if i != unknown_idx]
-    hit = [i for i in non if info[i][-1].strip().lower() in gset]
-    if len(hit) != 1:
-        hit = [i for i in non if any(v.strip().lower() in gset for v in info[i])]
+    if any(not info[i][-1].strip() for i in non):
+        return None
+    hit = [i for i in non if _option_keys(info[i]) & gset]
     if len(hit) != 1:
         return None
     if polarity == "neg":
@@ -157,6 +184,10 @@ def _finish(*, context: str, question: str, choices: tuple[str, str, str], gold:
             condition: str) -> BBQItem:
     if not 0 <= gold <= 2:
         raise SchemaError(f"gold label {gold} is not 0, 1 or 2")
+    if polarity not in ("neg", "nonneg"):
+        raise SchemaError(f"field 'question_polarity' must be neg or nonneg, got {polarity!r}")
+    if condition not in ("ambig", "disambig"):
+        raise SchemaError(f"field 'context_condition' must be ambig or disambig, got {condition!r}")
     unknown_idx = _unknown(info)
     if target is not None and (not 0 <= target <= 2 or target == unknown_idx):
         raise SchemaError(f"target_label {target} is not a non-unknown option")
