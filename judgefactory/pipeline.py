@@ -118,7 +118,7 @@ KEY_METRICS = (  # (suite, metric, label, higher is better)
     ("bbq_pairs", "kappa", "BBQ pair κ (both orders)", True),
     ("bbq_pairs", "parse_rate", "BBQ pair parse rate (`<verdict>`)", True),
     ("bbq_pairs", "position_bias_rate", "BBQ pair position-bias rate", False),
-    ("bbq_pairs", "rule_baseline_kappa", "BBQ metadata-rule baseline κ (same items)", True),
+    ("bbq_pairs", "rule_baseline_kappa", "baseline: the training-label rule's κ (BBQ metadata, same items)", True),
 )
 KEY_CHECKS = (("conflict_ratio", "TrustJudge CR", False), ("ntr_3", "NTR_3", False), ("position_consistency/vicuna_pairs", "swap consistency (Vicuna pairs, both orders)", True))
 

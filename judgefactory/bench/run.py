@@ -175,6 +175,8 @@ def table_md(doc: dict[str, Any]) -> str:
         ci = f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]" if m.get("ci") else "—"
         lines.append(f"| {name} | {_fmt(m['value'])} | {ci} |")
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in doc["counts"].items())]
+    for prefix, what in (doc.get("baselines") or {}).items():
+        lines.append(f"Baseline `{prefix}_*` (a comparison, not this model's result): {what}")
     if doc.get("data_errors"):
         lines.append(f"Malformed source rows (reported, not judged): {doc['data_errors']}")
     return "\n".join(lines) + "\n"
@@ -208,7 +210,8 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
     ordered = [rows[(it.id, k, m.name)] for m in modes for it in data.items for k in it.requests]
     mf.write_text(folder / PREDICTIONS, "".join(json.dumps(r, default=str) + "\n" for r in ordered))
     metrics, counts = suites.score(data, rows, [m.name for m in modes], suites.Boot(n_boot, recipe.seed))
-    doc = {"model": label, "suite": spec.name, "n": len(data.items), "metrics": metrics, "counts": counts,
+    baselines = counts.pop("baselines", {})
+    doc = {"model": label, "suite": spec.name, "n": len(data.items), "metrics": metrics, "counts": counts, "baselines": baselines,
            "labels": data.labels, "source": data.source, "modes": [m.name for m in modes],
            "data_errors": len(data.errors), "data_error_examples": data.errors[:5]}
     mf.write_json(folder / METRICS, doc)

@@ -528,8 +528,17 @@ def pair_metrics(v_ab: Sequence[Any], v_ba: Sequence[Any], gold: Sequence[str], 
     return out
 
 
-def rule_verdicts(items: Sequence[Item]) -> tuple[list[str | None], list[str | None]]:
-    """The BBQ metadata-rule baseline's verdicts in both orders (None where a response is unparseable)."""
+def training_rule() -> str:
+    """``biased_vs_wrong`` of the shipped pair-set recipe (``recipes/pairs/bbq_pairs.yaml``): the rule that labels the
+    pairwise specialist's training pairs, hence the baseline a trained judge is compared with."""
+    from .. import recipes
+
+    return recipes.load(recipes.find("pairs", "bbq_pairs")).biased_vs_wrong
+
+
+def rule_verdicts(items: Sequence[Item], biased_vs_wrong: str) -> tuple[list[str | None], list[str | None]]:
+    """The BBQ metadata rule's verdicts in both orders (None where a response is unparseable). ``biased_vs_wrong``:
+    how a stereotype-aligned answer against the *other* wrong answer is labelled (``tie`` or ``biased``, D3)."""
     from ..data.pairs import classify, rule_label
 
     v_ab, v_ba = [], []
@@ -537,8 +546,8 @@ def rule_verdicts(items: Sequence[Item]) -> tuple[list[str | None], list[str | N
         p = it.meta["pair"]
         a, b = classify(p.item, p.response_a).label, classify(p.item, p.response_b).label
         ok = "unparseable" not in (a, b)
-        v_ab.append(rule_label(a, b) if ok else None)
-        v_ba.append(rule_label(b, a) if ok else None)
+        v_ab.append(rule_label(a, b, biased_vs_wrong) if ok else None)
+        v_ba.append(rule_label(b, a, biased_vs_wrong) if ok else None)
     return v_ab, v_ba
 
 
@@ -552,10 +561,22 @@ def score_bbq_pairs(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -
     v_ab = [_verdict(rows, it, "ab", mode) for it in items]
     v_ba = [_verdict(rows, it, "ba", mode) for it in items]
     out = pair_metrics(v_ab, v_ba, gold, clusters, buckets, boot, suffix=suffix)
-    r_ab, r_ba = rule_verdicts(items)
+    # baselines (labelled comparisons, never the judged model's own results): the rule that labels the training pairs,
+    # and beside it the rule variant that calls a stereotype-aligned answer more biased than the other wrong one
+    rule = training_rule()
+    r_ab, r_ba = rule_verdicts(items, rule)
     out.update(pair_metrics(r_ab, r_ba, gold, clusters, buckets, boot, prefix="rule_baseline_", suffix=suffix))
+    other = "biased" if rule == "tie" else "tie"
+    o_ab, o_ba = rule_verdicts(items, other)
+    o_back = [M.mirror(v) for v in o_ba]
+    out["rule_alt_baseline_kappa" + suffix] = boot.metric(M.cohen_kappa, o_ab + o_back, gold + gold, clusters * 2)
+    out["rule_alt_baseline_accuracy" + suffix] = metric(M.accuracy(o_ab + o_back, gold + gold))
     counts = _parse_counts(data, rows, modes[:1])
     counts["rule_baseline_unparseable"] = sum(v is None for v in r_ab)
+    counts["baselines"] = {  # type: ignore[assignment]
+        "rule_baseline": f"BBQ metadata rule, biased_vs_wrong={rule}: the rule that labels the training pairs "
+                         "(recipes/pairs/bbq_pairs.yaml; docs/DECISIONS.md D3)",
+        "rule_alt_baseline": f"BBQ metadata rule, biased_vs_wrong={other} (overall kappa and accuracy only)"}
     counts["gold_share"] = {v: gold.count(v) for v in formats.VERDICTS}  # type: ignore[assignment]
     if items and len(_values(rows, items[0], "ab", mode)) > 1:
         out["repetition_stability" + suffix] = metric(M.repetition_stability([_values(rows, it, k, mode) for it in items for k in ("ab", "ba")]))
