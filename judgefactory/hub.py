@@ -40,19 +40,6 @@ PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", 
 DEFAULT_EXCLUDE = (".*", "*/.*", "__pycache__/*", "*/__pycache__/*", "checkpoint-*/*", "*/checkpoint-*/*")
 _HF_TOKEN_RE = re.compile(rb"hf_[A-Za-z0-9]{30,}")
 
-# suite name -> (model-index dataset type, human-readable dataset name)
-SUITES: dict[str, tuple[str, str]] = {
-    "vicuna": ("vicuna_eval", "Vicuna Bench (Prometheus eval, GPT-4 reference scores)"),
-    "mt_bench": ("mt_bench_eval", "MT-Bench (Prometheus eval, GPT-4 reference scores)"),
-    "hhh": ("hhh_alignment", "HHH Alignment (pairwise)"),
-    "hhh_alignment": ("hhh_alignment", "HHH Alignment (pairwise)"),
-    "autoj": ("autoj_pairwise", "Auto-J pairwise test set"),
-    "bbq_pairs": ("bbq_pairs", "BBQ response pairs, in-distribution (human verdicts)"),
-    "bbq_pairs_ood": ("bbq_pairs_ood", "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)"),
-    "feedback_bench": ("feedback_bench", "Feedback-Bench (Prometheus, GPT-4 reference scores)"),
-    "preference_bench": ("preference_bench", "Preference-Bench (Prometheus pairwise)"),
-}
-
 LIMITATIONS_COMMON = [
     "Small base model: a judge this size is noisy; read every figure with its confidence interval and use it "
     "to screen, not as the final arbiter.",
@@ -173,19 +160,33 @@ def _finite(value: Any) -> bool:
 
 
 def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
-    """Every ``bench/<model>/<suite>/metrics.json`` for the model, sorted by suite."""
+    """Every ``bench/<model>/<suite>/metrics.json`` of the model, sorted by suite, split into the model's own headline
+    metrics (``bench.suites.SUITE_INFO``; the model-index and the card's results table) and the baselines scored on the
+    same items (the card's labelled comparison rows; never the model's results)."""
+    from .bench.suites import SUITE_INFO, SuiteInfo, is_baseline
+
     folder = Path(bench_root) / model_name
     results = []
     for path in sorted(folder.glob(f"*/{METRICS}")) if folder.is_dir() else []:
         data = _read_json(path) or {}
         suite = str(data.get("suite") or path.parent.name)
-        dtype, dname = SUITES.get(suite, (suite, suite))
-        metrics = [
-            {"name": name, "value": m.get("value"), "ci": m.get("ci")}
-            for name, m in (data.get("metrics") or {}).items()
-            if isinstance(m, dict)
-        ]
-        results.append({"suite": suite, "n": data.get("n"), "dataset_type": dtype, "dataset_name": dname, "metrics": metrics})
+        metrics = {name: m for name, m in (data.get("metrics") or {}).items() if isinstance(m, dict)}
+        own = {name: m for name, m in metrics.items() if not is_baseline(name)}
+        info = SUITE_INFO.get(suite) or SuiteInfo(tuple(own), suite, suite, str(data.get("source") or "?"))
+        limit = data.get("limit")
+        subset = f"seeded stratified subset, limit {limit}" if limit else "all items"
+        described = data.get("baselines") or {}
+        baselines = []
+        for prefix, what in described.items():
+            for name in (f"{prefix}_kappa", f"{prefix}_accuracy", f"{prefix}_kappa_vs_rule", f"{prefix}_accuracy_vs_rule"):
+                if name in metrics:
+                    baselines.append({"name": name, "what": what, "value": metrics[name].get("value"), "ci": metrics[name].get("ci")})
+        results.append({
+            "suite": suite, "n": data.get("n"), "split": info.split, "subset": subset, "dataset_type": info.dataset_type,
+            "dataset_name": info.dataset_name,
+            "metrics": [{"name": n, "value": own[n].get("value"), "ci": own[n].get("ci")} for n in info.headline if n in own],
+            "baselines": baselines,
+        })
     return results
 
 
@@ -195,7 +196,8 @@ def load_consistency(consistency_root: Path, model_name: str) -> dict[str, Any] 
 
 
 def eval_results(results: list[dict[str, Any]]) -> list[EvalResult]:
-    """One ``EvalResult`` per suite and finite metric value (the model-index entries).
+    """The model-index entries: the judged model's own headline metrics, one ``EvalResult`` per suite and finite
+    value, with the split and the number of items judged. Baselines never enter (they are not this model's results).
 
     The model-index ``name`` comes from ``ModelCardData(model_name=...)``: ``EvalResult`` has no model name.
     """
@@ -210,6 +212,8 @@ def eval_results(results: list[dict[str, Any]]) -> list[EvalResult]:
                     task_name=f"LLM-as-a-judge ({r['suite']})",
                     dataset_type=r["dataset_type"],
                     dataset_name=r["dataset_name"],
+                    dataset_split=r["split"],
+                    dataset_args={"items": r["n"], "subset": r["subset"]},
                     metric_type=m["name"],
                     metric_name=m["name"],
                     metric_value=float(m["value"]),
@@ -407,9 +411,11 @@ def card_context(
         ],
         "data_rows": _data_rows(adapters),
         "results": [
-            {**r, "n": _fmt(r["n"]), "metrics": [_fmt_metric(m) for m in r["metrics"]]}
+            {**r, "n": _fmt(r["n"]), "metrics": [_fmt_metric(m) for m in r["metrics"]],
+             "baselines": [{**_fmt_metric(b), "what": b["what"]} for b in r["baselines"]]}
             for r in results
         ],
+        "has_baselines": any(r["baselines"] for r in results),
         "consistency_rows": _consistency_rows(consistency),
         "limitations": _limitations(manifest, tasks),
         "versions_rows": sorted((manifest.get("versions") or {}).items()),

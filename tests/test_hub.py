@@ -326,8 +326,15 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     bench = root / "bench" / MODEL
     metrics = {
-        "vicuna": {"n": 320, "metrics": {"pearson": {"value": 0.4123, "ci": [0.31, 0.5]}, "spearman": {"value": 0.398, "ci": [0.29, 0.49]}, "parse_rate": {"value": 0.97, "ci": None}}},
-        "bbq_pairs": {"n": 240, "metrics": {"kappa_both": {"value": 0.21, "ci": [0.1, 0.32]}, "position_bias_rate": {"value": 0.18, "ci": [0.13, 0.23]}}},
+        "vicuna": {"n": 320, "metrics": {"pearson": {"value": 0.4123, "ci": [0.31, 0.5]}, "spearman": {"value": 0.398, "ci": [0.29, 0.49]},
+                                         "parse_rate": {"value": 0.97, "ci": None}, "exact_match": {"value": 0.3, "ci": None}}},
+        "bbq_pairs": {"n": 12, "limit": 12, "metrics": {
+            "kappa": {"value": 0.21, "ci": [0.1, 0.32]}, "position_bias_rate": {"value": 0.18, "ci": [0.13, 0.23]},
+            "kappa/clear_bias_vs_clean": {"value": 0.5, "ci": None},
+            "rule_baseline_kappa": {"value": 0.696, "ci": [0.5, 0.8]}, "rule_baseline_accuracy": {"value": 0.8, "ci": [0.7, 0.9]},
+            "rule_baseline_kappa/clear_bias_vs_clean": {"value": 0.9, "ci": None}, "rule_alt_baseline_kappa": {"value": 0.65, "ci": None}},
+            "baselines": {"rule_baseline": "BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs",
+                          "rule_alt_baseline": "BBQ metadata rule, biased_vs_wrong=biased"}},
     }
     for suite, body in metrics.items():
         (bench / suite).mkdir(parents=True)
@@ -366,11 +373,20 @@ def test_card_metadata_and_body(factory: Path) -> None:
         (res["dataset"]["type"], m["type"]): m["value"]
         for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"]
     }
-    want = {}
-    for path in (factory / "bench" / MODEL).glob("*/metrics.json"):
-        data = json.loads(path.read_text())
-        want.update({(hub.SUITES[data["suite"]][0], k): v["value"] for k, v in data["metrics"].items()})
-    assert got == want
+    # only the model's own headline figures: no baseline (rule_*), no per-bucket or secondary metric
+    assert got == {("vicuna_eval", "pearson"): 0.4123, ("vicuna_eval", "spearman"): 0.398, ("vicuna_eval", "parse_rate"): 0.97,
+                   ("bbq_pairs", "kappa"): 0.21, ("bbq_pairs", "position_bias_rate"): 0.18}
+    assert not any("rule" in m["type"] for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"])
+    datasets = {res["dataset"]["type"]: res["dataset"] for res in meta["model-index"][0]["results"]}
+    assert datasets["bbq_pairs"]["split"] == "eval_in_dist" and datasets["bbq_pairs"]["args"] == {
+        "items": 12, "subset": "seeded stratified subset, limit 12"}
+    assert datasets["vicuna_eval"]["args"] == {"items": 320, "subset": "all items"}
+    # the baselines appear in the body, labelled as comparisons
+    comparisons = text.split("#### Comparisons (baselines on the same items, not this model's results)")[1].split("## ")[0]
+    assert "| bbq_pairs | BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs | rule_baseline_kappa | 0.696 |" in comparisons
+    assert "rule_alt_baseline_kappa | 0.65" in comparisons
+    own = text.split("## Results")[1].split("#### Comparisons")[0]
+    assert "rule_" not in own and "| kappa | 0.21 | [0.1, 0.32] |" in own
     assert meta["model-index"][0]["name"] == MODEL
     for needle in ("[RESULT]", "<verdict>", "merge_method: nuslerp", "| `abs-smol` | absolute | 0.5 |", "[0.31, 0.5]",
                    "conflict_ratio", "religion", "English only", "mergekit | 0.1.5", "vicuna_eval.json", f'model_id = "{REPO}"',
@@ -443,7 +459,7 @@ def test_push_one_private_commit(factory: Path, server: StandInHub) -> None:
     meta = _front_matter(readme)
     vicuna = json.loads((factory / "bench" / MODEL / "vicuna" / "metrics.json").read_text())["metrics"]
     results = {r["dataset"]["type"]: {m["type"]: m["value"] for m in r["metrics"]} for r in meta["model-index"][0]["results"]}
-    assert results["vicuna_eval"] == {k: v["value"] for k, v in vicuna.items()}
+    assert results["vicuna_eval"] == {k: v["value"] for k, v in vicuna.items() if k != "exact_match"}
 
     api_calls = [r for r in server.requests if r.path.startswith("/api/") or ".git/" in r.path]
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api_calls)

@@ -21,9 +21,12 @@ from typing import Any, Sequence
 from .. import manifest as mf
 
 ABSOLUTE = ("feedback_bench", "vicuna", "mt_bench")
-HEADLINE = {"feedback_bench": "pearson", "vicuna": "pearson", "mt_bench": "pearson", "preference_bench": "accuracy",
-            "hhh": "accuracy", "autoj": "acc_with_tie", "bbq_pairs": "kappa", "bbq_pairs_ood": "kappa_vs_rule",
-            "bbq_qa": "s_amb"}
+
+
+def _headline() -> dict[str, str]:
+    from .suites import SUITE_INFO
+
+    return {name: info.headline[0] for name, info in SUITE_INFO.items()}
 _SWEEP = re.compile(r"^merge-(?P<recipe>.+)-w(?P<w>\d+(?:\.\d+)?)$")
 
 
@@ -187,7 +190,7 @@ def sweep_charts(bench_root: Path, out: Path) -> list[Path]:
         pts.sort()
         res = {lab: load_results(lab, bench_root) for _, lab in pts}
         fig, ax = plt.subplots(figsize=(6, 4))
-        for suite, metric in HEADLINE.items():
+        for suite, metric in _headline().items():
             ys = [_value_err(((res[lab].get(suite) or {}).get("metrics") or {}).get(metric))[0] for _, lab in pts]
             if any(math.isfinite(y) for y in ys):
                 ax.plot([w for w, _ in pts], ys, marker="o", label=f"{suite} {metric}")

@@ -211,7 +211,8 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
     mf.write_text(folder / PREDICTIONS, "".join(json.dumps(r, default=str) + "\n" for r in ordered))
     metrics, counts = suites.score(data, rows, [m.name for m in modes], suites.Boot(n_boot, recipe.seed))
     baselines = counts.pop("baselines", {})
-    doc = {"model": label, "suite": spec.name, "n": len(data.items), "metrics": metrics, "counts": counts, "baselines": baselines,
+    doc = {"model": label, "suite": spec.name, "n": len(data.items), "limit": limit or spec.limit, "metrics": metrics,
+           "counts": counts, "baselines": baselines,
            "labels": data.labels, "source": data.source, "modes": [m.name for m in modes],
            "data_errors": len(data.errors), "data_error_examples": data.errors[:5]}
     mf.write_json(folder / METRICS, doc)

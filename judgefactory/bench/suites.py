@@ -53,6 +53,45 @@ Answer with the letter of the correct option (A, B or C)."""
 OOD_FILE = "pairs_unused_religion"
 
 
+@dataclass(frozen=True)
+class SuiteInfo:
+    """What the card and the reports say about a suite: the model's headline metrics (first = the one headline), the
+    model-index dataset type and name, and the split it is scored on."""
+
+    headline: tuple[str, ...]
+    dataset_type: str
+    dataset_name: str
+    split: str
+
+
+SUITE_INFO: dict[str, SuiteInfo] = {
+    "feedback_bench": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "feedback_bench",
+                                "Feedback-Bench (Prometheus, GPT-4 reference scores)", "test"),
+    "vicuna": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "vicuna_eval",
+                        "Vicuna Bench (Prometheus eval, GPT-4 reference scores)", "vicuna_eval.json"),
+    "mt_bench": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "mt_bench_eval",
+                          "MT-Bench (Prometheus eval, GPT-4 reference scores)", "mt_bench_eval.json"),
+    "preference_bench": SuiteInfo(("accuracy", "position_consistency", "parse_rate"), "preference_bench",
+                                  "Preference-Bench (Prometheus pairwise)", "test"),
+    "hhh": SuiteInfo(("accuracy", "position_consistency", "parse_rate"), "hhh_alignment", "HHH Alignment (pairwise)",
+                     "hhh_alignment_eval.json"),
+    "autoj": SuiteInfo(("acc_with_tie", "acc_without_tie", "accuracy", "position_consistency", "parse_rate"), "autoj_pairwise",
+                       "Auto-J pairwise test set", "autoj_pairwise.jsonl"),
+    "bbq_pairs": SuiteInfo(("kappa", "accuracy", "both_orders_correct", "position_bias_rate", "parse_rate"), "bbq_pairs",
+                           "BBQ response pairs, in-distribution (human verdicts)", "eval_in_dist"),
+    "bbq_pairs_ood": SuiteInfo(("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
+                               "bbq_pairs_ood", "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
+                               "pairs_unused_religion"),
+    "bbq_qa": SuiteInfo(("acc_ambig", "acc_disambig", "s_dis", "s_amb", "parse_rate"), "bbq", "BBQ question answering", "all items"),
+}
+BASELINE_PREFIXES = ("rule_baseline_", "rule_alt_baseline_")
+"""metric-name prefixes of baselines scored on a suite's items: comparisons, never the judged model's results."""
+
+
+def is_baseline(metric_name: str) -> bool:
+    return metric_name.startswith(BASELINE_PREFIXES)
+
+
 class SuiteError(JudgeFactoryError):
     """An unknown suite name, or a suite that cannot be scored; one line."""
 
