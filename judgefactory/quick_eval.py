@@ -8,7 +8,6 @@ in both A/B orders. Unparseable outputs count as errors (never dropped).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,31 @@ def _value(metrics: dict, name: str) -> float:
     return float("nan") if v is None else v
 
 
-def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None) -> dict:
-    """The bench's absolute suite code on the quick-eval source (seeded stratified ``limit`` subset, greedy, no CIs)."""
+def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
+    """The items the quick check judges: a seeded stratified subset of the absolute source, or the BBQ eval pairs."""
+    from .bench import suites
+
+    qe = recipe.quick_eval
+    if recipe.task == "absolute":
+        return suites.absolute_suite("quick_eval", qe.source, qe.file, mirror, qe.limit, 0, recipe.data.max_response_chars)
+    return suites.load_bbq_pairs(mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source)
+
+
+def _predict(model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> tuple[dict, dict, dict]:
     from .bench import run as bench_run
     from .bench import suites
 
     qe = recipe.quick_eval
-    data = suites.absolute_suite("quick_eval", qe.source, qe.file, mirror, qe.limit, 0, recipe.data.max_response_chars)
     modes = [bench_run.Mode("greedy", 1, 0.0)]
     rows = bench_run.predict(_engine(model, tok, qe.batch_size), data, modes, max_new_tokens=qe.max_new_tokens, batch_size=qe.batch_size)
     metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
+    return rows, metrics, counts
+
+
+def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
+    """The bench's absolute suite code on the quick-eval source (seeded stratified ``limit`` subset, greedy, no CIs)."""
+    data = data if data is not None else suite_data(recipe, mirror)
+    rows, metrics, counts = _predict(model, tok, recipe, data)
     out = {k: _value(metrics, k) for k in ("pearson", "spearman", "kendall", "parse_rate", "exact_match")}
     out.update(n=len(data.items), n_errors=counts["n_parse_errors"])
     if "pearson_expected" in metrics:
@@ -47,16 +61,10 @@ def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None) ->
     return out
 
 
-def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None) -> dict:
+def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
     """The bench's BBQ pair suite code on the quick-eval pairs: both A/B orders, kappa vs the human verdicts."""
-    from .bench import run as bench_run
-    from .bench import suites
-
-    qe = recipe.quick_eval
-    data = suites.load_bbq_pairs(mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source)
-    modes = [bench_run.Mode("greedy", 1, 0.0)]
-    rows = bench_run.predict(_engine(model, tok, qe.batch_size), data, modes, max_new_tokens=qe.max_new_tokens, batch_size=qe.batch_size)
-    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
+    data = data if data is not None else suite_data(recipe, mirror)
+    rows, metrics, _ = _predict(model, tok, recipe, data)
     verdicts = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
     back = [formats.swap_verdict(rows[(it.id, "ba", "greedy")]["parsed"][0]) for it in data.items]
     n = len(data.items)
@@ -77,18 +85,18 @@ def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None) ->
     }
 
 
-def _base_cache(recipe: AdapterRecipe) -> Path:
-    """Where the untrained base's quick-check result is kept: its answers on fixed items with a fixed prompt
-    format never change, so they are computed once per machine (keyed by base files, items, format, settings)."""
+def _base_cache(recipe: AdapterRecipe, data: Any) -> Path:
+    """Where the untrained base's quick-check result is kept: its answers on fixed requests never change, so they are
+    computed once per machine, keyed on the base's files and the rendered requests themselves (prompt templates,
+    clipping and items included: an edited template is a new key) plus the decoding settings."""
     from . import bases
     from . import manifest as mf
 
     base_path = bases.prepare(recipe.base) if recipe.base.startswith("embedded:") else recipe.base
     base_m = mf.read(Path(base_path)) if isinstance(base_path, Path) else None
     key = mf.sha256_json({"base": (base_m or {}).get("files", recipe.base), "task": recipe.task,
-                          "quick_eval": recipe.quick_eval.model_dump(mode="json"), "clip": recipe.data.max_response_chars,
-                          "format": [formats.BIAS_SYSTEM_PROMPT, formats.BIAS_PROMPT, formats.ABSOLUTE_PROMPT, formats.ABS_SYSTEM_PROMPT],
-                          "data": os.environ.get("JUDGEFACTORY_DATA", "hub"), "version": 2})
+                          "quick_eval": recipe.quick_eval.model_dump(mode="json"),
+                          "requests": [(it.id, it.requests, it.gold) for it in data.items], "version": 3})
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
 
 
@@ -97,32 +105,33 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
 
     The base is loaded plain and the adapter folded into its weights (``merge_and_unload``; the adapter files are
     saved already), both in bf16 where this machine runs it natively (else float32): unmerged LoRA wrappers cost
-    ~2x per decoding step on a CPU. The base's result is cached per machine (``_base_cache``): it depends only on the base, the items and the prompt format."""
+    ~2x per decoding step on a CPU. The base's result is cached per machine (``_base_cache``): it depends only on the
+    base and the rendered requests."""
     import json
 
     import torch
 
     from . import bases
     from . import manifest as mf
-
     from .precision import native_dtype
 
     dtype = native_dtype()
     fn = absolute if recipe.task == "absolute" else pairwise
+    data = suite_data(recipe, mirror)
     out: dict[str, Any] = {"dtype": dtype, "task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
-    cache = _base_cache(recipe)
+    cache = _base_cache(recipe, data)
     if cache.is_file():
         out["base"] = {**json.loads(cache.read_text()), "cached": str(cache)}
     else:
         base_model, _ = bases.load(recipe.base, dtype)
         t = time.time()
-        out["base"] = fn(base_model.eval(), tok, recipe, mirror)
+        out["base"] = fn(base_model.eval(), tok, recipe, data=data)
         out["base"]["seconds"] = round(time.time() - t, 1)
         mf.write_json(cache, out["base"])
         del base_model
     folded = peft_model.merge_and_unload().to(getattr(torch, dtype)).eval()
     t = time.time()
-    out["adapter"] = fn(folded, tok, recipe, mirror)
+    out["adapter"] = fn(folded, tok, recipe, data=data)
     out["adapter"]["seconds"] = round(time.time() - t, 1)
     _print_table(out)
     return out

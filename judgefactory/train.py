@@ -218,6 +218,9 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
     rows, data_info = examples(recipe, mirror)
     base_path = bases.prepare(recipe.base) if recipe.backend == "trl" else recipe.base
     base_m = mf.read(Path(base_path)) if isinstance(base_path, Path) else None
+    # keyed on what is trained on: the rendered prompt/completion rows (prompt templates, clipping, targets), not on a
+    # version number someone must remember to bump; the base's files carry its tokenizer and chat template
+    data_info = {**data_info, "examples_sha256": mf.sha256_json(rows)}
     inputs = mf.sha256_json({"recipe": recipe.model_dump(mode="json"), "data": data_info,
                              "base": (base_m or {}).get("files", recipe.base)})
     if not force and mf.is_fresh(out, inputs):

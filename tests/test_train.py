@@ -186,3 +186,36 @@ def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):
     assert not trl_utils._use_triton(torch.device("cpu"))  # restored
     assert torch.allclose(loss, full_loss, atol=1e-6) and loss > 0
     assert all(torch.allclose(g, f, atol=1e-6) for g, f in zip(grads, full_grads)) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_llama, tmp_path, monkeypatch):
+    """Freshness is keyed on what a station produces (rendered rows, prompts, targets), not on a version number: an
+    edited bias prompt rebuilds the pair set and the adapter trained on it; an edited system prompt (outside the pair
+    set's rows) leaves the pair set fresh and rebuilds the adapter; nothing changed reuses both."""
+    from judgefactory import manifest as mf
+    from judgefactory.data import pairs
+
+    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
+    pair_recipe = recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
+                                     "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)})
+    adapter = recipes.from_dict({
+        "kind": "adapter", "name": "tiny-pw", "task": "pairwise", "base": str(tiny_llama),
+        "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+        "train": {"max_steps": 2, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 10, "bf16": False,
+                  "base_dtype": "float32"}})
+    monkeypatch.setattr(train, "PAIRS_DIR", tmp_path / "pairs")
+
+    def build_and_train() -> tuple[str, str]:
+        folder = pairs.build(pair_recipe, out_root=tmp_path / "pairs", mirror=bbq_fixtures, progress=False)
+        out = train.run(adapter, adapters_dir=tmp_path / "adapters", quick_eval=False)
+        return mf.read(folder)["created"] + mf.read(folder)["inputs_sha256"], mf.read(out)["inputs_sha256"] + mf.read(out)["created"]
+
+    first = build_and_train()
+    assert build_and_train() == first  # unchanged: both reused
+    monkeypatch.setattr(formats, "BIAS_PROMPT", formats.BIAS_PROMPT.replace("###Judgement:", "###Your judgement:"))
+    second = build_and_train()
+    assert second[0] != first[0] and second[1] != first[1]  # the template is in the pair set's rows: both rebuilt
+    assert "###Your judgement:" in (tmp_path / "pairs" / "fx" / "train.jsonl").read_text()
+    monkeypatch.setattr(formats, "BIAS_SYSTEM_PROMPT", "You judge social bias.")
+    third = build_and_train()
+    assert third[0] == second[0] and third[1] != second[1]  # only the adapter's rendered rows changed
