@@ -18,7 +18,6 @@ Prints a table and writes bench/results/merge_overhead.json (git-ignored).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -34,9 +33,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from judgefactory import bases, merge, recipes  # noqa: E402
+from judgefactory import (  # noqa: E402
+    bases,
+    merge,
+    paths,  # noqa: E402
+    recipes,
+)
 from judgefactory import manifest as mf  # noqa: E402
-from judgefactory.models import ADAPTERS_DIR  # noqa: E402
 
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -73,18 +76,18 @@ def main() -> None:
     ap.add_argument("--cuda", action="store_true")
     args = ap.parse_args()
 
+    import yaml
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
-    import yaml
 
     recipe = recipes.load(recipes.find("merges", args.recipe))
     work = Path(tempfile.mkdtemp(prefix="merge-overhead-"))
     try:
         t0 = time.perf_counter()
         bases.prepare(recipe.base)
-        real = all(mf.read(ADAPTERS_DIR / n) for n in ("absolute", "pairwise"))
-        adapters_dir = ADAPTERS_DIR if real else work / "adapters"
+        real = all(mf.read(paths.adapters() / n) for n in ("absolute", "pairwise"))
+        adapters_dir = paths.adapters() if real else work / "adapters"
         if not real:
             fresh_adapters(adapters_dir, recipe.base)
         print(f"setup (base + adapters): {time.perf_counter() - t0:.1f}s; adapters: {'real' if real else 'fresh random r=16'}", file=sys.stderr)

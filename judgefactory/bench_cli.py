@@ -15,7 +15,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import run as bench_run
     from .bench import suites
 
-    out = bench_run.run(args.model, args.suite, limit=args.limit, out_root=Path(args.out), batch_size=args.batch_size,
+    out = bench_run.run(args.model, args.suite, limit=args.limit, out_root=Path(args.out) if args.out else None, batch_size=args.batch_size,
                         backend=args.backend, base_url=args.base_url, max_response_chars=args.max_response_chars,
                         n_boot=args.n_boot)
     folders = [out] if args.suite in suites.LOADERS else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
@@ -27,8 +27,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .bench import report
 
-    out = report.compare(args.models, out=Path(args.out), bench_root=Path(args.bench_root),
-                         consistency_root=Path(args.consistency_root))
+    out = report.compare(args.models, out=args.out, bench_root=args.bench_root, consistency_root=args.consistency_root)
     print(out / "compare.md")
 
 
@@ -44,12 +43,12 @@ def add_parser(sub) -> None:
     s.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
     s.add_argument("--base-url", default=None, help="openai backend: the server, e.g. http://localhost:8000/v1")
     s.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap replicates per CI (0: no CIs)")
-    s.add_argument("--out", default="bench", help="results root (default: ./bench)")
+    s.add_argument("--out", default=None, help="results root (default: the workspace's bench/, see README)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("bench-compare", help="compare models' bench (and consistency) results: table + charts")
     s.add_argument("models", metavar="MODEL", nargs="+", help="model refs or result folder names under bench/")
-    s.add_argument("--out", default="bench/compare")
-    s.add_argument("--bench-root", default="bench")
-    s.add_argument("--consistency-root", default="consistency")
+    s.add_argument("--out", default=None, help="default: <bench root>/compare")
+    s.add_argument("--bench-root", default=None, help="default: the workspace's bench/")
+    s.add_argument("--consistency-root", default=None, help="default: the workspace's consistency/")
     s.set_defaults(func=cmd_compare)

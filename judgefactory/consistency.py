@@ -548,7 +548,7 @@ def _label(model_ref: str, engine: Any, backend: str = "transformers") -> str:
 
 
 def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None = 40,
-        suites: Sequence[str] = DEFAULT_SUITES, out_root: Path = Path("consistency"), mirror: Any = None,
+        suites: Sequence[str] = DEFAULT_SUITES, out_root: Path | None = None, mirror: Any = None,
         engine: Any = None, samples: int = 1, max_new_tokens: int = 128, max_response_chars: int | None = None,
         batch_size: int = 16, seed: int = 0, with_reference: bool = True, score_tol: float = 0.1,
         verdict_tol: float = 0.1, backend: str = "transformers", base_url: str | None = None,
@@ -651,7 +651,9 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
     swap_doc = {"suites": swaps, "score_comparison_pairs": pairs_swaps}
     summary = {"model": label, "checks": checks}
 
-    folder = Path(out_root) / label
+    from . import paths
+
+    folder = Path(out_root if out_root is not None else paths.consistency()) / label
     with mf.atomic_dir(folder) as tmp:
         mf.write_json(tmp / "swap.json", _clean(swap_doc))
         mf.write_json(tmp / "conflict.json", _clean(conflict))
@@ -706,9 +708,9 @@ def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callab
     the artifact (its manifest sha256 differs): ``GateError`` saying which ``make consistency`` to run."""
     artifact_dir = Path(artifact_dir)
     if consistency_root is None:
-        from .recipes import REPO_ROOT
+        from . import paths
 
-        consistency_root = REPO_ROOT / "consistency"
+        consistency_root = paths.consistency()
 
     def gate() -> None:
         from pydantic import ValidationError

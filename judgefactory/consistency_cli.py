@@ -21,7 +21,7 @@ def cmd_consistency(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     out = consistency.run(args.model, limit_groups=_limit(args.limit), limit_pairs=_limit(args.limit_pairs),
-                          suites=args.suites, out_root=Path(args.out), samples=args.samples,
+                          suites=args.suites, out_root=Path(args.out) if args.out else None, samples=args.samples,
                           max_new_tokens=args.max_new_tokens, max_response_chars=args.max_response_chars,
                           batch_size=args.batch_size, seed=args.seed, with_reference=not args.no_reference,
                           score_tol=args.score_tol, verdict_tol=args.verdict_tol, backend=args.backend,
@@ -55,5 +55,5 @@ def add_parser(sub) -> None:
     s.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
     s.add_argument("--base-url", default=None, help="openai backend: the server, e.g. http://localhost:8000/v1")
     s.add_argument("--progress", action="store_true", help="progress bars on stderr")
-    s.add_argument("--out", default="consistency", help="results root (default: ./consistency)")
+    s.add_argument("--out", default=None, help="results root (default: the workspace's consistency/, see README)")
     s.set_defaults(func=cmd_consistency)

@@ -471,14 +471,7 @@ def write_card(
     card = build_card(artifact_dir, bench_root, consistency_root, model_name, repo_id=repo_id)
     target = Path(out) if out is not None else Path(artifact_dir) / README
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(str(card))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(target, str(card).encode("utf-8"))
     return target
 
 
@@ -559,18 +552,19 @@ def check_files(files: list[tuple[str, Path]], manifest: dict[str, Any], token: 
             raise HubError(f"{rel} no longer matches the sha256 in {MANIFEST}: rebuild the artifact or its manifest")
 
 
-def _print_listing(repo_id: str, private: bool, files: list[tuple[str, Path]]) -> None:
-    total = sum(p.stat().st_size for _, p in files)
+def _print_listing(repo_id: str, private: bool, files: list[tuple[str, Path]], card: bytes | None = None) -> None:
+    sizes = [(rel, path.stat().st_size) for rel, path in files] + ([(README + " (generated card)", len(card))] if card is not None else [])
     visibility = "private" if private else "public"
-    print(f"dry run: would upload {len(files)} files ({total:,} bytes) to {repo_id} ({visibility}) in one commit")
-    for rel, path in files:
-        print(f"  {path.stat().st_size:>14,}  {rel}")
+    print(f"dry run: would upload {len(sizes)} files ({sum(s for _, s in sizes):,} bytes) to {repo_id} ({visibility}) in one commit")
+    for rel, size in sizes:
+        print(f"  {size:>14,}  {rel}")
 
 
 def push(
     artifact_dir: Path,
     repo_id: str,
     *,
+    card: str | None = None,
     token: str | None = None,
     private: bool = True,
     dry_run: bool = False,
@@ -582,8 +576,10 @@ def push(
     """Upload an artifact folder to ``repo_id`` in one commit, after local safety checks.
 
     Order: token (HubError before any network call when missing, except in a dry run), file allow-list,
-    README.md + manifest.json present, manifest hashes and token scan, ``gate()``; then, unless ``dry_run``,
-    ``create_repo(private=private, exist_ok=True)`` and a single ``create_commit`` holding every file.
+    README.md (the folder's, or ``card``) + manifest.json present, manifest hashes and token scan, ``gate()``; then,
+    unless ``dry_run``, ``create_repo(private=private, exist_ok=True)`` and a single ``create_commit`` holding every file.
+    ``card``: the model card text to upload as README.md; it is written into the folder only after the commit
+    succeeded, so a refused, dry or failed push leaves the artifact folder exactly as it was.
     """
     artifact_dir = Path(artifact_dir)
     token = resolve_token(token)
@@ -591,26 +587,49 @@ def push(
         raise HubError("no Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`")
     manifest = load_manifest(artifact_dir)
     files = collect_files(artifact_dir, exclude)
-    names = {rel for rel, _ in files}
-    if README not in names:
-        raise HubError(f"no {README} in {artifact_dir}: write the model card first (judgefactory.hub.write_card)")
+    card_bytes = card.encode("utf-8") if card is not None else None
+    if card_bytes is not None:
+        files = [(rel, path) for rel, path in files if rel != README]
+        if (token and token.encode() in card_bytes) or _HF_TOKEN_RE.search(card_bytes):
+            raise HubError(f"refusing to upload {README}: the card contains something shaped like a hub token (hf_...)")
+    elif README not in {rel for rel, _ in files}:
+        raise HubError(f"no {README} in {artifact_dir}: write the model card first (judgefactory card)")
     check_files(files, manifest, token)
     if gate is not None:
         gate()
     listing = [{"path": rel, "size": path.stat().st_size} for rel, path in files]
+    if card_bytes is not None:
+        listing.append({"path": README, "size": len(card_bytes)})
     if dry_run:
-        _print_listing(repo_id, private, files)
+        _print_listing(repo_id, private, files, card_bytes)
         return {"repo_id": repo_id, "private": private, "dry_run": True, "files": listing}
-    return _upload(artifact_dir, repo_id, files, manifest, token, private, endpoint, commit_message) | {"files": listing}
+    result = _upload(artifact_dir, repo_id, files, manifest, token, private, endpoint, commit_message, card_bytes)
+    if card_bytes is not None:  # the folder now matches what the Hub holds
+        _write_atomic(artifact_dir / README, card_bytes)
+    return result | {"files": listing}
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _upload(
     artifact_dir: Path, repo_id: str, files: list[tuple[str, Path]], manifest: dict[str, Any],
-    token: str, private: bool, endpoint: str | None, commit_message: str | None,
+    token: str, private: bool, endpoint: str | None, commit_message: str | None, card: bytes | None = None,
 ) -> dict[str, Any]:
     """create_repo + one create_commit; any failure becomes a masked one-line HubError."""
     api = HfApi(endpoint=endpoint, token=token)
     operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in files]
+    if card is not None:
+        operations.append(CommitOperationAdd(path_in_repo=README, path_or_fileobj=card))
     message = commit_message or f"Upload {manifest.get('kind', 'artifact')} {manifest.get('name', artifact_dir.name)}"
     description = f"judgefactory artifact; recipe sha256 {manifest.get('recipe_sha256', 'n/a')}; {len(files)} files."
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .recipes import REPO_ROOT
+from . import paths
 
 
 def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
@@ -22,7 +22,7 @@ def cmd_card(args: argparse.Namespace) -> None:
     from . import hub, models
 
     ref, folder = _artifact(args)
-    out = hub.write_card(folder, REPO_ROOT / "bench", REPO_ROOT / "consistency", models.label(ref), repo_id=args.repo,
+    out = hub.write_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo,
                          out=Path(args.out) if args.out else None)
     print(out)
 
@@ -32,9 +32,9 @@ def cmd_push(args: argparse.Namespace) -> None:
     from .consistency import gate_for
 
     ref, folder = _artifact(args)
-    hub.write_card(folder, REPO_ROOT / "bench", REPO_ROOT / "consistency", models.label(ref), repo_id=args.repo)
-    result = hub.push(folder, args.repo, private=not args.public, dry_run=args.dry_run, endpoint=args.endpoint,
-                      gate=gate_for(folder))
+    card = str(hub.build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
+    result = hub.push(folder, args.repo, card=card, private=not args.public, dry_run=args.dry_run, endpoint=args.endpoint,
+                      gate=gate_for(folder))  # the card reaches the folder only if the push goes ahead
     if not args.dry_run:
         print(f"pushed {len(result['files'])} files to {result['repo_id']} in one commit: {result.get('commit_url')}")
 

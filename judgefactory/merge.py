@@ -32,10 +32,9 @@ from typing import Any, Iterator
 
 import yaml
 
-from . import bases
+from . import bases, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
-from .models import ADAPTERS_DIR, MERGES_DIR
 from .recipes import MergeRecipe, dump
 
 TASK_VECTOR_METHODS = ("ties", "dare_linear", "task_arithmetic")
@@ -83,8 +82,8 @@ def _say(msg: str, quiet: bool) -> None:
 def run(
     recipe: MergeRecipe,
     *,
-    adapters_dir: Path = ADAPTERS_DIR,
-    merges_dir: Path = MERGES_DIR,
+    adapters_dir: Path | None = None,
+    merges_dir: Path | None = None,
     cuda: bool = False,
     force: bool = False,
     weights: list[float] | None = None,
@@ -107,6 +106,8 @@ def run(
         raise MergeError(f"{recipe.name}: {len(weights)} weights given for {len(recipe.models)} models")
     name = recipe.name if weights is None else point_name(recipe.name, weights[0])
     weights = [float(w) for w in (weights if weights is not None else [m.weight for m in recipe.models])]
+    adapters_dir = Path(adapters_dir) if adapters_dir is not None else paths.adapters()
+    merges_dir = Path(merges_dir) if merges_dir is not None else paths.merges()
     out = Path(merges_dir).resolve() / name
     cache = Path(cache_dir or cache_root()).resolve()
     if "+" in str(cache) or "@" in str(cache):

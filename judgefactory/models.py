@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import manifest as mf
+from . import paths
 from .errors import JudgeFactoryError
-from .recipes import REPO_ROOT
 
-ADAPTERS_DIR = REPO_ROOT / "adapters"
-MERGES_DIR = REPO_ROOT / "merges"
 DEFAULT_BASE = "embedded:smollm2-135m-instruct"
 
 
@@ -27,7 +25,7 @@ def resolve(ref: str) -> tuple[str, Path | str]:
     """``ref`` -> (kind, location) with kind in base | adapter | merge | checkpoint."""
     if ref == "base":
         ref = DEFAULT_BASE
-    for prefix, folder, kind in (("adapter:", ADAPTERS_DIR, "adapter"), ("merge:", MERGES_DIR, "merge")):
+    for prefix, folder, kind in (("adapter:", paths.adapters(), "adapter"), ("merge:", paths.merges(), "merge")):
         if ref.startswith(prefix):
             path = folder / ref[len(prefix):]
             if not (path / mf.MANIFEST).is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import manifest as mf
-from .recipes import REPO_ROOT
+from . import paths
 
 BASE = "embedded:smollm2-135m-instruct"
 MERGE = "nuslerp_50_50"
@@ -57,7 +57,7 @@ def _mmss(s: float) -> str:
     return f"{int(s // 60)}:{int(s % 60):02d}"
 
 
-def run(mirror: str | Path | None = None, report_dir: Path = REPO_ROOT / "report") -> Path:
+def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Path:
     """Run the whole line; returns the report folder."""
     import os
 
@@ -87,24 +87,24 @@ def run(mirror: str | Path | None = None, report_dir: Path = REPO_ROOT / "report
 
     def bench_all() -> Path:
         for ref in MODELS:
-            bench_run.run(ref, BENCH, out_root=REPO_ROOT / "bench", mirror=root, max_response_chars=400)
-        return REPO_ROOT / "bench"
+            bench_run.run(ref, BENCH, out_root=paths.bench(), mirror=root, max_response_chars=400)
+        return paths.bench()
 
     line.station("bench base, specialists and merge", bench_all)
 
     def consistency_all() -> Path:
         for ref in MODELS:
-            consistency.run(ref, out_root=REPO_ROOT / "consistency", mirror=root, **CONSISTENCY)
-        return REPO_ROOT / "consistency"
+            consistency.run(ref, out_root=paths.consistency(), mirror=root, **CONSISTENCY)
+        return paths.consistency()
 
     line.station("consistency checks", consistency_all)
     merged = Path(models.resolve(f"merge:{MERGE}")[1])
-    line.station("model card (no push)", lambda: hub.write_card(merged, REPO_ROOT / "bench", REPO_ROOT / "consistency",
+    line.station("model card (no push)", lambda: hub.write_card(merged, paths.bench(), paths.consistency(),
                                                                   models.label(f"merge:{MERGE}")))
-    compare_dir = REPO_ROOT / "bench" / "compare"
-    line.station("report", lambda: bench_report.compare(list(MODELS), out=compare_dir, bench_root=REPO_ROOT / "bench",
-                                                         consistency_root=REPO_ROOT / "consistency", show=False))
-    out = write_report(report_dir, compare_dir, line, on_fixtures, root)
+    compare_dir = paths.bench() / "compare"
+    line.station("report", lambda: bench_report.compare(list(MODELS), out=compare_dir, bench_root=paths.bench(),
+                                                         consistency_root=paths.consistency(), show=False))
+    out = write_report(Path(report_dir) if report_dir is not None else paths.report(), compare_dir, line, on_fixtures, root)
     _summary(line, out)
     return out
 
@@ -176,7 +176,7 @@ def plainly(specialist: str, by_verdict: dict[str, list[str]]) -> str:
 def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, root: Path) -> Path:
     from . import models
 
-    bench_root, cons_root = REPO_ROOT / "bench", REPO_ROOT / "consistency"
+    bench_root, cons_root = paths.bench(), paths.consistency()
     labels = [models.label(m) for m in MODELS]
     out.mkdir(parents=True, exist_ok=True)
     for png in compare_dir.glob("*.png"):

@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from . import paths
 from .errors import JudgeFactoryError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPES_DIR = REPO_ROOT / "recipes"
+RECIPES_DIR = paths.recipes_dir()
 
 EMBEDDED_BASES = ("smollm2-135m-instruct", "gemma3-270m")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

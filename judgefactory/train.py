@@ -16,18 +16,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import bases, formats
+from . import bases, formats, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
-from .models import ADAPTERS_DIR
 from .recipes import AdapterRecipe, dump
 
 
 class TrainError(JudgeFactoryError):
     """Training cannot start (bad data, missing pair set, wrong backend for this machine)."""
-
-
-PAIRS_DIR = ADAPTERS_DIR.parent / "data" / "pairs"
 
 
 # --------------------------------------------------------------------------- examples
@@ -36,7 +32,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
     d = recipe.data
     if recipe.task == "pairwise":
         name = d.source.split(":", 1)[1]
-        folder = PAIRS_DIR / name
+        folder = paths.pair_sets() / name
         m = mf.read(folder)
         if m is None or not (folder / "train.jsonl").is_file():
             raise TrainError(f"pair set {name!r} not built at {folder}: run `judgefactory pairs build recipes/pairs/{name}.yaml`")
@@ -206,7 +202,7 @@ def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (t
 
 
 # --------------------------------------------------------------------------- the station
-def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any = None, force: bool = False,
+def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any = None, force: bool = False,
         quick_eval: bool = True) -> Path:
     """Train (or resume, or skip when fresh) the adapter of ``recipe``; returns ``adapters/<name>/``."""
     import torch
@@ -214,7 +210,8 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path = ADAPTERS_DIR, mirror: Any
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    out = Path(adapters_dir) / recipe.name
+    adapters_dir = Path(adapters_dir) if adapters_dir is not None else paths.adapters()
+    out = adapters_dir / recipe.name
     rows, data_info = examples(recipe, mirror)
     base_path = bases.prepare(recipe.base) if recipe.backend == "trl" else recipe.base
     base_m = mf.read(Path(base_path)) if isinstance(base_path, Path) else None

@@ -1,13 +1,12 @@
 """Base cache logic on a tiny model, and the real embedded base end to end."""
 
-import shutil
 import subprocess
 import sys
 
 import pytest
+from conftest import build_tiny_llama
 
 from judgefactory import bases
-from conftest import build_tiny_llama
 
 
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,30 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(bench_run, "run", boom)
     with pytest.raises(KeyError, match="a bug"):
         cli.main(["bench", "base", "vicuna"])
+
+
+def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
+    """A non-editable install (`pip install .`) carries the shipped recipes inside the package and puts artifacts in
+    ~/judgefactory (or $JUDGEFACTORY_HOME), whatever the working directory."""
+    import os
+
+    repo = Path(__file__).resolve().parent.parent
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--no-compile", "--target", str(target), str(repo)], check=True, capture_output=True, text=True)
+    assert (target / "judgefactory" / "_recipes" / "adapters" / "pairwise.yaml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(target), "HOME": str(tmp_path / "home")}
+    env.pop("JUDGEFACTORY_HOME", None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "validate"], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "17 recipes valid" in out or "recipes valid" in out.splitlines()[-1]
+    assert str(target / "judgefactory" / "_recipes") in out
+    where = subprocess.run([sys.executable, "-c", "from judgefactory import paths; print(paths.workspace(), paths.adapters())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert where == [str(tmp_path / "home" / "judgefactory"), str(tmp_path / "home" / "judgefactory" / "adapters")]
+    env["JUDGEFACTORY_HOME"] = str(tmp_path / "ws")
+    where = subprocess.run([sys.executable, "-c", "from judgefactory import paths; print(paths.bench())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(tmp_path / "ws" / "bench")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_specialists_merge_into_one_judge(mirror, tmp_path, monkeypatch):
     from judgefactory.data import pairs
 
-    monkeypatch.setattr(train, "PAIRS_DIR", tmp_path / "pairs")
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
     pairs.build(recipes.load(recipes.find("pairs", "bbq_pairs")), out_root=tmp_path / "pairs", mirror=mirror)
     adapters = tmp_path / "adapters"
     for name in ("absolute", "pairwise"):

@@ -157,9 +157,9 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
 
 
 def test_prefill_with_a_peft_model(tiny):
-    from peft import LoraConfig, get_peft_model
-
     import copy
+
+    from peft import LoraConfig, get_peft_model
 
     model, tok = tiny
     peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)).eval()

@@ -539,3 +539,45 @@ def test_failed_commit_raises_and_leaves_no_commit(factory: Path, server: StandI
     assert err.value.__cause__ is None and err.value.__suppress_context__
     assert len(server.api_requests("/commit/")) == 1
     assert server.commits == [] and server.repos[REPO]["files"] == {}
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_push_changes_nothing(factory: Path, tmp_path: Path) -> None:
+    """Through the CLI, run from an unrelated working directory with the workspace at $JUDGEFACTORY_HOME: the card
+    reads bench/ and consistency/ of the workspace; a push the consistency gate refuses exits 2 with one line and leaves
+    the artifact folder byte for byte as it was (no card written); a push without a token does the same."""
+    import os
+    import subprocess
+    import sys
+
+    ws = Path(shutil.copytree(factory, tmp_path / "ws"))
+    for root in ("bench", "consistency"):  # results live under the model's label, as `make bench` writes them
+        (ws / root / MODEL).rename(ws / root / f"merge-{MODEL}")
+    art = ws / "merges" / MODEL
+    (art / "README.md").unlink()
+    m = json.loads((art / hub.MANIFEST).read_text())
+    m["recipe"]["gate"] = {"max_conflict_ratio": 0.1}  # the workspace's summary says 0.149
+    (art / hub.MANIFEST).write_text(json.dumps(m))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "JUDGEFACTORY_HOME": str(ws), "HF_TOKEN": TOKEN}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "judgefactory.cli", *argv], cwd=elsewhere, env=env, capture_output=True, text=True)
+
+    before = _tree(art)
+    refused = cli("push", "--merge", MODEL, "--repo", REPO, "--endpoint", "http://127.0.0.1:9")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "consistency gate failed: conflict_ratio 0.149 > max 0.10" in refused.stderr
+    assert _tree(art) == before
+    env.pop("HF_TOKEN")
+    env["HF_HOME"] = str(tmp_path / "hf")  # no saved login either
+    no_token = cli("push", "--merge", MODEL, "--repo", REPO)
+    assert no_token.returncode == 2 and "no Hugging Face token" in no_token.stderr and _tree(art) == before
+    card = cli("card", "--merge", MODEL)
+    assert card.returncode == 0, card.stderr
+    text = (art / "README.md").read_text()
+    assert "| kappa | 0.21 | [0.1, 0.32] |" in text and "conflict_ratio" in text  # found the workspace's results

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import build_tiny_llama
 from safetensors.torch import load_file
 
-from conftest import build_tiny_llama
 from judgefactory import manifest as mf
 from judgefactory import merge, recipes
 

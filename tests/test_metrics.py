@@ -8,8 +8,8 @@ import pytest
 
 from judgefactory.bench.metrics import (
     accuracy,
-    both_orders_correct,
     bootstrap_ci,
+    both_orders_correct,
     cohen_kappa,
     correlations,
     mirror,

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from judgefactory import formats
+from judgefactory import formats, recipes
 from judgefactory import manifest as mf
-from judgefactory import recipes
 from judgefactory.data import bbq, pairs, pairs_cli, sources
 from judgefactory.recipes import PairsRecipe
 

@@ -48,7 +48,7 @@ def test_malformed_absolute_rows_are_reported(tmp_path):
     del bad["orig_score"]
     (folder / "train.jsonl").write_text(good + "\n" + json.dumps(bad) + "\n")
     items, errors = prometheus.load_absolute("prometheus-eval/Feedback-Collection", mirror=tmp_path)
-    assert len(items) == 1 and errors == [f"train.jsonl row 1: missing field 'orig_score'"]
+    assert len(items) == 1 and errors == ["train.jsonl row 1: missing field 'orig_score'"]
 
 
 def test_training_loss_falls_and_artifacts_are_complete(tiny_llama, tmp_path):
@@ -203,10 +203,10 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
         "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
         "train": {"max_steps": 2, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 10, "bf16": False,
                   "base_dtype": "float32"}})
-    monkeypatch.setattr(train, "PAIRS_DIR", tmp_path / "pairs")
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
 
     def build_and_train() -> tuple[str, str]:
-        folder = pairs.build(pair_recipe, out_root=tmp_path / "pairs", mirror=bbq_fixtures, progress=False)
+        folder = pairs.build(pair_recipe, mirror=bbq_fixtures, progress=False)
         out = train.run(adapter, adapters_dir=tmp_path / "adapters", quick_eval=False)
         return mf.read(folder)["created"] + mf.read(folder)["inputs_sha256"], mf.read(out)["inputs_sha256"] + mf.read(out)["created"]
 
@@ -215,7 +215,7 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     monkeypatch.setattr(formats, "BIAS_PROMPT", formats.BIAS_PROMPT.replace("###Judgement:", "###Your judgement:"))
     second = build_and_train()
     assert second[0] != first[0] and second[1] != first[1]  # the template is in the pair set's rows: both rebuilt
-    assert "###Your judgement:" in (tmp_path / "pairs" / "fx" / "train.jsonl").read_text()
+    assert "###Your judgement:" in (tmp_path / "data" / "pairs" / "fx" / "train.jsonl").read_text()
     monkeypatch.setattr(formats, "BIAS_SYSTEM_PROMPT", "You judge social bias.")
     third = build_and_train()
     assert third[0] == second[0] and third[1] != second[1]  # only the adapter's rendered rows changed

@@ -206,9 +206,15 @@ def sweep_charts(bench_root: Path, out: Path) -> list[Path]:
     return paths
 
 
-def compare(models: Sequence[str], out: Path = Path("bench/compare"), bench_root: Path = Path("bench"),
-            consistency_root: Path = Path("consistency"), show: bool = True) -> Path:
-    """Write ``<out>/compare.md`` and the PNG charts for the given model refs or result labels; returns ``out``."""
+def compare(models: Sequence[str], out: Path | None = None, bench_root: Path | None = None,
+            consistency_root: Path | None = None, show: bool = True) -> Path:
+    """Write ``<out>/compare.md`` and the PNG charts for the given model refs or result labels; returns ``out``
+    (defaults: the workspace's ``bench/compare``, ``bench`` and ``consistency``, judgefactory.paths)."""
+    from .. import paths
+
+    bench_root = Path(bench_root) if bench_root is not None else paths.bench()
+    consistency_root = Path(consistency_root) if consistency_root is not None else paths.consistency()
+    out = Path(out) if out is not None else bench_root / "compare"
     labels = list(dict.fromkeys(resolve_label(m, bench_root) for m in models))
     results = {lab: load_results(lab, bench_root) for lab in labels}
     consistency = {lab: load_consistency(lab, consistency_root) for lab in labels}

@@ -226,14 +226,15 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
     return folder
 
 
-def run(model_ref: str, suite_name_or_bench_recipe: str | BenchRecipe, limit: int | None = None, out_root: Path = Path("bench"), *,
+def run(model_ref: str, suite_name_or_bench_recipe: str | BenchRecipe, limit: int | None = None, out_root: Path | None = None, *,
         batch_size: int | None = None, engine: Any = None, backend: str = "transformers", base_url: str | None = None,
         mirror: Any = None, max_response_chars: int | None = None, n_boot: int = 1000) -> Path:
     """Benchmark ``model_ref`` on one suite or a bench recipe's suites; returns ``bench/<label>/<suite>`` for a single
     suite, ``bench/<label>`` for a recipe. The model loads only if something is left to judge (or ``engine`` is given)."""
-    from .. import models
+    from .. import models, paths
     from ..engine import Engine
 
+    out_root = Path(out_root) if out_root is not None else paths.bench()
     recipe = bench_recipe(suite_name_or_bench_recipe)
     bs = batch_size or recipe.batch_size
     label = engine.label if engine is not None else ("openai__" + model_ref.replace("/", "_") if backend == "openai" else models.label(model_ref))

@@ -46,17 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .. import formats
+from .. import formats, paths
 from .. import manifest as mf
-from ..recipes import REPO_ROOT, PairsRecipe
+from ..recipes import PairsRecipe
 from . import bbq, sources
 from .bbq import LETTERS, BBQItem, SchemaError, template_id, template_of_question
 
 __all__ = ["build", "classify", "Classification", "template_id", "split_templates", "template_splits", "rule_label",
            "reasoning", "assign_bucket", "load_inputs", "eligible_items", "generate_responses", "llm_second_opinion",
-           "summary_tables", "BUCKETS", "PAIRS_DIR"]
+           "summary_tables", "BUCKETS"]
 
-PAIRS_DIR = REPO_ROOT / "data" / "pairs"
 BUCKETS = ("clear_bias", "subtle_bias", "tracked_vs_alternate", "tie", "adversarial")
 SPLITS = ("train", "test")
 
@@ -539,7 +538,7 @@ def _load_bbq(recipe: PairsRecipe, mirror: Any) -> list[sources.Loaded]:
 
 def _resolve(path: str) -> Path:
     p = Path(path).expanduser()
-    return p if p.is_absolute() or p.exists() else REPO_ROOT / p
+    return p if p.is_absolute() or p.exists() else paths.workspace() / p
 
 
 def load_inputs(recipe: PairsRecipe, mirror: Any = None) -> Inputs:
@@ -777,7 +776,7 @@ def _check_disjoint(split_of: dict[str, str], rows: list[dict[str, Any]], inputs
 def build(recipe: PairsRecipe, out_root: Path | None = None, mirror: Any = None, force: bool = False,
           progress: bool = True) -> Path:
     """Build (or reuse, when its inputs are unchanged) the pair set ``<out_root>/<recipe.name>/``."""
-    folder = Path(out_root or PAIRS_DIR) / recipe.name
+    folder = Path(out_root or paths.pair_sets()) / recipe.name
     inputs = load_inputs(recipe, mirror)
     rng = random.Random(recipe.seed)
     stats: Counter = Counter()

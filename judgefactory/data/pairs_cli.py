@@ -11,7 +11,7 @@ from pathlib import Path
 
 def cmd_pairs(args: argparse.Namespace) -> None:
     from .. import manifest as mf
-    from .. import recipes
+    from .. import paths, recipes
     from . import pairs
 
     mirror = getattr(args, "data_mirror", None)
@@ -20,7 +20,7 @@ def cmd_pairs(args: argparse.Namespace) -> None:
         raise recipes.RecipeError(f"{args.recipe}: a {recipe.kind} recipe, not a pairs recipe")
     if args.pairs_command == "build":
         out_root = Path(args.out_root) if args.out_root else None
-        before = mf.read(Path(out_root or pairs.PAIRS_DIR) / recipe.name) or {}
+        before = mf.read(Path(out_root or paths.pair_sets()) / recipe.name) or {}
         folder = pairs.build(recipe, out_root=out_root, mirror=mirror, force=args.force)
         m = mf.read(folder) or {}
         if before.get("created") and before.get("created") == m.get("created"):
