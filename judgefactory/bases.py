@@ -181,9 +181,16 @@ def load(name_or_path: str | Path, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from safetensors import SafetensorError
+
     path = prepare(str(name_or_path)) if str(name_or_path).startswith("embedded:") else name_or_path
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), trust_remote_code=False,
+                                                     use_safetensors=True)
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # unreadable config, weights or tokenizer files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise BaseError(f"cannot load checkpoint {path}: {type(err).__name__}: {first[:300]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok

@@ -32,16 +32,18 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from . import recipes
 
     paths = [Path(p) for p in args.paths] or recipes.shipped()
-    failed = 0
+    failed: list[str] = []
     for p in paths:
         try:
             r = recipes.load(p, args.set)
             print(f"ok   {p}  ({r.kind}: {r.name})")
         except recipes.RecipeError as err:
-            failed += 1
+            failed.append(str(err))
             print(f"FAIL {err}")
+    if len(failed) == 1:
+        raise recipes.RecipeError(failed[0])
     if failed:
-        raise recipes.RecipeError(f"{failed} of {len(paths)} recipes failed validation")
+        raise recipes.RecipeError(f"{len(failed)} of {len(paths)} recipes failed validation; first: {failed[0]}")
     print(f"{len(paths)} recipes valid")
 
 
@@ -55,7 +57,8 @@ def cmd_data(args: argparse.Namespace) -> None:
     from .data import sources
 
     loaded = sources.load_rows(args.source, args.config, mirror=args.data_mirror)
-    print(f"{args.source}: {len(loaded.rows)} rows, {len(loaded.errors)} malformed, from {loaded.origin}")
+    print(f"{args.source}: {len(loaded.rows)} rows, {len(loaded.errors)} not valid JSON, from {loaded.origin} "
+          "(fields are checked by the station that reads them: bench, train, pairs build)")
     for e in loaded.errors[:10]:
         print("  " + e)
     if loaded.rows and args.show:
@@ -78,8 +81,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error policy: a usage error is one line naming the command, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="judgefactory", description="Build, merge, benchmark and publish small LLM judges.")
+    p = _Parser(prog="judgefactory", description="Build, merge, benchmark and publish small LLM judges.")
     p.add_argument("--data-mirror", default=None, help="local data mirror root (else $JUDGEFACTORY_DATA, else the hub)")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -237,11 +237,39 @@ def _merge_section(artifact_dir: Path, manifest: dict[str, Any], adapters: list[
     paths = [Path(artifact_dir) / name for name in (MERGE_YAML, MERGE_YAML_MERGEKIT)]
     found = next((p for p in paths if p.is_file()), None)
     text = found.read_text().rstrip() if found else f"# {MERGE_YAML} missing from the artifact folder"
+    text = _portable_paths(text, manifest)
     models = [
         {"adapter": m.get("adapter"), "weight": m.get("weight"), "task": tasks.get(m.get("adapter"), "?")}
         for m in recipe.get("models", [])
     ]
     return {"method": recipe.get("method", "?"), "models": models, "yaml": text, "file": found.name if found else MERGE_YAML}
+
+
+def _portable_paths(text: str, manifest: dict[str, Any]) -> str:
+    """The mergekit YAML as a reader can use it: this machine's cache folders (the staged base and each LoRA fold)
+    become the base's hub id and ``<hub id>+<adapter name>`` (a card must not carry local paths)."""
+    cfg = manifest.get("mergekit_config") or {}
+    hub_id = (manifest.get("base") or {}).get("hub_id") or (manifest.get("base") or {}).get("name") or "base"
+    names = [m.get("adapter") or m.get("model") for m in (manifest.get("recipe") or {}).get("models", [])]
+    swaps = []
+    for entry, name in zip(cfg.get("models") or [], names):
+        model = str(entry.get("model", ""))
+        if model and name:
+            swaps.append((model, f"{hub_id}+{name}" if "+" in model else str(name)))
+    if cfg.get("base_model"):
+        swaps.append((str(cfg["base_model"]), hub_id))
+    for local, portable in swaps:  # whole model strings first, then the base path they contain
+        text = text.replace(local, portable)
+    return text
+
+
+def _workspace_relative(path: str) -> str:
+    from . import paths
+
+    try:
+        return Path(path).resolve().relative_to(paths.workspace()).as_posix()
+    except (ValueError, OSError):
+        return Path(path).name if "/" in str(path) else str(path)
 
 
 def _data_rows(adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -252,7 +280,7 @@ def _data_rows(adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "adapter": a.get("name", "?"),
                     "source": d.get("source", "?"),
-                    "file": d.get("split") or d.get("file") or "—",
+                    "file": _workspace_relative(d.get("split") or d.get("file") or "—"),
                     "rows": d.get("rows", "?"),
                     "sha256": str(d.get("sha256", ""))[:16] or "n/a",
                 }
@@ -277,7 +305,8 @@ def _provenance_rows(manifest: dict[str, Any], adapters: list[dict[str, Any]]) -
     if manifest["kind"] == "merge":
         rows += [(f"parent recipe `{a.get('name', '?')}`", a.get("recipe_sha256", "n/a")) for a in adapters]
     for a in adapters:
-        rows += [(f"data `{d.get('source', '?')}` {d.get('file') or ''}".rstrip(), d.get("sha256", "n/a")) for d in a.get("data", [])]
+        rows += [(f"data `{d.get('source', '?')}` {_workspace_relative(d['file']) if d.get('file') else ''}".rstrip(), d.get("sha256", "n/a"))
+                 for d in a.get("data", [])]
     rows += [(f"file `{rel}`", digest) for rel, digest in sorted(manifest.get("files", {}).items())]
     return rows
 

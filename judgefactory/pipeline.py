@@ -206,6 +206,8 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
               "| metric | vs absolute specialist | vs pairwise specialist |", "|---|---|---|"]
     said: dict[str, dict[str, list[str]]] = {"absolute": {}, "pairwise": {}}
     for name, vals, hb in rows:
+        if name.startswith("baseline:"):  # a comparison on the same items, not something the merge keeps or loses
+            continue
         base_v, abs_v, pw_v, merge_v = vals
         v_abs, v_pw = verdict(merge_v, abs_v, hb), verdict(merge_v, pw_v, hb)
         lines.append(f"| {name} | {v_abs} | {v_pw} |")

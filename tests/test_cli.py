@@ -28,7 +28,7 @@ def test_broken_recipe_fails_with_one_line(tmp_path, capsys):
     out = capsys.readouterr()
     line = [x for x in out.out.splitlines() if x.startswith("FAIL")]
     assert len(line) == 1 and str(bad) in line[0] and "models.0.wieght" in line[0]
-    assert out.err.strip() == "error: 1 of 1 recipes failed validation"
+    assert out.err.strip() == f"error: {line[0].removeprefix('FAIL ')}"
 
 
 def test_data_errors_exit_2_with_one_line(tmp_path, capsys):

@@ -581,3 +581,21 @@ def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_pus
     assert card.returncode == 0, card.stderr
     text = (art / "README.md").read_text()
     assert "| kappa | 0.21 | [0.1, 0.32] |" in text and "conflict_ratio" in text  # found the workspace's results
+
+
+def test_card_carries_no_local_paths(factory: Path, tmp_path: Path) -> None:
+    """The mergekit YAML of a real merge names this machine's cache folders; the card shows the base's hub id and
+    the adapters' names instead."""
+    art = Path(shutil.copytree(factory / "merges" / MODEL, tmp_path / MODEL))
+    cache = "/home/someone/.cache/judgefactory/merge"
+    cfg = {"merge_method": "nuslerp", "base_model": f"{cache}/bases/abc",
+           "models": [{"model": f"{cache}/bases/abc+{cache}/lora/111", "parameters": {"weight": 0.5}},
+                      {"model": f"{cache}/bases/abc+{cache}/lora/222", "parameters": {"weight": 0.5}}]}
+    (art / hub.MERGE_YAML).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    m = json.loads((art / hub.MANIFEST).read_text())
+    m["mergekit_config"] = cfg
+    m["files"][hub.MERGE_YAML] = _sha(art / hub.MERGE_YAML)
+    (art / hub.MANIFEST).write_text(json.dumps(m))
+    text = hub.write_card(art, factory / "bench", factory / "consistency", MODEL, out=tmp_path / "card.md").read_text()
+    assert "/home/someone" not in text and "/.cache/" not in text
+    assert "- model: HuggingFaceTB/SmolLM2-135M-Instruct+abs-smol" in text and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in text

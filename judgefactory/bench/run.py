@@ -188,7 +188,6 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
     t0 = time.time()
     data = suites.load(spec.name, mirror=mirror, limit=limit or spec.limit, seed=recipe.seed, max_response_chars=max_response_chars)
     folder = Path(out_root) / label / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
     modes = plan(spec, data.kind)
     model_fp = model_fingerprint(ref)
     common = {"suite": spec.name, "model": model_fp, "max_new_tokens": spec.max_new_tokens, "seed": recipe.seed,
@@ -205,6 +204,9 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
                     rows[(it.id, key, mode.name)] = old
                 else:
                     tasks.append(Task(it, key, mode, msgs, cfg))
+    if tasks:
+        get_engine()  # a model that cannot load fails here, before any result folder exists
+    folder.mkdir(parents=True, exist_ok=True)
     judge_tasks(tasks, data, get_engine, max_new_tokens=spec.max_new_tokens, seed=recipe.seed, batch_size=batch_size, rows=rows,
                 out=folder / PREDICTIONS, desc=f"{label} {spec.name}")
     ordered = [rows[(it.id, k, m.name)] for m in modes for it in data.items for k in it.requests]
