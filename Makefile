@@ -18,7 +18,8 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # writes the bytecode of the modules actually imported, once, on first use, even where the shell disables it.
 export PYTHONDONTWRITEBYTECODE :=
 
-recipe ?= nuslerp_50_50
+recipe ?=
+profile ?=
 model ?= merge:nuslerp_50_50
 suite ?= quick
 limit ?=
@@ -64,17 +65,17 @@ validate: $(STAMP) ## validate every shipped recipe
 pairs: $(STAMP) ## build the BBQ pair set (data/pairs/bbq_pairs/)
 	$(JF) pairs build bbq_pairs
 
-adapter-pairwise: pairs ## train the pairwise bias specialist (adapters/pairwise/)
-	$(JF) train pairwise $(if $(ARGS),--set $(ARGS))
+adapter-pairwise: pairs ## train the pairwise bias specialist: [profile=full] or [recipe=<name in recipes/adapters>]
+	$(JF) train $(or $(recipe),pairwise$(if $(profile),-$(profile))) $(if $(ARGS),--set $(ARGS))
 
-adapter-absolute: $(STAMP) ## train the absolute 1-5 specialist (adapters/absolute/)
-	$(JF) train absolute $(if $(ARGS),--set $(ARGS))
+adapter-absolute: $(STAMP) ## train the absolute 1-5 specialist: [profile=full] or [recipe=<name in recipes/adapters>]
+	$(JF) train $(or $(recipe),absolute$(if $(profile),-$(profile))) $(if $(ARGS),--set $(ARGS))
 
 merge: $(STAMP) ## merge the specialists: make merge recipe=nuslerp_50_50
-	$(JF) merge $(recipe) $(if $(ARGS),--set $(ARGS))
+	$(JF) merge $(or $(recipe),nuslerp_50_50) $(if $(ARGS),--set $(ARGS))
 
 sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
-	$(JF) sweep $(if $(filter nuslerp_50_50,$(recipe)),nuslerp_sweep,$(recipe))
+	$(JF) sweep $(or $(recipe),nuslerp_sweep)
 
 bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=quick [limit=N]
 	$(JF) bench $(model) $(suite) $(if $(limit),--limit $(limit))

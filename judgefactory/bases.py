@@ -155,7 +155,7 @@ def info(name: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .precision import bf16_supported, native_dtype
+    from .precision import bf16_supported, judge_dtype
 
     path = prepare(name)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype="auto")
@@ -172,7 +172,7 @@ def info(name: str) -> dict:
         "eos_token": tok.eos_token,
         "vocab_size": model.config.vocab_size,
         "bf16_supported": bf16_supported("cuda" if torch.cuda.is_available() else "cpu"),
-        "judging_dtype": native_dtype(),
+        "judging_dtype": judge_dtype(),
     }
 
 

@@ -337,7 +337,7 @@ class Engine:
                    info={"backend": "transformers"})
 
     @classmethod
-    def from_ref(cls, ref: str, backend: str = "transformers", dtype: str = "bfloat16", batch_size: int = 16, *,
+    def from_ref(cls, ref: str, backend: str = "transformers", dtype: str = "auto", batch_size: int = 16, *,
                  base_url: str | None = None, api_key: str | None = None) -> "Engine":
         """An engine for a model reference (``models.resolve``); for ``openai`` the ref is the server's model name."""
         if backend == "openai":
@@ -352,19 +352,20 @@ class Engine:
             if kind == "adapter":
                 from . import bases
 
-                vb = VLLMBackend(str(bases.prepare(models.base_of_adapter(loc))), dtype, adapter=str(loc))
+                vb = VLLMBackend(str(bases.prepare(models.base_of_adapter(loc))), "bfloat16" if dtype == "auto" else dtype,
+                                 adapter=str(loc))
             else:
-                vb = VLLMBackend(str(bases_path(kind, loc)), dtype)
+                vb = VLLMBackend(str(bases_path(kind, loc)), "bfloat16" if dtype == "auto" else dtype)
             return cls(vb, batch_size, models.label(ref), ref, {"backend": "vllm", "dtype": dtype})
         if backend != "transformers":
             raise EngineError(f"unknown backend {backend!r}: transformers, vllm or openai")
         import torch
 
-        from .precision import native_dtype
+        from .precision import judge_dtype
 
         cuda = torch.cuda.is_available()
-        if dtype == "bfloat16":
-            dtype = native_dtype()
+        if dtype == "auto":  # the precision policy: float32 on CPUs, bf16 on GPUs that run it (precision.judge_dtype)
+            dtype = judge_dtype()
         model, tok = models.load(ref, dtype)
         if cuda:
             model.to("cuda")

@@ -65,13 +65,13 @@ def base_of_adapter(adapter_dir: Path) -> str:
 def load(ref: str, dtype: str | None = None):
     """(model, tokenizer) in eval mode. An adapter is folded into its base in float32 (PEFT ``merge_and_unload``)
     and the result cast to ``dtype``: unmerged LoRA layers cost ~2x per decoding step on a CPU. ``dtype`` None:
-    bfloat16 where this machine runs it natively, else float32."""
+    the precision policy's judging dtype (``precision.judge_dtype``: float32 on CPUs)."""
     from . import bases
 
     if dtype is None:
-        from .precision import native_dtype
+        from .precision import judge_dtype
 
-        dtype = native_dtype()
+        dtype = judge_dtype()
 
     kind, loc = resolve(ref)
     if kind == "base":

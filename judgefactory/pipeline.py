@@ -2,7 +2,8 @@
 
 base -> pair set -> absolute + pairwise specialists -> nuslerp_50_50 merge -> quick bench of base, both
 specialists and the merge -> consistency checks -> the merged judge's model card (no push) -> report/index.md.
-Budgets for a 2-core CPU live in the recipes (``train.max_minutes``) and in ``recipes/bench/demo.yaml``.
+The work is fixed by the recipes (``train.max_steps``, ``recipes/bench/demo.yaml``), sized for 2 AVX2 cores; the ETA
+in each station header is an upper bound from the recipes' safety caps.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The trainers' quick held-out check: the same items judged by the untrained base and the adapter.
+"""The trainers' checks: the quick held-out check (eval items, base vs adapter) and the learning curve's dev split.
 
-Both run the benchmark suites' own code (``bench.suites`` + ``bench.run.predict`` on the judging engine), in memory:
-Absolute: parse rate and Pearson/Spearman/Kendall vs the GPT-4 mean score on a seeded, stratified subset.
-Pairwise: parse rate and Cohen's kappa vs the human verdicts of the in-distribution BBQ eval pairs,
-in both A/B orders. Unparseable outputs count as errors (never dropped).
+Both run the benchmark suites' own code (``bench.suites`` + ``bench.run.predict`` on the judging engine), in memory.
+Quick check (reported, never used to choose anything): absolute: parse rate, Pearson/Spearman/Kendall and the
+expected-score Pearson vs the GPT-4 mean score; pairwise: parse rate and Cohen's kappa vs the human verdicts of the
+in-distribution BBQ eval pairs, both A/B orders, with bootstrap CIs. Dev split (what recipes are chosen on): the pair
+set's template-disjoint test split against its rule labels, or the absolute source's held-out instructions
+(``data.dev_fraction``). Unparseable outputs count as errors (never dropped).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from .recipes import AdapterRecipe
 
 def _engine(model: Any, tok: Any, batch_size: int) -> Any:
     from .engine import Engine
+    from .precision import judge_dtype
 
-    return Engine.from_model(model, tok, batch_size=batch_size, bf16=True, label="quick-eval")
+    return Engine.from_model(model, tok, batch_size=batch_size, bf16=judge_dtype() == "bfloat16", label="quick-eval")
 
 
 def _value(metrics: dict, name: str) -> float:
@@ -37,25 +40,30 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     return suites.load_bbq_pairs(mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source)
 
 
-def _predict(model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> tuple[dict, dict, dict]:
+def _predict(model: Any, tok: Any, data: Any, max_new_tokens: int, batch_size: int, n_boot: int = 0) -> tuple[dict, dict, dict]:
     from .bench import run as bench_run
     from .bench import suites
 
-    qe = recipe.quick_eval
     modes = [bench_run.Mode("greedy", 1, 0.0)]
-    rows = bench_run.predict(_engine(model, tok, qe.batch_size), data, modes, max_new_tokens=qe.max_new_tokens, batch_size=qe.batch_size)
-    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
+    rows = bench_run.predict(_engine(model, tok, batch_size), data, modes, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot))
     return rows, metrics, counts
+
+
+def _ci(metrics: dict, name: str) -> list[float] | None:
+    return (metrics.get(name) or {}).get("ci")
 
 
 def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
     """The bench's absolute suite code on the quick-eval source (seeded stratified ``limit`` subset, greedy, no CIs)."""
     data = data if data is not None else suite_data(recipe, mirror)
-    rows, metrics, counts = _predict(model, tok, recipe, data)
+    qe = recipe.quick_eval
+    rows, metrics, counts = _predict(model, tok, data, qe.max_new_tokens, qe.batch_size, qe.n_boot)
     out = {k: _value(metrics, k) for k in ("pearson", "spearman", "kendall", "parse_rate", "exact_match")}
-    out.update(n=len(data.items), n_errors=counts["n_parse_errors"])
+    out.update(n=len(data.items), n_errors=counts["n_parse_errors"], pearson_ci=_ci(metrics, "pearson"))
     if "pearson_expected" in metrics:
         out["pearson_expected"] = _value(metrics, "pearson_expected")
+        out["pearson_expected_ci"] = _ci(metrics, "pearson_expected")
     out["examples"] = [{"id": it.id, "raw": rows[(it.id, "main", "greedy")]["raw"][0], "score": rows[(it.id, "main", "greedy")]["parsed"][0],
                         "gold": it.gold} for it in data.items[:3]]
     return out
@@ -64,7 +72,8 @@ def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, da
 def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
     """The bench's BBQ pair suite code on the quick-eval pairs: both A/B orders, kappa vs the human verdicts."""
     data = data if data is not None else suite_data(recipe, mirror)
-    rows, metrics, _ = _predict(model, tok, recipe, data)
+    qe = recipe.quick_eval
+    rows, metrics, _ = _predict(model, tok, data, qe.max_new_tokens, qe.batch_size, qe.n_boot)
     verdicts = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
     back = [formats.swap_verdict(rows[(it.id, "ba", "greedy")]["parsed"][0]) for it in data.items]
     n = len(data.items)
@@ -74,8 +83,10 @@ def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, da
         "kappa_ab": _value(metrics, "kappa_ab"),
         "kappa_ba": _value(metrics, "kappa_ba"),
         "kappa_both_orders": _value(metrics, "kappa"),
+        "kappa_both_orders_ci": _ci(metrics, "kappa"),
         "both_orders_correct": _value(metrics, "both_orders_correct"),
         "position_consistency": 1.0 - _value(metrics, "position_bias_rate"),
+        "position_consistency_ci": [1.0 - x for x in reversed(_ci(metrics, "position_bias_rate"))] if _ci(metrics, "position_bias_rate") else None,
         "primacy": _value(metrics, "primacy"),
         "recency": _value(metrics, "recency"),
         "rule_baseline_kappa": _value(metrics, "rule_baseline_kappa"),
@@ -100,7 +111,7 @@ def _base_cache(recipe: AdapterRecipe, data: Any) -> Path:
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
 
 
-def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None) -> dict:
+def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, training: dict | None = None) -> dict:
     """Quick check of the untrained base and the trained adapter on the same items.
 
     The base is loaded plain and the adapter folded into its weights (``merge_and_unload``; the adapter files are
@@ -113,12 +124,15 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
 
     from . import bases
     from . import manifest as mf
-    from .precision import native_dtype
+    from .precision import judge_dtype
 
-    dtype = native_dtype()
+    dtype = judge_dtype()
     fn = absolute if recipe.task == "absolute" else pairwise
     data = suite_data(recipe, mirror)
     out: dict[str, Any] = {"dtype": dtype, "task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
+    if training is not None:
+        out["adapter_steps"] = f"{training.get('steps')}/{training.get('max_steps')}"
+        out["incomplete"] = not training.get("completed", True)
     cache = _base_cache(recipe, data)
     if cache.is_file():
         out["base"] = {**json.loads(cache.read_text()), "cached": str(cache)}
@@ -143,7 +157,10 @@ def _print_table(res: dict) -> None:
 
     keys = ["parse_rate", "pearson", "spearman", "kendall"] if res["task"] == "absolute" else \
         ["parse_rate", "kappa_ab", "kappa_ba", "kappa_both_orders", "position_consistency"]
-    table = Table(title=f"quick held-out check ({res['task']}: {res['source']} {res['file'] or ''})")
+    title = f"quick held-out check ({res['task']}: {res['source']} {res['file'] or ''})"
+    if res.get("incomplete"):
+        title += f" -- INCOMPLETE adapter ({res['adapter_steps']} steps)"
+    table = Table(title=title)
     table.add_column("model")
     for k in keys + ["n"]:
         table.add_column(k, justify="right")
@@ -151,3 +168,78 @@ def _print_table(res: dict) -> None:
         r = res[label]
         table.add_row(label, *[f"{r.get(k, float('nan')):.3f}" for k in keys], str(r.get("n")))
     Console().print(table)
+
+
+# --------------------------------------------------------------------------- the dev split (learning curves)
+def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
+    """The dev split as suite data. Pairwise: the pair set's template-disjoint ``test.jsonl``, each pair in both A/B
+    orders, gold = its rule label (the rule that labels the training rows). Absolute: the instructions
+    ``data.dev_fraction`` holds out of training (``prometheus.dev_split`` with the training seed), gold = GPT-4 mean."""
+    import json
+    import math
+
+    from . import paths
+    from .bench import suites
+    from .data.prometheus import dev_split, load_absolute, shorten
+
+    dev = recipe.dev
+    clip = (dev.max_response_chars if dev is not None and dev.max_response_chars else None) or recipe.data.max_response_chars
+    limit = dev.limit if dev is not None else None
+    if recipe.task == "pairwise":
+        folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
+        rows = [json.loads(line) for line in open(folder / "test.jsonl")]
+        by_pair: dict[str, dict[str, dict]] = {}
+        for r in rows:
+            by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
+
+        def msgs(r: dict) -> list[dict[str, str]]:
+            return formats.bias_messages(formats.bias_prompt(r["context"], r["question"], r["choices"], r["response_a"],
+                                                             r["response_b"], clip))
+
+        items = [suites.Item(id=pid, cluster=o["ab"]["question_id"], gold=o["ab"]["label"],
+                             requests={"ab": msgs(o["ab"]), "ba": msgs(o["ba"])}, stratum=o["ab"]["bucket"],
+                             meta={"bucket": o["ab"]["bucket"]}) for pid, o in sorted(by_pair.items())]
+        return suites.SuiteData("dev", "dev_pairs", "verdict", suites.stratified(items, limit, 0), str(folder / "test.jsonl"),
+                                str(mf_hash(rows)), labels="rule labels of the pair set's test split")
+    items, _ = load_absolute(recipe.data.source, recipe.data.file, mirror=mirror)
+    _, held = dev_split(items, recipe.data.dev_fraction, recipe.train.seed)
+    out = [suites.Item(id=it.id, cluster=it.group, gold=it.mean_score,
+                       requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
+                       stratum=str(int(math.floor(it.mean_score + 0.5)))) for it in held]
+    return suites.SuiteData("dev", "absolute", "score", suites.stratified(out, limit, 0), recipe.data.source,
+                            str(mf_hash([it.prompt for it in held])), labels="GPT-4 mean score of held-out instructions")
+
+
+def mf_hash(obj: Any) -> str:
+    from . import manifest as mf
+
+    return mf.sha256_json(obj)[:16]
+
+
+DEV_HEADLINE = {"pairwise": "kappa", "absolute": "pearson_expected"}
+"""the dev-split figure a learning curve is read on (pairwise: kappa pooled over both orders; absolute: Pearson of
+the expected score Σ p(s)·s at ``[RESULT]`` with the GPT-4 mean, TrustJudge's distribution-sensitive score)."""
+
+
+def dev_scores(model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> dict[str, Any]:
+    """The dev-split figures of ``model`` (greedy, no CIs): pairwise kappa / accuracy / position consistency / parse
+    rate against the rule labels; absolute expected-score and argmax Pearson, Spearman, parse rate."""
+    from .bench import suites
+
+    dev = recipe.dev
+    max_new = dev.max_new_tokens if dev is not None else (recipe.quick_eval.max_new_tokens if recipe.quick_eval else 64)
+    bs = dev.batch_size if dev is not None else 16
+    if recipe.task == "pairwise":
+        from .bench import run as bench_run
+
+        rows = bench_run.predict(_engine(model, tok, bs), data, [bench_run.Mode("greedy", 1, 0.0)], max_new_tokens=max_new, batch_size=bs)
+        v_ab = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
+        v_ba = [rows[(it.id, "ba", "greedy")]["parsed"][0] for it in data.items]
+        m = suites.pair_metrics(v_ab, v_ba, [it.gold for it in data.items], [it.cluster for it in data.items],
+                                [it.meta["bucket"] for it in data.items], suites.Boot(0))
+        return {"kappa": _value(m, "kappa"), "accuracy": _value(m, "accuracy"), "position_consistency": 1.0 - _value(m, "position_bias_rate"),
+                "parse_rate": _value(m, "parse_rate"), "n": len(data.items)}
+    _, metrics, _ = _predict(model, tok, data, max_new, bs)
+    out = {k: _value(metrics, k) for k in ("pearson_expected", "pearson", "spearman", "parse_rate")}
+    out["n"] = len(data.items)
+    return out

@@ -64,8 +64,10 @@ class LoraSpec(_Strict):
 
 class TrainSpec(_Strict):
     max_steps: int = Field(100, gt=0)
+    """the work: optimizer steps, the same on any machine (with data, batch and seed they decide the adapter)."""
     max_minutes: float | None = Field(None, gt=0)
-    """wall-clock cap on the training loop (CPU budgets): training stops at the first step past it."""
+    """a safety net, never the plan: training stops (and checkpoints) at the first step past it, and the adapter is
+    marked incomplete (manifest, quick check, reports) and resumed, not reused, by the next run."""
     learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(8, gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -77,7 +79,12 @@ class TrainSpec(_Strict):
     seed: int = 0
     bf16: bool = True
     base_dtype: Literal["bfloat16", "float32"] = "bfloat16"
-    """dtype of the frozen base weights while training (LoRA weights stay float32)."""
+    """dtype of the frozen base weights while training (LoRA weights stay float32). CPU recipes say float32 and
+    bf16: false, so AVX2 and bf16-native machines train the same adapter (docs/DECISIONS.md D21)."""
+    score_loss_weight: float = Field(0.0, ge=0)
+    """absolute only: add ``weight * (E[s] - s)^2`` at the ``[RESULT]`` digit, E[s] the expected score under the
+    model's distribution over the digits 1-5 (regression-aware fine-tuning, RAFT: Lukasik et al. 2025). With
+    ``data.score_target: each`` (one row per GPT-4 judgement) it regresses E[s] onto the judgements' mean."""
     gradient_checkpointing: bool = False
     """trade compute for memory: off on CPU (24 GiB is plenty, and it costs ~30% time); on for large GPU bases."""
     quantization: Literal["none", "4bit"] = "none"
@@ -100,6 +107,9 @@ class AdapterData(_Strict):
     relative_pairs: int = Field(0, ge=0)
     """absolute only: also train the Prometheus relative format (``[RESULT] A|B``) on up to N pairs of responses to
     the same instruction whose target scores differ, each pair in both A/B orders (docs/DECISIONS.md D14)."""
+    dev_fraction: float = Field(0.0, ge=0, lt=1)
+    """absolute only: this share of the source's instructions (all responses of each) is held out of training as the
+    dev split the learning curve is scored on. Pairwise adapters use the pair set's template-disjoint test split."""
 
 
 class QuickEval(_Strict):
@@ -108,6 +118,34 @@ class QuickEval(_Strict):
     limit: int = Field(40, gt=0)
     max_new_tokens: int = Field(96, gt=0)
     batch_size: int = Field(8, gt=0)
+    n_boot: int = Field(1000, ge=0)
+    """cluster-bootstrap replicates for the confidence intervals of the check's headline figures (0: none)."""
+
+
+class DevSpec(_Strict):
+    """The learning curve: at each of ``steps`` the adapter so far judges the dev split (never an eval set)."""
+
+    steps: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    """optimizer steps to score the dev split at; 0 = the untrained base (the curve's first point)."""
+    limit: int | None = Field(None, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    batch_size: int = Field(32, gt=0)
+    max_response_chars: int | None = Field(None, gt=0)
+    """clip judged responses for the dev judging (default: the training data's ``max_response_chars``)."""
+
+
+class PreferenceSpec(_Strict):
+    """A preference stage after SFT (TRL's DPO, Rafailov et al. 2023): the SFT adapter keeps training on (chosen,
+    rejected) completions of the pair set's training prompts, with the SFT adapter as the frozen reference."""
+
+    method: Literal["dpo"] = "dpo"
+    steps: int = Field(50, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    beta: float = Field(0.1, gt=0)
+    batch_size: int = Field(2, gt=0)
+    rejected: list[Literal["swapped_reading", "wrong_verdict"]] = ["swapped_reading", "wrong_verdict"]
+    """swapped_reading: the judgement written for the other A/B order (each response read in the other slot: the
+    position-bias error); wrong_verdict: the right reasoning with a verdict that does not follow from it."""
 
 
 class AdapterRecipe(_Strict):
@@ -119,6 +157,8 @@ class AdapterRecipe(_Strict):
     data: AdapterData
     lora: LoraSpec = LoraSpec()
     train: TrainSpec = TrainSpec()
+    dev: DevSpec | None = None
+    preference: PreferenceSpec | None = None
     quick_eval: QuickEval | None = None
 
     _name = field_validator("name")(_check_name)
@@ -132,6 +172,15 @@ class AdapterRecipe(_Strict):
             raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
         if self.task == "pairwise" and self.data.relative_pairs:
             raise ValueError("data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones")
+        if self.task == "pairwise" and (self.data.dev_fraction or self.train.score_loss_weight):
+            raise ValueError("data.dev_fraction and train.score_loss_weight are for absolute adapters (a pairwise adapter's "
+                             "dev split is its pair set's test split)")
+        if self.task == "absolute" and self.dev is not None and not self.data.dev_fraction:
+            raise ValueError("dev: a learning curve needs a dev split: set data.dev_fraction (e.g. 0.2)")
+        if self.dev is not None and max(self.dev.steps) > self.train.max_steps:
+            raise ValueError(f"dev.steps {max(self.dev.steps)} lies past train.max_steps {self.train.max_steps}")
+        if self.preference is not None and self.task != "pairwise":
+            raise ValueError("preference: the DPO stage builds its rejected judgements from a pair set (pairwise adapters)")
         return self
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -43,12 +44,13 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
                 "rows": len(rows), "pair_set_manifest_sha256": mf.sha256_json(m)}
         return _limit(out, d.max_rows, recipe.train.seed), info
 
-    from .data.prometheus import first_sentences, load_absolute, relative_feedback, relative_pairs, shorten, targets
+    from .data.prometheus import dev_split, first_sentences, load_absolute, relative_feedback, relative_pairs, shorten, targets
     from .data.sources import fingerprint, load_rows
 
     items, errors = load_absolute(d.source, d.file, mirror=mirror)
     if errors:
         print(f"warning: {len(errors)} malformed rows skipped and counted; first: {errors[0]}")
+    items, dev = dev_split(items, d.dev_fraction, recipe.train.seed)  # the dev split never reaches training
     if not items:
         raise TrainError(f"{d.source}: no usable rows ({len(errors)} malformed)")
     for held in d.holdout:
@@ -80,8 +82,8 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
             out.append({"prompt": formats.relative_messages(prompt),
                         "completion": [{"role": "assistant", "content": formats.relative_target(fb, winner)}]})
     info = {"source": d.source, "file": d.file, "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),
-            "rows": len(items), "examples": len(out), "absolute_examples": n_absolute, "relative_examples": len(out) - n_absolute,
-            "malformed": len(errors), "score_target": d.score_target}
+            "rows": len(items), "dev_rows": len(dev), "examples": len(out), "absolute_examples": n_absolute,
+            "relative_examples": len(out) - n_absolute, "malformed": len(errors), "score_target": d.score_target}
     return _limit(out, d.max_rows, recipe.train.seed), info
 
 
@@ -182,18 +184,64 @@ def completion_only_head() -> Iterator[bool]:
         trl_utils._use_triton = original
 
 
+def score_loss_trainer(base_cls: type, tok: Any) -> type:
+    """``base_cls`` (TRL's SFTTrainer) with a regression-aware loss for absolute judges (RAFT, Lukasik et al. 2025):
+    completion-token cross-entropy plus ``score_loss_weight * (E[s] - s)^2`` at the score digit, E[s] = sum_k k p(k)
+    over the digits 1-5 at the position that emits the ``[RESULT]`` score. The backbone runs once; the LM head projects
+    only the completion positions (as TRL's own completion-only path does), and the score term reads 5 of its columns.
+    A row's score position is its last completion token that is a digit 1-5 (the target ends ``[RESULT] N``)."""
+    import torch
+    import torch.nn.functional as F
+
+    digit_ids = []
+    for d in "12345":
+        ids = tok.encode(d, add_special_tokens=False)
+        if len(ids) != 1:
+            raise TrainError(f"train.score_loss_weight needs the digit {d!r} to be one token; this tokenizer splits it into {ids}")
+        digit_ids.append(ids[0])
+
+    class ScoreLossTrainer(base_cls):
+        score_loss_weight = 0.0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                        use_cache=False).last_hidden_state[:, :-1]
+            labels = inputs["labels"][:, 1:]
+            mask = labels != -100
+            head = base.get_output_embeddings()
+            logits = head(hidden[mask]).float()
+            n_tokens = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+            ce = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n_tokens).clamp(min=1)
+            digits = torch.tensor(digit_ids, device=labels.device)
+            is_digit = mask & torch.isin(labels, digits)
+            rows = is_digit.any(dim=1).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                return (ce, None) if return_outputs else ce
+            pos = (is_digit.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(dim=1)[rows]
+            digit_logits = (hidden[rows, pos] @ head.weight[digits].T).float()
+            expected = (digit_logits.softmax(-1) * torch.arange(1, 6, device=labels.device, dtype=torch.float32)).sum(-1)
+            target = (labels[rows, pos].unsqueeze(1) == digits).float().argmax(dim=1) + 1.0
+            loss = ce + self.score_loss_weight * ((expected - target) ** 2).mean()
+            return (loss, None) if return_outputs else loss
+
+    return ScoreLossTrainer
+
+
 def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (transformers import stays inside)
     from transformers import TrainerCallback
 
     class TimeCap(TrainerCallback):
-        """Stop (and checkpoint) at the first step past ``minutes`` of training in this process."""
+        """The safety net: stop (and checkpoint) at the first step past ``minutes`` of training in this process. A run
+        it stops is incomplete: marked so in the manifest, resumed (never reused) by the next run."""
 
         def on_train_begin(self, args, state, control, **kw):
             self.start = time.time()
 
         def on_step_end(self, args, state, control, **kw):
-            if time.time() - self.start > minutes * 60:
-                print(f"time cap of {minutes} min reached at step {state.global_step}")
+            if time.time() - self.start > minutes * 60 and state.global_step < state.max_steps:
+                print(f"time cap of {minutes} min reached at step {state.global_step} of {state.max_steps}: "
+                      "the adapter will be marked INCOMPLETE; rerun the same command to resume")
                 control.should_training_stop = True
                 control.should_save = True
             return control
@@ -201,10 +249,89 @@ def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (t
     return TimeCap()
 
 
+def _Curve(recipe: AdapterRecipe, tok: Any, mirror: Any, path: Path):  # noqa: N802 - a TrainerCallback, built lazily
+    """The learning curve: at each ``dev.steps`` step, a folded copy of the adapter so far judges the dev split
+    (``quick_eval.dev_data``); one JSON line per point in ``path`` (the work folder, so a resumed run keeps the points
+    it already has)."""
+    from transformers import TrainerCallback
+
+    from .quick_eval import dev_data
+
+    data = dev_data(recipe, mirror)
+    print(f"{recipe.name}: learning curve at steps {recipe.dev.steps} on the dev split ({len(data.items)} items, {data.source})")
+
+    class Curve(TrainerCallback):
+        def __init__(self) -> None:
+            self.points = _read_curve(path)
+
+        def _score(self, model: Any, step: int, state: Any) -> None:
+            if step not in recipe.dev.steps or any(p["step"] == step for p in self.points):
+                return
+            t0 = time.time()
+            point = {"step": step, **evaluate_adapter(model, tok, recipe, data), "seconds": 0.0,
+                     "train_loss": next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)}
+            point["seconds"] = round(time.time() - t0, 1)
+            self.points.append(point)
+            with open(path, "a") as f:
+                f.write(json.dumps(point) + "\n")
+            from .quick_eval import DEV_HEADLINE
+
+            key = DEV_HEADLINE[recipe.task]
+            print(f"{recipe.name}: dev {key} {point[key]:.3f} at step {step} ({point['seconds']:.0f} s)")
+
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self._score(model, state.global_step, state)
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            self._score(model, state.global_step, state)
+
+    return Curve()
+
+
+def evaluate_adapter(peft_model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> dict[str, Any]:
+    """Dev-split figures of a PEFT model in training, judged on a folded float copy (training is not disturbed)."""
+    import copy
+
+    import torch
+
+    from .precision import judge_dtype
+    from .quick_eval import dev_scores
+
+    was_training = peft_model.training
+    folded = copy.deepcopy(peft_model).merge_and_unload().to(getattr(torch, judge_dtype())).eval()
+    try:
+        return dev_scores(folded, tok, recipe, data)
+    finally:
+        del folded
+        peft_model.train(was_training)
+
+
+def _read_curve(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    return out
+
+
 # --------------------------------------------------------------------------- the station
+def completed(manifest: dict[str, Any] | None) -> bool:
+    """Whether an adapter's manifest records all of its recipe's optimizer steps (an adapter a time cap stopped is not)."""
+    t = (manifest or {}).get("training") or {}
+    want = (((manifest or {}).get("recipe") or {}).get("train") or {}).get("max_steps")
+    return bool(t) and want is not None and t.get("steps", 0) >= want
+
+
 def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any = None, force: bool = False,
         quick_eval: bool = True) -> Path:
-    """Train (or resume, or skip when fresh) the adapter of ``recipe``; returns ``adapters/<name>/``."""
+    """Train (or resume, or skip when fresh and complete) the adapter of ``recipe``; returns ``adapters/<name>/``.
+
+    The adapter is saved first (atomically, complete or not); the quick check runs on the saved adapter afterwards, so
+    a failing check is recorded in the manifest and never costs the trained adapter."""
     import torch
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
@@ -220,19 +347,23 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
     data_info = {**data_info, "examples_sha256": mf.sha256_json(rows)}
     inputs = mf.sha256_json({"recipe": recipe.model_dump(mode="json"), "data": data_info,
                              "base": (base_m or {}).get("files", recipe.base)})
-    if not force and mf.is_fresh(out, inputs):
-        print(f"adapter {recipe.name} is fresh (same recipe, data and base): {out}")
+    if not force and mf.is_fresh(out, inputs) and completed(mf.read(out)):
+        print(f"adapter {recipe.name} is fresh (same recipe, data and base; {recipe.train.max_steps} steps done): {out}")
         if quick_eval and recipe.quick_eval is not None and not (mf.read(out) or {}).get("quick_eval"):
-            _add_quick_eval(out, recipe, mirror)
+            check(out, recipe, mirror)
         return out
+
+    from .precision import machine
 
     prec = precision(recipe)
     if prec["fell_back_to_float32"]:
-        print(f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated)")
+        print(f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated; "
+              "the adapter differs from one trained where bf16 runs)")
     model, tok, lora = (_load_unsloth if recipe.backend == "unsloth" else _load_trl)(recipe, prec["base_dtype"])
     rows, too_long = _fit(rows, tok, recipe.train.max_length)
     print(f"{recipe.name}: {len(rows)} training examples ({too_long} longer than max_length={recipe.train.max_length} dropped)")
     work = Path(adapters_dir) / ".work" / f"{recipe.name}-{inputs[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
     t = recipe.train
     cfg = SFTConfig(
         output_dir=str(work), max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
@@ -241,8 +372,14 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
         seed=t.seed, bf16=prec["bf16"], max_length=t.max_length, completion_only_loss=True, report_to=[],
         gradient_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
     )
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora,
-                         callbacks=[_TimeCap(t.max_minutes)] if t.max_minutes else None)
+    callbacks = [_TimeCap(t.max_minutes)] if t.max_minutes else []
+    if recipe.dev is not None:
+        callbacks.append(_Curve(recipe, tok, mirror, work / "curve.jsonl"))
+    trainer_cls = score_loss_trainer(SFTTrainer, tok) if t.score_loss_weight else SFTTrainer
+    trainer = trainer_cls(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora,
+                          callbacks=callbacks)
+    if t.score_loss_weight:
+        trainer.score_loss_weight = t.score_loss_weight
     resume = get_last_checkpoint(str(work)) if work.is_dir() else None
     if resume:
         print(f"resuming from {resume}")
@@ -252,7 +389,16 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
     train_s = time.time() - started
     log = [h for h in trainer.state.log_history if "loss" in h]
     first, last = _loss_ends(log)
-    print(f"{recipe.name}: loss {first:.3f} -> {last:.3f} over {trainer.state.global_step} steps ({train_s / 60:.1f} min)")
+    steps = trainer.state.global_step
+    done = steps >= t.max_steps
+    print(f"{recipe.name}: loss {first:.3f} -> {last:.3f} over {steps} of {t.max_steps} steps ({train_s / 60:.1f} min)"
+          + ("" if done else " -- INCOMPLETE: stopped by the time cap"))
+    preference = None
+    if done and recipe.preference is not None:
+        from .preference import run_dpo
+
+        preference = run_dpo(trainer.model, tok, recipe, work, mirror)
+    curve = _read_curve(work / "curve.jsonl")
 
     with mf.atomic_dir(out) as tmp:
         trainer.model.save_pretrained(str(tmp), safe_serialization=True)
@@ -261,37 +407,52 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
         mf.write_text(tmp / "recipe.yaml", dump(recipe))
         mf.write_text(tmp / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in trainer.state.log_history))
         _plot_loss(log, tmp / "loss_curve.png", recipe.name)
-        evals = None
-        if quick_eval and recipe.quick_eval is not None:
-            from .quick_eval import compare
-
-            evals = compare(trainer.model, tok, recipe, mirror=mirror)
-            mf.write_json(tmp / "quick_eval.json", evals)
+        if curve:
+            mf.write_text(tmp / "curve.jsonl", "".join(json.dumps(p) + "\n" for p in curve))
+            _plot_curve(curve, tmp / "curve.png", recipe)
         mf.finalize(tmp, {
             "kind": "adapter", "name": recipe.name, "task": recipe.task, "recipe": recipe.model_dump(mode="json"),
             "recipe_sha256": mf.sha256_text(dump(recipe)), "inputs_sha256": inputs,
             "base": {"name": recipe.base, "hub_id": bases.hub_id(recipe.base), "license": bases.license_of(recipe.base),
                      "files": (base_m or {}).get("files")},
-            "data": [data_info], "backend": recipe.backend, "precision": prec,
-            "training": {"steps": trainer.state.global_step, "examples": len(rows), "dropped_too_long": too_long,
-                         "loss_first": first, "loss_last": last, "train_seconds": round(train_s, 1), "resumed_from": resume},
-            "quick_eval": evals,
+            "data": [data_info], "backend": recipe.backend, "precision": prec, "machine": machine(),
+            "training": {"steps": steps, "max_steps": t.max_steps, "completed": done,
+                         "stopped_by": None if done else f"time cap ({t.max_minutes} min)", "examples": len(rows),
+                         "dropped_too_long": too_long, "loss_first": first, "loss_last": last,
+                         "train_seconds": round(train_s, 1), "resumed_from": resume},
+            "curve": curve or None,
+            "preference": preference,
+            "quick_eval": None,
         })
-    shutil.rmtree(work, ignore_errors=True)
+    if done:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"{recipe.name}: INCOMPLETE adapter saved at {out} ({steps}/{t.max_steps} steps); checkpoints kept in {work}")
+    if quick_eval and recipe.quick_eval is not None:
+        check(out, recipe, mirror, peft_model=trainer.model, tok=tok)
     return out
 
 
-def _add_quick_eval(out: Path, recipe: AdapterRecipe, mirror: Any) -> None:
-    """A fresh adapter trained without its quick check (e.g. by ``make demo``) gets it now, in place."""
+def check(out: Path, recipe: AdapterRecipe, mirror: Any, peft_model: Any = None, tok: Any = None) -> dict:
+    """The quick check of a saved adapter (base vs adapter on the recipe's eval items), written into its folder and
+    manifest. A check that fails is recorded there as failed and re-raised; the adapter stays."""
     from peft import PeftModel
 
-    from . import bases as _bases
     from .quick_eval import compare
 
-    base, tok = _bases.load(recipe.base, "float32")
-    evals = compare(PeftModel.from_pretrained(base, str(out)), tok, recipe, mirror=mirror)
+    m = mf.read(out) or {}
+    try:
+        if peft_model is None:
+            base, tok = bases.load(recipe.base, "float32")
+            peft_model = PeftModel.from_pretrained(base, str(out))
+        evals = compare(peft_model, tok, recipe, mirror=mirror, training=m.get("training"))
+    except BaseException as err:
+        mf.finalize(out, {**m, "quick_eval": {"failed": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}})
+        print(f"{recipe.name}: the adapter is saved at {out}; its quick check FAILED (recorded in its manifest)", file=sys.stderr)
+        raise
     mf.write_json(out / "quick_eval.json", evals)
-    mf.finalize(out, {**mf.read(out), "quick_eval": evals})
+    mf.finalize(out, {**m, "quick_eval": evals})
+    return evals
 
 
 def _portable_adapter_config(folder: Path, hub_id: str) -> None:
@@ -309,6 +470,35 @@ def _loss_ends(log: list[dict], k: int = 3) -> tuple[float, float]:
         return float("nan"), float("nan")
     k = max(1, min(k, len(losses) // 2 or 1))
     return sum(losses[:k]) / k, sum(losses[-k:]) / k
+
+
+def _plot_curve(curve: list[dict], path: Path, recipe: AdapterRecipe) -> None:
+    """The learning curve: the dev split's headline figure (and the pairwise judge's position consistency or the
+    absolute judge's argmax Pearson) per scored step, with the training loss on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .quick_eval import DEV_HEADLINE
+
+    pts = sorted(curve, key=lambda p: p["step"])
+    key = DEV_HEADLINE[recipe.task]
+    second = "position_consistency" if recipe.task == "pairwise" else "pearson"
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [p["step"] for p in pts]
+    ax.plot(xs, [p.get(key) for p in pts], marker="o", label=f"dev {key}")
+    ax.plot(xs, [p.get(second) for p in pts], marker="s", linestyle="--", label=f"dev {second}")
+    ax.set(xlabel="optimizer step", ylabel="dev figure", title=f"{recipe.name}: learning curve (dev split)")
+    ax.legend(loc="lower right", fontsize=8)
+    losses = [(p["step"], p["train_loss"]) for p in pts if p.get("train_loss") is not None]
+    if losses:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*losses), color="grey", alpha=0.5, label="train loss")
+        ax2.set_ylabel("train loss", color="grey")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot_loss(log: list[dict], path: Path, title: str) -> None:

@@ -49,7 +49,7 @@ def test_embedded_smollm2_end_to_end():
 
     info = bases.info("embedded:smollm2-135m-instruct")
     assert 134_000_000 < info["parameters"] < 135_000_000 and info["chat_template"] and info["eos_token"] == "<|im_end|>"
-    assert info["bf16_supported"] == precision.bf16_supported("cpu") and info["judging_dtype"] == precision.native_dtype()
+    assert info["bf16_supported"] == precision.bf16_supported("cpu") and info["judging_dtype"] == precision.judge_dtype()
     assert (bases.prepare("embedded:smollm2-135m-instruct") / "model.safetensors").is_file()
     out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "chat", "embedded:smollm2-135m-instruct",
                           "What is the capital of France?", "--max-new-tokens", "12"], capture_output=True, text=True, check=True)

@@ -135,3 +135,15 @@ def test_list_items_can_be_overridden_by_index(tmp_path):
     assert [m.weight for m in r.models] == [0.3, 0.7] and r.models[0].adapter == "absolute"
     with pytest.raises(recipes.RecipeError, match="override key '5': the list has items 0..1"):
         recipes.load(recipes.find("merges", "nuslerp_50_50"), ["models.5.weight=0.3"])
+
+
+def test_cpu_recipes_fix_their_work_and_precision():
+    """Every shipped CPU recipe decides its artifact by steps, data and seed, in float32 (the same adapter on an AVX2
+    machine and a bf16-native one); a time cap, where present, is a safety net well above the expected time."""
+    for p in recipes.shipped():
+        r = recipes.load(p)
+        if r.kind != "adapter" or r.backend != "trl":
+            continue
+        assert (r.train.bf16, r.train.base_dtype) == (False, "float32"), p
+        if r.dev is not None:
+            assert max(r.dev.steps) <= r.train.max_steps, p

@@ -139,7 +139,7 @@ def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
     """An AVX2-only CPU emulates bf16 matmuls (~140x slower than fp32 here): the trainer must not use them."""
     from judgefactory import precision
 
-    recipe = recipes.load(recipes.find("adapters", "pairwise"))
+    recipe = recipes.load(recipes.find("adapters", "pairwise"), ["train.bf16=true", "train.base_dtype=bfloat16"])
     assert recipe.train.bf16 and recipe.train.base_dtype == "bfloat16"
     monkeypatch.setattr(precision, "bf16_supported", lambda device="cpu": False)
     assert train.precision(recipe) == {"device": "cpu", "native_bf16": False, "bf16": False, "base_dtype": "float32",
@@ -219,3 +219,101 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     monkeypatch.setattr(formats, "BIAS_SYSTEM_PROMPT", "You judge social bias.")
     third = build_and_train()
     assert third[0] == second[0] and third[1] != second[1]  # only the adapter's rendered rows changed
+
+
+def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
+    from judgefactory.data import pairs
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
+    pairs.build(recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
+                                   "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)}),
+                mirror=bbq_fixtures, progress=False)
+    spec = {"kind": "adapter", "name": "tiny-pw", "task": "pairwise", "base": str(tiny_llama),
+            "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+            "train": {"max_steps": 6, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 3, "bf16": False,
+                      "base_dtype": "float32", "learning_rate": 1e-2}}
+    for k, v in adapter_kw.items():
+        spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
+    return recipes.from_dict(spec)
+
+
+def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_path, monkeypatch):
+    """The work is fixed by the recipe: a machine whose clock runs 100x faster (each step 'takes' minutes) still trains
+    every step when no time cap is set; with a cap it stops early, the adapter is marked incomplete, never reused as
+    fresh, and the next run resumes it to max_steps."""
+    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch)
+    real = train.time.time
+    clock = {"t": real()}
+
+    def slow() -> float:  # every call moves the clock by 2 minutes
+        clock["t"] += 120
+        return clock["t"]
+
+    monkeypatch.setattr(train.time, "time", slow)
+    out = train.run(recipe, quick_eval=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["training"]["steps"], m["training"]["completed"]) == (6, True) and train.completed(m)
+
+    capped = recipe.model_copy(update={"name": "tiny-pw-capped", "train": recipe.train.model_copy(update={"max_minutes": 5.0})})
+    out = train.run(capped, quick_eval=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["training"]["completed"] is False and m["training"]["steps"] < 6 and "time cap" in m["training"]["stopped_by"]
+    monkeypatch.setattr(train.time, "time", real)
+    out = train.run(capped, quick_eval=False)  # not fresh: resumed from its checkpoint and completed
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["training"]["steps"], m["training"]["completed"]) == (6, True) and m["training"]["resumed_from"]
+
+
+def test_learning_curve_is_scored_on_the_dev_split_and_plotted(tiny_llama, tmp_path, monkeypatch):
+    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch, dev={"steps": [0, 3, 6], "max_new_tokens": 4, "batch_size": 8})
+    from judgefactory import quick_eval
+
+    data = quick_eval.dev_data(recipe)
+    test_rows = [json.loads(x) for x in (tmp_path / "data" / "pairs" / "fx" / "test.jsonl").read_text().splitlines()]
+    assert len(data.items) == len({r["pair_id"] for r in test_rows})  # the pair set's test split, both orders per item
+    assert all(set(it.requests) == {"ab", "ba"} for it in data.items)
+    out = train.run(recipe, quick_eval=False)
+    curve = [json.loads(x) for x in (out / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in curve] == [0, 3, 6] and all(0.0 <= p["parse_rate"] <= 1.0 for p in curve)
+    assert (out / "curve.png").is_file() and json.loads((out / "manifest.json").read_text())["curve"] == curve
+
+
+def test_dpo_stage_trains_on_rejected_judgements_and_leaves_one_adapter(tiny_llama, tmp_path, monkeypatch):
+    from judgefactory import preference
+
+    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch, preference={"steps": 3, "batch_size": 2, "learning_rate": 1e-3})
+    rows = preference.preference_rows(recipe)
+    assert rows and all(r["chosen"][0]["content"] != r["rejected"][0]["content"] for r in rows)
+    assert all(formats.parse_verdict(r["chosen"][0]["content"]) != formats.parse_verdict(r["rejected"][0]["content"])
+               or "chose" in r["rejected"][0]["content"] for r in rows)
+    wv = preference.wrong_verdict('A chose A, "x": stereotyped. B chose C, "y": supported. A relies more on the stereotype.', "A")
+    assert wv.endswith("B relies more on the stereotype.</reasoning><verdict>B</verdict>")
+    out = train.run(recipe, quick_eval=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["preference"]["steps"] == 3 and m["preference"]["rows"] == len(rows)
+    assert not (out / "ref").exists() and (out / "adapter_model.safetensors").is_file()
+
+
+def test_regression_aware_loss_reads_the_score_digit(tiny_llama, tmp_path):
+    """The score term is the squared distance between the expected digit under the model and the row's digit, at the
+    position that emits it; the total is the completion cross-entropy plus the weighted term (checked by hand)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    cls = train.score_loss_trainer(SFTTrainer, tok)
+    trainer = cls.__new__(cls)  # compute_loss needs no trainer state
+    trainer.score_loss_weight = 0.5
+    digits = [tok.convert_tokens_to_ids(d) for d in "12345"]
+    ids = torch.tensor([[5, 6, 7, 8, digits[3], tok.eos_token_id]])
+    labels = torch.tensor([[-100, -100, 7, 8, digits[3], tok.eos_token_id]])
+    loss = trainer.compute_loss(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    ce = torch.nn.functional.cross_entropy(logits[1:5], labels[0, 2:6])
+    p = logits[3, digits].softmax(-1)
+    expected = (p * torch.arange(1, 6)).sum()
+    assert torch.allclose(loss, ce + 0.5 * (expected - 4.0) ** 2, atol=1e-5)

@@ -477,8 +477,8 @@ def score_absolute(data: SuiteData, rows: dict, modes: list[str], boot: Boot) ->
     expected = [expected_score((rows.get((it.id, "main", probs_mode)) or {}).get("probs")) for it in data.items]
     if any(e is not None for e in expected):
         base = M.correlations(expected, gold)
-        out["pearson_expected"] = metric(base["pearson"])
-        out["spearman_expected"] = metric(base["spearman"])
+        out["pearson_expected"] = metric(base["pearson"], boot.ci(lambda p, g: M.correlations(p, g)["pearson"], expected, gold, clusters))
+        out["spearman_expected"] = metric(base["spearman"], boot.ci(lambda p, g: M.correlations(p, g)["spearman"], expected, gold, clusters))
         out["probs_rate"] = metric(base["parse_rate"])
     counts = _parse_counts(data, rows, modes)
     out["parse_rate"] = metric(1 - counts["n_parse_errors"] / counts["n_replies"] if counts["n_replies"] else float("nan"))

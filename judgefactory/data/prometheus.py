@@ -87,6 +87,15 @@ def load_absolute(source: str, config: str | None = None, mirror=None) -> tuple[
     return items, errors
 
 
+def dev_split(items: list[AbsoluteItem], fraction: float, seed: int = 0) -> tuple[list[AbsoluteItem], list[AbsoluteItem]]:
+    """(train, dev): ``fraction`` of the instructions (``group``: every response to one instruction together, so no
+    instruction is seen on both sides) held out as the dev split, seeded; order kept. ``fraction`` 0: no dev split."""
+    groups = sorted({it.group for it in items})
+    random.Random(seed).shuffle(groups)
+    held = set(groups[: round(fraction * len(groups))]) if fraction else set()
+    return [it for it in items if it.group not in held], [it for it in items if it.group in held]
+
+
 def shorten(prompt: str, max_response_chars: int) -> str:
     """Truncate the instruction, the judged response and the reference answer inside a full Prometheus prompt
     to ``max_response_chars`` each (CPU budget); the task description and the rubric stay whole."""
