@@ -28,7 +28,7 @@ adapter ?=
 repo ?=
 ARGS ?=
 
-.PHONY: help venv venv-gpu test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge sweep \
+.PHONY: help venv venv-gpu test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
         bench bench-compare consistency card push clean-artifacts
 
 help:
@@ -73,6 +73,9 @@ adapter-absolute: $(STAMP) ## train the absolute 1-5 specialist: [profile=full] 
 
 merge: $(STAMP) ## merge the specialists: make merge recipe=nuslerp_50_50
 	$(JF) merge $(or $(recipe),nuslerp_50_50) $(if $(ARGS),--set $(ARGS))
+
+merge-search: $(STAMP) ## merge candidates scored on both dev splits: make merge-search recipe=full_search
+	$(JF) merge-search $(or $(recipe),full_search)
 
 sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
 	$(JF) sweep $(or $(recipe),nuslerp_sweep)

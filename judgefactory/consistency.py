@@ -687,7 +687,7 @@ def check_gate(gate: Any, summary: Mapping[str, Any], *, source: str | Path | No
     checks = summary.get("checks") or {}
     failures = []
     for field, limit in gate.model_dump().items():
-        if limit is None:
+        if limit is None or field == "keep_of_specialists":  # relative to the specialists: check_against_specialists
             continue
         kind, check = field.split("_", 1)
         info = checks.get(check)
@@ -700,6 +700,51 @@ def check_gate(gate: Any, summary: Mapping[str, Any], *, source: str | Path | No
             failures.append(f"{check} {_g(value)} > max {_g(limit)}")
     if failures:
         raise GateError("consistency gate failed: " + "; ".join(failures) + (f" ({source})" if source else ""))
+
+
+SPECIALIST_FIGURES = {  # skill -> the figures the relative gate holds a merge to: (where, suite or check, metric)
+    "pairwise": [("bench", "bbq_pairs", "kappa"), ("consistency", "position_consistency/bbq_pairs", None)],
+    "absolute": [("bench", "vicuna", "pearson_expected"), ("consistency", "position_consistency/vicuna_pairs", None)],
+}
+
+
+def _figure(where: str, label: str, what: str, metric: str | None, bench_root: Path, consistency_root: Path) -> float | None:
+    try:
+        if where == "bench":
+            doc = json.loads((bench_root / label / what / "metrics.json").read_text())
+            return _num((doc.get("metrics", {}).get(metric) or {}).get("value"))
+        doc = json.loads((consistency_root / label / SUMMARY).read_text())
+        info = (doc.get("checks") or {}).get(what)
+        return _num(info.get("value") if isinstance(info, Mapping) else info)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def check_against_specialists(share: float, manifest: Mapping[str, Any], label: str, bench_root: Path,
+                              consistency_root: Path) -> None:
+    """``GateError`` unless the merge (bench / consistency label ``label``) keeps ``share`` of every figure its parent
+    specialists have measured for their own skill (``SPECIALIST_FIGURES``); a figure the specialist has and the merge
+    lacks fails too. A specialist with no measured figure imposes nothing (and is named)."""
+    failures, used = [], 0
+    for parent in manifest.get("parents") or []:
+        task = ((parent.get("manifest") or {}).get("recipe") or {}).get("task")
+        spec_label = f"adapter-{parent.get('name')}"
+        for where, what, metric in SPECIALIST_FIGURES.get(task, []):
+            ref = _figure(where, spec_label, what, metric, bench_root, consistency_root)
+            if ref is None or ref <= 0:
+                continue
+            used += 1
+            got = _figure(where, label, what, metric, bench_root, consistency_root)
+            name = f"{what}{'/' + metric if metric else ''}"
+            if got is None:
+                failures.append(f"{name} not measured for the merge (specialist {parent.get('name')}: {_g(ref)})")
+            elif got < share * ref:
+                failures.append(f"{name} {_g(got)} < {_g(share)} x {_g(ref)} of specialist {parent.get('name')}")
+    if not used:
+        raise GateError(f"gate keep_of_specialists={_g(share)}: no specialist figure measured yet (make bench / make consistency "
+                        "on the specialists)")
+    if failures:
+        raise GateError("consistency gate failed: " + "; ".join(failures))
 
 
 def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callable[[], None]:
@@ -728,7 +773,12 @@ def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callab
             g = Gate.model_validate(raw)
         except ValidationError as err:
             raise GateError(f"{artifact_dir}/{mf.MANIFEST}: invalid recipe gate: {err.errors()[0]['msg']}") from None
-        declared = [f"{k} {_g(v)}" for k, v in g.model_dump().items() if v is not None]
+        if g.keep_of_specialists:
+            from . import paths
+
+            check_against_specialists(g.keep_of_specialists, manifest, models.label(str(artifact_dir)), paths.bench(),
+                                      Path(consistency_root))
+        declared = [f"{k} {_g(v)}" for k, v in g.model_dump().items() if v is not None and k != "keep_of_specialists"]
         if not declared:
             return
         kind = manifest.get("kind") or "merge"

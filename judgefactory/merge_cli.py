@@ -59,6 +59,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"{len(outs)} merges in {time.perf_counter() - t0:.1f}s")
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    from . import merge_search, recipes
+
+    recipe = recipes.load(recipes.find("searches", args.recipe), args.set)
+    if recipe.kind != "search":
+        raise recipes.RecipeError(f"{args.recipe}: a {recipe.kind} recipe, expected kind: search")
+    t0 = time.perf_counter()
+    out = merge_search.run(recipe, force=args.force)
+    print((out / "table.md").read_text())
+    print(f"{out}  ({time.perf_counter() - t0:.1f}s); chosen: recipes/merges/{recipe.name}-chosen.yaml")
+
+
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("recipe", metavar="RECIPE", help="a name in recipes/merges (e.g. nuslerp_50_50) or a recipe .yaml path")
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)")
@@ -78,3 +90,8 @@ def add_parser(sub) -> None:
     s = sub.add_parser("sweep", help="one merge per weight in the recipe's sweep: merges/<name>-w<w>/")
     _common(s)
     s.set_defaults(func=cmd_sweep)
+    s = sub.add_parser("merge-search", help="merge candidates scored on both skills' dev splits: merges/<search>/ + a chosen recipe")
+    s.add_argument("recipe", metavar="RECIPE", help="a name in recipes/searches or a recipe .yaml path")
+    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)")
+    s.add_argument("--force", action="store_true", help="score every candidate again")
+    s.set_defaults(func=cmd_search)

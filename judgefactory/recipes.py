@@ -151,7 +151,9 @@ class PreferenceSpec(_Strict):
 class AdapterRecipe(_Strict):
     kind: Literal["adapter"]
     name: str
-    task: Literal["absolute", "pairwise"]
+    task: Literal["absolute", "pairwise", "joint"]
+    """joint: one LoRA on the union of the specialists' training rows (``data.source: joint:<absolute>,<pairwise>``,
+    two adapter recipe names), the joint-training baseline a merge is compared with."""
     base: str
     backend: Literal["trl", "unsloth"] = "trl"
     data: AdapterData
@@ -170,6 +172,10 @@ class AdapterRecipe(_Strict):
             raise ValueError("train.quantization=4bit (QLoRA) needs backend: unsloth (GPU)")
         if self.task == "pairwise" and not self.data.source.startswith("pairs:"):
             raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
+        if (self.task == "joint") != self.data.source.startswith("joint:"):
+            raise ValueError("a joint adapter (and only it) takes data.source 'joint:<absolute recipe>,<pairwise recipe>'")
+        if self.task == "joint" and len(self.data.source.split(":", 1)[1].split(",")) != 2:
+            raise ValueError("data.source of a joint adapter names two adapter recipes: 'joint:<absolute>,<pairwise>'")
         if self.task == "pairwise" and self.data.relative_pairs:
             raise ValueError("data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones")
         if self.task == "pairwise" and (self.data.dev_fraction or self.train.score_loss_weight):
@@ -179,6 +185,8 @@ class AdapterRecipe(_Strict):
             raise ValueError("dev: a learning curve needs a dev split: set data.dev_fraction (e.g. 0.2)")
         if self.dev is not None and max(self.dev.steps) > self.train.max_steps:
             raise ValueError(f"dev.steps {max(self.dev.steps)} lies past train.max_steps {self.train.max_steps}")
+        if self.task == "joint" and (self.dev is not None or self.quick_eval is not None):
+            raise ValueError("a joint adapter is measured by the merge search and the retention table, not by dev/quick_eval")
         if self.preference is not None and self.task != "pairwise":
             raise ValueError("preference: the DPO stage builds its rejected judgements from a pair set (pairwise adapters)")
         return self
@@ -235,6 +243,10 @@ class Gate(_Strict):
     min_position_consistency: float | None = Field(None, ge=0, le=1)
     max_conflict_ratio: float | None = Field(None, ge=0, le=1)
     max_ntr_3: float | None = Field(None, ge=0, le=1)
+    keep_of_specialists: float | None = Field(None, gt=0, le=1)
+    """the merge must keep at least this share of each specialist's own measured figures: its skill's headline on
+    the eval set (pairwise: BBQ pair kappa; absolute: Vicuna expected-score Pearson, bench/) and its position
+    consistency (consistency/). Thresholds that follow the specialists, not fixed numbers anything passes."""
 
 
 class Sweep(_Strict):
@@ -316,9 +328,52 @@ class BenchRecipe(_Strict):
     _name = field_validator("name")(_check_name)
 
 
-Recipe = Annotated[Union[AdapterRecipe, PairsRecipe, MergeRecipe, BenchRecipe], Field(discriminator="kind")]
+# --------------------------------------------------------------------------- merge searches
+class SearchCandidates(_Strict):
+    """One family of candidates: ``method`` at each weight of the absolute specialist (the pairwise one gets
+    ``1 - w`` for interpolations; task arithmetic / TIES / DARE take ``w`` and ``pairwise_weight`` as separate scales)."""
+
+    method: Literal["nuslerp", "linear", "ties", "dare_linear", "task_arithmetic"]
+    weights: list[Annotated[float, Field(ge=0, le=2)]] = Field(min_length=1)
+    pairwise_weight: float | None = Field(None, ge=0, le=2)
+    """task arithmetic / TIES / DARE: the pairwise task vector's scale (None: 1 - w, as for interpolations)."""
+    densities: list[Annotated[float, Field(gt=0, le=1)]] = [1.0]
+    """TIES / DARE: the share of each task vector kept (one candidate per density)."""
+    parameters: dict[str, float | bool] = {}
+    use_base: bool = True
+    """nuslerp: interpolate the task vectors around the base (D10)."""
+
+
+class SearchDev(_Strict):
+    pairwise_limit: int | None = Field(None, gt=0)
+    absolute_limit: int | None = Field(None, gt=0)
+    batch_size: int = Field(32, gt=0)
+
+
+class SearchRecipe(_Strict):
+    """A merge search: every candidate merged through mergekit and scored on BOTH specialists' dev splits (never an
+    eval set); the candidate with the best worst-case retention becomes a merge recipe."""
+
+    kind: Literal["search"]
+    name: str
+    base: str
+    absolute: str
+    """the absolute specialist's adapter name (its recipe's dev split is the absolute dev)."""
+    pairwise: str
+    """the pairwise specialist's adapter name (its pair set's test split is the pairwise dev)."""
+    joint: str | None = None
+    """a joint-training baseline adapter (``task: joint``) scored on the same dev splits, for the table and plot."""
+    candidates: list[SearchCandidates] = Field(min_length=1)
+    dev: SearchDev = SearchDev()
+    dtype: Literal["float32"] = "float32"
+
+    _name = field_validator("name")(_check_name)
+    _base = field_validator("base")(check_base)
+
+
+Recipe = Annotated[Union[AdapterRecipe, PairsRecipe, MergeRecipe, BenchRecipe, SearchRecipe], Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(Recipe)
-_KINDS = ("adapter", "merge", "pairs", "bench")
+_KINDS = ("adapter", "merge", "pairs", "bench", "search")
 
 
 # --------------------------------------------------------------------------- loading
@@ -366,11 +421,11 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe:
+def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
     """Validate an already-parsed recipe mapping."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: expected a YAML mapping at the top level, got {type(data).__name__}")
-    models = {"adapter": AdapterRecipe, "merge": MergeRecipe, "pairs": PairsRecipe, "bench": BenchRecipe}
+    models = {"adapter": AdapterRecipe, "merge": MergeRecipe, "pairs": PairsRecipe, "bench": BenchRecipe, "search": SearchRecipe}
     if data.get("kind") not in models:
         got = "is missing" if "kind" not in data else f"is {data['kind']!r}"
         known = set().union(*(m.model_fields for m in models.values()))
@@ -382,7 +437,7 @@ def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe |
         raise RecipeError(_format_error(source, err)) from None
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe:
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
     """Read, override and validate one recipe file."""
     path = Path(path)
     if not path.is_file():

@@ -31,6 +31,18 @@ class TrainError(JudgeFactoryError):
 def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dict]:
     """Conversational prompt/completion rows for TRL, and the data provenance for the manifest."""
     d = recipe.data
+    if recipe.task == "joint":  # the union of two specialists' rows, each rendered by its own recipe
+        from . import recipes as _recipes
+
+        rows, parts = [], []
+        for name in d.source.split(":", 1)[1].split(","):
+            part = _recipes.load(_recipes.find("adapters", name.strip()))
+            if part.kind != "adapter" or part.task == "joint":
+                raise TrainError(f"{d.source}: {name} is not a specialist adapter recipe")
+            got, info = examples(part, mirror)
+            rows += got
+            parts.append({"recipe": part.name, **info, "examples": len(got)})
+        return _limit(rows, d.max_rows, recipe.train.seed), {"source": d.source, "parts": parts, "rows": len(rows)}
     if recipe.task == "pairwise":
         name = d.source.split(":", 1)[1]
         folder = paths.pair_sets() / name
@@ -189,10 +201,13 @@ def score_loss_trainer(base_cls: type, tok: Any) -> type:
     completion-token cross-entropy plus ``score_loss_weight * (E[s] - s)^2`` at the score digit, E[s] = sum_k k p(k)
     over the digits 1-5 at the position that emits the ``[RESULT]`` score. The backbone runs once; the LM head projects
     only the completion positions (as TRL's own completion-only path does), and the score term reads 5 of its columns.
-    A row's score position is its last completion token that is a digit 1-5 (the target ends ``[RESULT] N``)."""
+    A row's score position is its last completion token before the end-of-turn tokens; rows whose last token is not a
+    digit 1-5 (relative ``[RESULT] A``, pairwise ``</verdict>``, in a joint adapter) get no score term."""
     import torch
     import torch.nn.functional as F
 
+    trailing = set(tok.all_special_ids)
+    trailing |= {i for t in ("\n", " ") for i in tok.encode(t, add_special_tokens=False)}
     digit_ids = []
     for d in "12345":
         ids = tok.encode(d, add_special_tokens=False)
@@ -214,11 +229,13 @@ def score_loss_trainer(base_cls: type, tok: Any) -> type:
             n_tokens = num_items_in_batch if num_items_in_batch is not None else mask.sum()
             ce = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n_tokens).clamp(min=1)
             digits = torch.tensor(digit_ids, device=labels.device)
-            is_digit = mask & torch.isin(labels, digits)
-            rows = is_digit.any(dim=1).nonzero().squeeze(1)
+            content = mask & ~torch.isin(labels, torch.tensor(sorted(trailing), device=labels.device))
+            last = (content.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(dim=1)  # last content token
+            is_score = content.any(dim=1) & torch.isin(labels.gather(1, last.unsqueeze(1)).squeeze(1), digits)
+            rows = is_score.nonzero().squeeze(1)
             if rows.numel() == 0:
                 return (ce, None) if return_outputs else ce
-            pos = (is_digit.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(dim=1)[rows]
+            pos = last[rows]
             digit_logits = (hidden[rows, pos] @ head.weight[digits].T).float()
             expected = (digit_logits.softmax(-1) * torch.arange(1, 6, device=labels.device, dtype=torch.float32)).sum(-1)
             target = (labels[rows, pos].unsqueeze(1) == digits).float().argmax(dim=1) + 1.0
@@ -298,7 +315,11 @@ def evaluate_adapter(peft_model: Any, tok: Any, recipe: AdapterRecipe, data: Any
     from .quick_eval import dev_scores
 
     was_training = peft_model.training
-    folded = copy.deepcopy(peft_model).merge_and_unload().to(getattr(torch, judge_dtype())).eval()
+    folded = copy.deepcopy(peft_model).merge_and_unload()
+    # TRL's fused LM head replaces the instance's forward with a closure over the ORIGINAL model's forward; a deep copy
+    # keeps that closure, so without this the "copy" would decode on the training model (unfolded LoRA, plain SDPA)
+    folded.__dict__.pop("forward", None)
+    folded = folded.to(getattr(torch, judge_dtype())).eval()
     try:
         return dev_scores(folded, tok, recipe, data)
     finally:

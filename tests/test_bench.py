@@ -357,3 +357,33 @@ def test_quick_eval_runs_through_the_suites(tiny_llama):
     assert out["n"] == 2 and out["parse_rate"] == 0.0 and out["position_consistency"] == 0.0
     assert set(out) >= {"kappa_ab", "kappa_ba", "kappa_both_orders", "primacy", "recency", "verdict_share", "examples"}
     assert math.isclose(sum(out["verdict_share"].values()), 1.0)
+
+
+def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
+    """Two scripted judges benched on the same 5 BBQ pairs: the merged one's kappa / the specialist's, with a paired
+    cluster-bootstrap CI; identical judges retain exactly 1 (CI [1, 1])."""
+    from judgefactory.bench import retention
+
+    mirror = _bbq_eval_mirror(tmp_path, [
+        ("age::5::16::neg", "<answer>A</answer>", "<answer>C</answer>", "A"),
+        ("age::5::16::neg", "<answer>A</answer>", "<answer>B</answer>", "TIE"),
+        ("age::5::18::nonneg", "<answer>A</answer>", "<answer>A</answer>", "TIE"),
+        ("age::5::18::nonneg", "<answer>B</answer>", "<answer>C</answer>", "B"),
+        ("age::5::18::nonneg", "<answer>C</answer>", "<answer>A</answer>", "B"),
+    ])
+    def judge_like_the_humans(prompt: str, k: int) -> str:  # reads the two responses' letters and applies the rule
+        a = prompt.split("###Response A:\n")[1].split("\n")[0]
+        b = prompt.split("###Response B:\n")[1].split("\n")[0]
+        return "<verdict>A</verdict>" if "A</answer>" in a and "C" in b else "<verdict>TIE</verdict>"
+
+    root = tmp_path / "bench"
+    for label in ("specialist", "same", "merged"):
+        fn = judge_like_the_humans if label != "merged" else (lambda p, k: "<verdict>TIE</verdict>")
+        bench_run.run(label, "bbq_pairs", out_root=root, engine=Scripted(fn, label=label), mirror=mirror, n_boot=0)
+    doc = retention.table(["same", "merged"], {"pairwise": "specialist", "absolute": "nobody"}, root, mirror=mirror, n_boot=200)
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert rows["same"]["retention"] == pytest.approx(1.0) and rows["same"]["ci"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    spec = rows["merged"]["specialist"]
+    assert spec > 0 and rows["merged"]["retention"] == pytest.approx(rows["merged"]["merged"] / spec)
+    assert rows["merged"]["merged"] == pytest.approx(0.0)  # always TIE: kappa 0 -> retention 0
+    assert "| merged | pairwise | bbq_pairs | kappa |" in retention.markdown(doc)

@@ -325,3 +325,37 @@ def test_real_engine_tiny_model_files_and_schema(tmp_path: Path, tiny_llama: Pat
     assert checks["conflict_ratio"]["n_valid"] + checks["conflict_ratio"]["n_errors"] == 6
     json.loads((out / "conflict.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert mf.read(out)["model"]["label"] == "tiny-llama"
+
+
+def test_gate_relative_to_the_specialists(tmp_path: Path) -> None:
+    """keep_of_specialists=0.9: the merge must keep 90% of each specialist's own figures (its skill's eval headline in
+    bench/, its position consistency in consistency/); a figure the merge lacks fails; with nothing measured the gate
+    says so instead of passing."""
+    bench, cons = tmp_path / "bench", tmp_path / "consistency"
+
+    def metric(label: str, suite: str, name: str, value: float) -> None:
+        (bench / label / suite).mkdir(parents=True, exist_ok=True)
+        (bench / label / suite / "metrics.json").write_text(json.dumps({"metrics": {name: {"value": value}}}))
+
+    def check(label: str, **values: float) -> None:
+        (cons / label).mkdir(parents=True, exist_ok=True)
+        (cons / label / "summary.json").write_text(json.dumps({"checks": {k.replace("__", "/"): {"value": v} for k, v in values.items()}}))
+
+    manifest = {"parents": [{"name": "abs", "manifest": {"recipe": {"task": "absolute"}}},
+                            {"name": "pw", "manifest": {"recipe": {"task": "pairwise"}}}]}
+    with pytest.raises(C.GateError, match="no specialist figure measured yet"):
+        C.check_against_specialists(0.9, manifest, "merge-m", bench, cons)
+    metric("adapter-pw", "bbq_pairs", "kappa", 0.60)
+    metric("adapter-abs", "vicuna", "pearson_expected", 0.40)
+    check("adapter-pw", position_consistency__bbq_pairs=0.80)
+    metric("merge-m", "bbq_pairs", "kappa", 0.55)  # 0.55 >= 0.9 x 0.60 = 0.54
+    metric("merge-m", "vicuna", "pearson_expected", 0.37)  # 0.37 >= 0.36
+    check("merge-m", position_consistency__bbq_pairs=0.75)  # 0.75 >= 0.72
+    C.check_against_specialists(0.9, manifest, "merge-m", bench, cons)
+    check("merge-m", position_consistency__bbq_pairs=0.70)
+    with pytest.raises(C.GateError, match=r"position_consistency/bbq_pairs 0.70 < 0.90 x 0.80 of specialist pw"):
+        C.check_against_specialists(0.9, manifest, "merge-m", bench, cons)
+    check("adapter-abs", position_consistency__vicuna_pairs=0.5)
+    check("merge-m", position_consistency__bbq_pairs=0.75)
+    with pytest.raises(C.GateError, match="position_consistency/vicuna_pairs not measured for the merge"):
+        C.check_against_specialists(0.9, manifest, "merge-m", bench, cons)

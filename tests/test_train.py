@@ -317,3 +317,40 @@ def test_regression_aware_loss_reads_the_score_digit(tiny_llama, tmp_path):
     p = logits[3, digits].softmax(-1)
     expected = (p * torch.arange(1, 6)).sum()
     assert torch.allclose(loss, ce + 0.5 * (expected - 4.0) ** 2, atol=1e-5)
+    # a row that ends in something else (a verdict, a relative [RESULT] A) gets no score term, even with a digit inside
+    ids = torch.tensor([[5, 6, digits[1], 8, 9, tok.eos_token_id]])
+    labels = torch.tensor([[-100, -100, digits[1], 8, 9, tok.eos_token_id]])
+    loss = trainer.compute_loss(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits[1:5], labels[0, 2:6]), atol=1e-5)
+
+
+def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llama, monkeypatch):
+    """TRL patches the training model's forward with a closure over the original; the learning curve's folded copy must
+    run its own forward (folded weights, the engine's fast decoding), leaving the training model untouched."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from judgefactory import generate, quick_eval
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": "a b"}], "completion": [{"role": "assistant", "content": "A"}]}] * 4)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama), processing_class=tok, train_dataset=ds,
+                         args=SFTConfig(output_dir=str(tiny_llama.parent / "o"), max_steps=1, report_to=[], use_cpu=True),
+                         peft_config=LoraConfig(r=4, target_modules=["q_proj"]))
+    seen = []
+    monkeypatch.setattr(quick_eval, "dev_scores", lambda model, *a: seen.append(model) or {})
+    train.evaluate_adapter(trainer.model, tok, None, None)
+    folded = seen[0]
+    assert "forward" not in folded.__dict__ and folded is not trainer.model.get_base_model()
+    calls = []
+    original = generate.decode_attention
+    monkeypatch.setattr(generate, "decode_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    from judgefactory.engine import Engine
+
+    Engine.from_model(folded, tok, batch_size=2, bf16=False).judge([[{"role": "user", "content": "a b the"}]] * 2,
+                                                                      max_new_tokens=3, answer="verdict")
+    assert calls  # the engine's one-token attention ran: the copy decoded, on its own weights

@@ -1,0 +1,116 @@
+"""Retention on the eval sets: how much of each specialist's judgment a merged (or jointly trained) judge keeps.
+
+For every skill suite, ``retention = merged / specialist`` on the suite's headline figure, with a paired cluster
+bootstrap CI: each replicate draws the suite's clusters (BBQ questions, Vicuna instructions, pairs) once and scores
+BOTH models on the same draw, so the CI is of the ratio itself. Everything is read from ``bench/<model>/<suite>/``
+(``predictions.jsonl`` and the suite's own scoring code, ``bench.suites.score``): run ``judgefactory bench`` with the
+retention bench recipe first.
+
+    table = retention.table(models, specialists, bench_root)
+
+Skills and their suites (``SKILLS``): the pairwise bias skill on the 240 human-labelled in-distribution pairs and the
+religion pairs (out of distribution, rule labels); the absolute skill on Vicuna (expected-score Pearson), and the
+relative Prometheus format the absolute specialist also learns, on HHH and Auto-J (accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import suites
+
+SKILLS: dict[str, list[tuple[str, str]]] = {
+    "pairwise": [("bbq_pairs", "kappa"), ("bbq_pairs_ood", "kappa_vs_rule")],
+    "absolute": [("vicuna", "pearson_expected"), ("hhh", "accuracy"), ("autoj", "acc_with_tie")],
+}
+
+
+def _suite_run(bench_root: Path, label: str, suite: str) -> tuple[dict, dict] | None:
+    """(predictions keyed (id, key, mode), the run's manifest) of one model's suite, or None when not benchmarked."""
+    from .. import manifest as mf
+    from .run import read_predictions
+
+    folder = Path(bench_root) / label / suite
+    m = mf.read(folder)
+    if m is None or not (folder / "predictions.jsonl").is_file():
+        return None
+    return read_predictions(folder / "predictions.jsonl"), m
+
+
+def _value(data: suites.SuiteData, rows: dict, modes: list[str], metric: str) -> float:
+    value = suites.score(data, rows, modes, suites.Boot(0))[0].get(metric, {}).get("value")
+    return float("nan") if value is None else float(value)
+
+
+def ratio(data: suites.SuiteData, rows_a: dict, rows_b: dict, modes: list[str], metric: str, n_boot: int = 1000,
+          seed: int = 0) -> dict[str, Any]:
+    """``a / b`` on ``metric`` over the suite's items, with a paired cluster-bootstrap 95% CI (replicates where the
+    specialist's value is not positive are left out: a ratio to it says nothing)."""
+    a, b = _value(data, rows_a, modes, metric), _value(data, rows_b, modes, metric)
+    members: dict[str, list[suites.Item]] = {}
+    for it in data.items:
+        members.setdefault(it.cluster, []).append(it)
+    groups = list(members.values())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(groups), size=len(groups))
+        sub = [it for g in pick for it in groups[g]]
+        # resampled items keep their ids: duplicates are scored as often as they were drawn
+        resampled = suites.SuiteData(data.name, data.kind, data.answer, sub, data.source, data.fingerprint, labels=data.labels)
+        va, vb = _value(resampled, rows_a, modes, metric), _value(resampled, rows_b, modes, metric)
+        if vb == vb and vb > 0 and va == va:
+            draws.append(va / vb)
+    ok = b == b and b > 0 and a == a
+    ci = [float(x) for x in np.percentile(draws, [2.5, 97.5])] if len(draws) >= max(20, n_boot // 2) else None
+    return {"merged": a, "specialist": b, "retention": a / b if ok else None, "ci": ci, "n": len(data.items),
+            "replicates": len(draws)}
+
+
+def table(models: Sequence[str], specialists: dict[str, str], bench_root: Path, mirror: Any = None,
+          n_boot: int = 1000) -> dict[str, Any]:
+    """Per model label and skill suite: the model's figure, the specialist's, and the retention with its CI.
+    ``specialists``: skill -> the specialist's bench label. Suites a model was not benchmarked on are left out."""
+    out: dict[str, Any] = {"specialists": specialists, "rows": []}
+    for skill, pairs in SKILLS.items():
+        spec = specialists[skill]
+        for suite, metric in pairs:
+            got = _suite_run(bench_root, spec, suite)
+            if got is None:
+                continue
+            spec_rows, spec_m = got
+            limit = spec_m.get("limit")
+            data = suites.load(suite, mirror=mirror, limit=limit, seed=spec_m.get("seed", 0),
+                               max_response_chars=spec_m.get("max_response_chars"))
+            modes = [m["name"] for m in spec_m.get("modes", [{"name": "greedy"}])]
+            for label in models:
+                mine = _suite_run(bench_root, label, suite)
+                if mine is None:
+                    continue
+                rows, m = mine
+                if (m.get("limit"), m.get("max_response_chars")) != (limit, spec_m.get("max_response_chars")):
+                    continue  # not the same items: no paired comparison
+                r = ratio(data, rows, spec_rows, modes, metric, n_boot)
+                out["rows"].append({"model": label, "skill": skill, "suite": suite, "metric": metric, **r})
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    def f(x: Any) -> str:
+        return "—" if x is None or x != x else f"{x:.3f}"
+
+    lines = ["| model | skill | suite | metric | model's value | specialist's value | retention [95% CI] | n |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        ci = f" [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" if r.get("ci") else ""
+        lines.append(f"| {r['model']} | {r['skill']} | {r['suite']} | {r['metric']} | {f(r['merged'])} | {f(r['specialist'])} | "
+                     f"{f(r['retention'])}{ci} | {r['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def save(doc: dict[str, Any], path: Path) -> None:
+    Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")

@@ -1,0 +1,253 @@
+"""Station 2b: search merge recipes on judgment, not format.
+
+``run(search) -> merges/<search>/`` reads top to bottom:
+
+1. the dev splits of both skills, from the specialists' own recipes: the pairwise specialist's pair-set test split
+   (template-disjoint, rule labels) and the absolute specialist's held-out instructions (``data.dev_fraction``).
+   Never an eval set (the 240 human-labelled pairs, the religion pairs, Vicuna): a test checks the files read;
+2. the reference points, scored on both dev splits: each specialist and the joint-training baseline;
+3. every candidate (method x weight x density) merged through mergekit (``merge.run``: the LoRA fold cache is reused
+   across candidates), scored on both dev splits, its checkpoint deleted; one JSON line per candidate in
+   ``results.jsonl``, so a rerun skips what is scored and an interrupted search resumes;
+4. retention per skill = candidate / specialist on the dev headline (pairwise kappa; absolute expected-score Pearson);
+   the chosen candidate maximises the worse of the two (ties: the better sum);
+5. ``table.md``, ``pareto.png`` (x: absolute dev, y: pairwise dev; specialists, joint baseline and the chosen
+   candidate marked), ``chosen.yaml`` (a merge recipe) and ``manifest.json``; ``recipes/merges/<search>-chosen.yaml``
+   is written beside the shipped recipes so ``make merge recipe=<search>-chosen`` builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import manifest as mf
+from . import paths
+from .errors import JudgeFactoryError
+from .recipes import AdapterRecipe, MergeRecipe, SearchRecipe
+
+HEADLINE = {"absolute": "pearson_expected", "pairwise": "kappa"}
+RESULTS = "results.jsonl"
+
+
+class SearchError(JudgeFactoryError):
+    """A merge search cannot run (missing specialist, a specialist without a dev split)."""
+
+
+def _specialist(name: str, task: str) -> tuple[AdapterRecipe, dict[str, Any]]:
+    folder = paths.adapters() / name
+    m = mf.read(folder)
+    if m is None:
+        raise SearchError(f"adapter {name!r} not found at {folder}: train it first (make adapter-{task} ...)")
+    recipe = AdapterRecipe.model_validate(m["recipe"])
+    if recipe.task != task:
+        raise SearchError(f"adapter {name!r} is a {recipe.task} adapter, the search needs it as the {task} specialist")
+    if task == "absolute" and not recipe.data.dev_fraction:
+        raise SearchError(f"adapter {name!r} has no dev split (data.dev_fraction): the search scores on dev splits only")
+    return recipe, m
+
+
+def candidates(search: SearchRecipe) -> list[tuple[str, MergeRecipe]]:
+    """(id, merge recipe) for every method x weight x density of the search, named ``<search>-<id>``."""
+    out = []
+    for fam in search.candidates:
+        for w in fam.weights:
+            pw = fam.pairwise_weight if fam.pairwise_weight is not None else round(1.0 - w, 10)
+            for d in (fam.densities if fam.method in ("ties", "dare_linear") else [None]):
+                cid = f"{fam.method}-a{w:.2f}-p{pw:.2f}" + (f"-d{d:.2f}" if d is not None else "")
+                models = [{"adapter": search.absolute, "weight": w}, {"adapter": search.pairwise, "weight": pw}]
+                if d is not None:
+                    for m in models:
+                        m["density"] = d
+                spec = {"kind": "merge", "name": f"{search.name}-{cid}", "method": fam.method, "base": search.base,
+                        "models": models, "parameters": dict(fam.parameters), "dtype": search.dtype}
+                if fam.method == "nuslerp":
+                    spec["use_base"] = fam.use_base
+                out.append((cid, MergeRecipe.model_validate(spec)))
+    return out
+
+
+def dev_splits(search: SearchRecipe, mirror: Any = None) -> dict[str, tuple[AdapterRecipe, Any]]:
+    """task -> (the specialist's recipe, its dev split as suite data)."""
+    from .quick_eval import dev_data
+
+    out = {}
+    for task, name in (("absolute", search.absolute), ("pairwise", search.pairwise)):
+        recipe, _ = _specialist(name, task)
+        limit = search.dev.absolute_limit if task == "absolute" else search.dev.pairwise_limit
+        dev = recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size}) if recipe.dev else None
+        if dev is not None:
+            recipe = recipe.model_copy(update={"dev": dev})
+        out[task] = (recipe, dev_data(recipe, mirror))
+    return out
+
+
+def score(model: Any, tok: Any, splits: dict[str, tuple[AdapterRecipe, Any]]) -> dict[str, dict[str, Any]]:
+    """Both skills' dev figures of one loaded model."""
+    from .quick_eval import dev_scores
+
+    return {task: dev_scores(model, tok, recipe, data) for task, (recipe, data) in splits.items()}
+
+
+def retention(scores: dict[str, dict], reference: dict[str, dict]) -> dict[str, float | None]:
+    """Per skill: candidate / specialist on the dev headline (None where the specialist's value is not positive:
+    a ratio to zero or a negative correlation says nothing)."""
+    out: dict[str, float | None] = {}
+    for task, key in HEADLINE.items():
+        v, ref = scores[task].get(key), reference[task].get(key)
+        ok = v is not None and ref is not None and v == v and ref == ref and ref > 0
+        out[task] = v / ref if ok else None
+    return out
+
+
+def worst(ret: dict[str, float | None]) -> float:
+    vals = [v for v in ret.values()]
+    return min(vals) if vals and all(v is not None for v in vals) else float("-inf")
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                out[r["id"]] = r
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return out
+
+
+def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_recipe: bool = True) -> Path:
+    """Run (or resume) the search; returns ``merges/<search>/``."""
+    from . import merge, models
+
+    folder = paths.merges() / search.name
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = dev_splits(search, mirror)
+    dev_key = mf.sha256_json({t: [(it.id, it.requests) for it in d.items] for t, (_, d) in splits.items()})[:16]
+    done = {} if force else _read(folder / RESULTS)
+
+    def record(row: dict[str, Any]) -> None:
+        done[row["id"]] = row
+        with open(folder / RESULTS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # 2. reference points
+    refs = [("specialist:absolute", search.absolute), ("specialist:pairwise", search.pairwise)]
+    if search.joint:
+        refs.append(("joint", search.joint))
+    for rid, name in refs:
+        ref = f"adapter:{name}"
+        fp = mf.sha256_file(paths.adapters() / name / mf.MANIFEST) if (paths.adapters() / name / mf.MANIFEST).is_file() else None
+        if fp is None:
+            raise SearchError(f"adapter {name!r} not found at {paths.adapters() / name}")
+        key = mf.sha256_json({"model": fp, "dev": dev_key})[:16]
+        if done.get(rid, {}).get("key") == key:
+            continue
+        t0 = time.time()
+        model, tok = models.load(ref)
+        record({"id": rid, "key": key, "model": ref, "scores": score(model, tok, splits), "seconds": round(time.time() - t0, 1)})
+        del model
+    reference = {"absolute": done["specialist:absolute"]["scores"]["absolute"],
+                 "pairwise": done["specialist:pairwise"]["scores"]["pairwise"]}
+
+    # 3. candidates: merge, score, delete the checkpoint
+    scratch = folder / ".candidates"
+    for cid, recipe in candidates(search):
+        parents = [mf.sha256_file(paths.adapters() / m.adapter / mf.MANIFEST) for m in recipe.models]
+        key = mf.sha256_json({"recipe": recipe.model_dump(mode="json"), "parents": parents, "dev": dev_key})[:16]
+        if done.get(cid, {}).get("key") == key:
+            continue
+        t0 = time.time()
+        out = merge.run(recipe, merges_dir=scratch, quiet=True)
+        merged_s = time.time() - t0
+        model, tok = models.load(str(out))
+        scores = score(model, tok, splits)
+        del model
+        shutil.rmtree(out, ignore_errors=True)
+        record({"id": cid, "key": key, "recipe": recipe.model_dump(mode="json"), "scores": scores,
+                "retention": retention(scores, reference), "merge_seconds": round(merged_s, 1),
+                "seconds": round(time.time() - t0, 1)})
+        print(f"{search.name}: {cid}: absolute dev {scores['absolute'].get('pearson_expected'):.3f}, pairwise dev "
+              f"{scores['pairwise'].get('kappa'):.3f}", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    # 4. the choice, 5. the files
+    rows = [done[cid] for cid, _ in candidates(search)]
+    for r in rows:
+        r["retention"] = retention(r["scores"], reference)
+    chosen = max(rows, key=lambda r: (worst(r["retention"]), sum(v or 0.0 for v in r["retention"].values())))
+    chosen_recipe = {**chosen["recipe"], "name": f"{search.name}-chosen"}
+    chosen_recipe = MergeRecipe.model_validate(chosen_recipe).model_dump(mode="json", exclude_none=True)
+    header = (f"# Chosen by the merge search {search.name!r} (recipes/searches/{search.name}.yaml) on the dev splits of both\n"
+              f"# skills: {chosen['id']}, retention absolute {_f(chosen['retention']['absolute'])}, "
+              f"pairwise {_f(chosen['retention']['pairwise'])} (best worst-case). merges/{search.name}/table.md has every candidate.\n")
+    text = header + yaml.safe_dump(chosen_recipe, sort_keys=False)
+    mf.write_text(folder / "chosen.yaml", text)
+    if write_recipe:
+        mf.write_text(paths.recipes_dir() / "merges" / f"{search.name}-chosen.yaml", text)
+    refs_rows = [done[rid] for rid, _ in refs]
+    mf.write_text(folder / "table.md", table(search, rows, refs_rows, chosen["id"], reference))
+    pareto(folder / "pareto.png", rows, refs_rows, chosen["id"], search.name)
+    mf.write_json(folder / "manifest.json", {
+        "kind": "search", "name": search.name, "recipe": search.model_dump(mode="json"), "dev_key": dev_key,
+        "dev_splits": {t: {"source": d.source, "items": len(d.items), "labels": d.labels} for t, (_, d) in splits.items()},
+        "reference": reference, "references": refs_rows, "candidates": rows,
+        "chosen": {"id": chosen["id"], "recipe": chosen_recipe, "scores": chosen["scores"], "retention": chosen["retention"]},
+        "created": mf.now(), "versions": mf.versions()})
+    return folder
+
+
+def _f(x: Any) -> str:
+    return "—" if x is None or x != x else f"{x:.3f}"
+
+
+def table(search: SearchRecipe, rows: list[dict], refs: list[dict], chosen: str, reference: dict) -> str:
+    """The search as Markdown: reference points, then every candidate with both dev figures and retentions."""
+    lines = [f"# Merge search `{search.name}` (dev splits only)", "",
+             "| model | absolute dev: expected-score Pearson | argmax Pearson | parse | pairwise dev: kappa | position consistency "
+             "| parse | retention absolute | retention pairwise |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in refs + rows:
+        a, p = r["scores"]["absolute"], r["scores"]["pairwise"]
+        ret = r.get("retention") or retention(r["scores"], reference)
+        name = f"**{r['id']}** (chosen)" if r["id"] == chosen else r["id"]
+        lines.append(f"| {name} | {_f(a.get('pearson_expected'))} | {_f(a.get('pearson'))} | {_f(a.get('parse_rate'))} | "
+                     f"{_f(p.get('kappa'))} | {_f(p.get('position_consistency'))} | {_f(p.get('parse_rate'))} | "
+                     f"{_f(ret['absolute'])} | {_f(ret['pairwise'])} |")
+    lines += ["", "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 "
+              "mean; pairwise: kappa against the rule labels, both A/B orders). Chosen: the best worst-case retention."]
+    return "\n".join(lines) + "\n"
+
+
+def pareto(path: Path, rows: list[dict], refs: list[dict], chosen: str, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def xy(r: dict) -> tuple[float, float]:
+        a, p = r["scores"]["absolute"].get("pearson_expected"), r["scores"]["pairwise"].get("kappa")
+        return (a if a == a and a is not None else 0.0), (p if p == p and p is not None else 0.0)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for r in rows:
+        x, y = xy(r)
+        ax.scatter(x, y, color="tab:red" if r["id"] == chosen else "tab:blue", s=60 if r["id"] == chosen else 25, zorder=3)
+        ax.annotate(r["id"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    marks = {"specialist:absolute": ("*", "tab:green"), "specialist:pairwise": ("*", "tab:purple"), "joint": ("^", "tab:orange")}
+    for r in refs:
+        x, y = xy(r)
+        m, c = marks.get(r["id"], ("s", "black"))
+        ax.scatter(x, y, marker=m, color=c, s=160, label=r["id"], zorder=4)
+    ax.set(xlabel="absolute dev: expected-score Pearson", ylabel="pairwise dev: kappa (both orders)",
+           title=f"merge search {title} (red: chosen)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
