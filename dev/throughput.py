@@ -5,9 +5,9 @@ Naive: the model in fp32, one prompt per ``generate`` call, greedy. Engine: ``En
 CPU supports bf16; prompts in token order, each pre-filled on the cached prefix it shares with the previous one, the
 batch decoded together) judging the same prompts greedily, score-token probabilities recorded while generating. Same ``max_new_tokens`` for both. Goal: ratio >= 5x.
 
-    nice .venv/bin/python bench/throughput.py [--n 32] [--max-new-tokens 64] [--batch-size 16] [--model base]
+    nice .venv/bin/python dev/throughput.py [--n 32] [--max-new-tokens 64] [--batch-size 16] [--model base]
 
-Prints a table and writes bench/results/throughput.json (git-ignored).
+Prints a table and writes dev/results/throughput.json (git-ignored).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> None:
     t.add_row(f"engine ({info.get('dtype')}, batch {args.batch_size})", f"{t_eng:.1f}", f"{n / t_eng:.3f}", f"{t_eng / n:.2f}", str(tok_eng))
     t.add_row("ratio", f"{ratio:.2f}x", "", "", "")
     Console().print(t)
-    out = REPO / "bench" / "results" / "throughput.json"
+    out = REPO / "dev" / "results" / "throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(out)

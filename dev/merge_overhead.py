@@ -5,14 +5,14 @@ N repetitions each, after one untimed warm-up that folds the LoRAs into the (sha
 Inputs: the real ``adapters/absolute`` and ``adapters/pairwise`` if both exist, else two fresh non-zero
 LoRAs (r=16, all 7 projections, random A and B scaled small) on the embedded SmolLM2-135M base.
 
-    .venv/bin/python bench/merge_overhead.py [--n 3] [--recipe nuslerp_50_50] [--cuda]
+    .venv/bin/python dev/merge_overhead.py [--n 3] [--recipe nuslerp_50_50] [--cuda]
 
 Two factory modes: one-shot (a fresh ``judgefactory merge`` process: bases.prepare re-hashes the base) and
 in a sweep (the verified base is remembered in the process). Besides the medians (noisy on a shared CPU),
 each factory run's own time outside mergekit is measured in the same call (mergekit.merge.run_merge wrapped
 with a timer): the paired overhead.
 
-Prints a table and writes bench/results/merge_overhead.json (git-ignored).
+Prints a table and writes dev/results/merge_overhead.json (git-ignored).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def main() -> None:
                 "own_vs_median_bare_pct": 100.0 * statistics.median(own) / med["bare"],
             }
         result = {
-            "command": "bench/merge_overhead.py " + " ".join(sys.argv[1:]), "recipe": args.recipe, "method": recipe.method,
+            "command": "dev/merge_overhead.py " + " ".join(sys.argv[1:]), "recipe": args.recipe, "method": recipe.method,
             "base": recipe.base, "adapters": "real" if real else "fresh random r=16, 7 modules", "n": args.n, "cuda": args.cuda,
             "bare_mergekit": {"wall_s": times["bare"], "median_wall_s": med["bare"]},
             "factory_one_shot": rows["factory"], "factory_in_sweep": rows["factory_sweep"],
@@ -177,7 +177,7 @@ def main() -> None:
         print(f"{'warm-up incl. 2 LoRA folds':34s} {warmup:8.2f}")
         print("overhead = median factory / median bare - 1; own = factory wall - its own run_merge time (same call);"
               " paired = own / that run_merge time")
-        dest = REPO / "bench" / "results" / "merge_overhead.json"
+        dest = REPO / "dev" / "results" / "merge_overhead.json"
         mf.write_json(dest, result)
         print(f"\nwrote {dest}")
     finally:

@@ -2,10 +2,10 @@
 (pairwise gets 1 - w), each judged on the same items: Vicuna absolute prompts (parsed ``[RESULT] N``) and BBQ pairs
 in both orders (parsed ``<verdict>``). Unparseable outputs count as failures.
 
-    .venv/bin/python bench/merge_formats.py [--weights 0.3 0.5 0.6 0.7 0.8] [--recipe nuslerp_sweep]
+    .venv/bin/python dev/merge_formats.py [--weights 0.3 0.5 0.6 0.7 0.8] [--recipe nuslerp_sweep]
         [--adapters-dir adapters] [--merges-dir merges] [--vicuna 16] [--pairs 16] [--data ../shared/data]
 
-Prints a table and writes bench/results/merge_formats.json (git-ignored). Merges land in ``<merges-dir>/<recipe>-wX.XX``
+Prints a table and writes dev/results/merge_formats.json (git-ignored). Merges land in ``<merges-dir>/<recipe>-wX.XX``
 (the sweep's own folders; fresh ones are reused).
 """
 
@@ -57,7 +57,7 @@ def main() -> None:
     print(f"{'w (absolute)':>12s}  {'Vicuna [RESULT] parsed':>22s}  {'BBQ <verdict> parsed':>20s}")
     for r in rows:
         print(f"{r['w_absolute']:12.2f}  {r['vicuna_parsed']:>14d} / {r['vicuna_n']:<5d}  {r['bbq_parsed']:>12d} / {r['bbq_n']:<5d}")
-    dest = REPO / "bench" / "results" / "merge_formats.json"
+    dest = REPO / "dev" / "results" / "merge_formats.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"recipe": args.recipe, "adapters_dir": str(args.adapters_dir), "rows": rows}, indent=1))
     print(f"wrote {dest}")
