@@ -13,6 +13,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The fixture mirror the package ships (judgefactory/fixtures/mirror, `make demo` without a data mirror): its bbq/ and
+# bbq-pairs/ are also the BBQ test fixtures (see its README).
+PKG_MIRROR = REPO / "judgefactory" / "fixtures" / "mirror"
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 
 

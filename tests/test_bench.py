@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory.bench import metrics as M
 from judgefactory.bench import report, suites
@@ -15,7 +16,6 @@ from judgefactory.bench import run as bench_run
 from judgefactory.engine import Engine, Judgement, _parse_choice
 
 FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 
 
 class Scripted:
@@ -178,9 +178,9 @@ def _bbq_eval_mirror(tmp_path: Path, pairs: list[tuple[str, str, str, str]]) -> 
 
     root = tmp_path / "mirror"
     (root / "bbq-pairs").mkdir(parents=True)
-    shutil.copy(BBQ_FIXTURES / "bbq-pairs" / "bbq_sample.jsonl", root / "bbq-pairs" / "bbq_sample.jsonl")
+    shutil.copy(PKG_MIRROR / "bbq-pairs" / "bbq_sample.jsonl", root / "bbq-pairs" / "bbq_sample.jsonl")
     (root / "README.md").write_text("test mirror\n")
-    template = json.loads((BBQ_FIXTURES / "bbq-pairs" / "eval_in_dist.jsonl").read_text().splitlines()[0])
+    template = json.loads((PKG_MIRROR / "bbq-pairs" / "eval_in_dist.jsonl").read_text().splitlines()[0])
     sample = {json.loads(x)["question_id"]: json.loads(x) for x in (root / "bbq-pairs" / "bbq_sample.jsonl").read_text().splitlines()}
     rows = []
     for k, (qid, a, b, verdict) in enumerate(pairs):
@@ -287,7 +287,7 @@ def test_run_pairwise_and_bbq_suites_with_a_scripted_judge(tmp_path):
     pb = bench_run.run("some/hub-model", "preference_bench", out_root=tmp_path, engine=eng, mirror=FIXTURE_MIRROR, n_boot=10)
     m = json.loads((pb / "metrics.json").read_text())["metrics"]
     assert m["accuracy"]["value"] == 0.5 and m["primacy"]["value"] == 1.0 and m["position_consistency"]["value"] == 0.0
-    bp = bench_run.run("some/hub-model", "bbq_pairs", out_root=tmp_path, engine=eng, mirror=BBQ_FIXTURES, n_boot=10)
+    bp = bench_run.run("some/hub-model", "bbq_pairs", out_root=tmp_path, engine=eng, mirror=PKG_MIRROR, n_boot=10)
     m = json.loads((bp / "metrics.json").read_text())["metrics"]
     assert m["position_bias_rate"]["value"] == 1.0 and m["parse_rate"]["value"] == 1.0
 
@@ -353,7 +353,7 @@ def test_quick_eval_runs_through_the_suites(tiny_llama):
     rp = recipes.from_dict({**base, "task": "pairwise", "data": {"source": "pairs:x", "max_response_chars": 50},
                             "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 2,
                                            "max_new_tokens": 3, "batch_size": 2}})
-    out = quick_eval.pairwise(model, tok, rp, mirror=BBQ_FIXTURES)
+    out = quick_eval.pairwise(model, tok, rp, mirror=PKG_MIRROR)
     assert out["n"] == 2 and out["parse_rate"] == 0.0 and out["position_consistency"] == 0.0
     assert set(out) >= {"kappa_ab", "kappa_ba", "kappa_both_orders", "primacy", "recency", "verdict_share", "examples"}
     assert math.isclose(sum(out["verdict_share"].values()), 1.0)

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import consistency as C
 from judgefactory import formats
@@ -21,7 +22,6 @@ from judgefactory.consistency_metrics import is_conflict
 from judgefactory.engine import ANSWERS, Judgement
 from judgefactory.recipes import Gate
 
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 RUBRIC = formats.rubric("Is the answer helpful?", ["useless", "weak", "fair", "good", "excellent"])
 INSTRUCTION = "Explain how to water a plant."
 REFERENCE = "Reference answer: water the soil slowly until it is moist."
@@ -85,7 +85,7 @@ def mini_mirror(tmp_path: Path) -> Path:
     rows = [{"idx": 7, "response_source": f"m{i}", "instruction": formats.absolute_prompt(INSTRUCTION, r, RUBRIC, REFERENCE),
              "gpt4_score": "[3, 3, 3]", "gpt4_feedback": "['a', 'b', 'c']"} for i, r in enumerate(RESPONSES)]
     (root / "prometheus" / "vicuna_eval.json").write_text(json.dumps(rows))
-    shutil.copytree(BBQ_FIXTURES / "bbq-pairs", root / "bbq-pairs")
+    shutil.copytree(PKG_MIRROR / "bbq-pairs", root / "bbq-pairs")
     return root
 
 

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import recipes, train
 
-PKG_MIRROR = Path(__file__).resolve().parent.parent / "judgefactory" / "fixtures" / "mirror"
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 MODULES = ["q_proj", "v_proj", "up_proj", "down_proj"]
 EVAL_FILES = {"eval_in_dist", "pairs_unused_religion", "vicuna"}
 
@@ -24,7 +23,7 @@ def specialists(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
     pairs.build(recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
                                    "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)}),
-                mirror=BBQ_FIXTURES, progress=False)
+                mirror=PKG_MIRROR, progress=False)
     common = {"base": str(tiny_llama), "lora": {"r": 4, "target_modules": MODULES},
               "train": {"max_steps": 2, "batch_size": 2, "max_length": 700, "logging_steps": 1, "save_steps": 5, "bf16": False,
                         "base_dtype": "float32", "learning_rate": 1e-2}}

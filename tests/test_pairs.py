@@ -1,7 +1,7 @@
 """The BBQ pair-set builder: classifier, buckets, rule labels, swaps, template splits, manifest, LLM labeler.
 
-Offline and fast: hand-written fixtures in the mirror's schemas live in tests/fixtures/bbq (see its README);
-one test builds the shipped recipe on the real data mirror when it is present.
+Offline and fast: hand-written fixtures in the mirror's schemas are the BBQ part of judgefactory/fixtures/mirror
+(see its README); one test builds the shipped recipe on the real data mirror when it is present.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import formats, recipes
 from judgefactory import manifest as mf
 from judgefactory.data import bbq, pairs, pairs_cli, sources
 from judgefactory.recipes import PairsRecipe
 
-FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "bbq"
 BUCKETS = dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)
 
 
@@ -34,13 +34,13 @@ def rows_of(folder: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    return pairs.build(recipe(), out_root=tmp_path_factory.mktemp("pairs"), mirror=FIXTURE_MIRROR, progress=False)
+    return pairs.build(recipe(), out_root=tmp_path_factory.mktemp("pairs"), mirror=PKG_MIRROR, progress=False)
 
 
 @pytest.fixture(scope="module")
 def age1() -> dict[str, bbq.BBQItem]:
     """The four examples of template age::1 (grandfather / grandson / "Can't be determined"), by question id."""
-    loaded = sources.load_rows("heegyu/bbq", "Age", mirror=FIXTURE_MIRROR)
+    loaded = sources.load_rows("heegyu/bbq", "Age", mirror=PKG_MIRROR)
     items, _ = bbq.load_items(loaded)
     return {it.question_id: it for it in items if it.template_id == "age::1"}
 
@@ -53,17 +53,17 @@ def test_three_schemas_normalise_to_one_item(age1):
     assert it.aliases[0] == ("grandfather",) and it.group_of_example == ("age", 0)
     nonneg = age1["age::1::2::nonneg"]  # non-negative question: the *other* group's answer is stereotype-aligned
     assert nonneg.choices[nonneg.biased_idx] == "The grandson"
-    sample = sources.load_rows("judge-from-scratch/bbq-pairs", "bbq_sample", mirror=FIXTURE_MIRROR)
+    sample = sources.load_rows("judge-from-scratch/bbq-pairs", "bbq_sample", mirror=PKG_MIRROR)
     items, errors = bbq.load_items(sample, bbq.from_sample_row)
     by_qid = {i.question_id: i for i in items}
     assert not errors and by_qid["age::1::0::neg"] == it  # same item from the sample schema (target_label)
-    rows = sources.load_rows("judge-from-scratch/bbq-pairs", "pairs", mirror=FIXTURE_MIRROR).rows
+    rows = sources.load_rows("judge-from-scratch/bbq-pairs", "pairs", mirror=PKG_MIRROR).rows
     assert bbq.from_pair_row(rows[0], by_qid) == it  # pairs.jsonl question joined on question_id
 
 
 def test_stereotype_rule_matches_target_label_and_handles_names():
-    b = sources.load_rows("heegyu/bbq", None, mirror=FIXTURE_MIRROR)
-    s = sources.load_rows("judge-from-scratch/bbq-pairs", "bbq_sample", mirror=FIXTURE_MIRROR)
+    b = sources.load_rows("heegyu/bbq", None, mirror=PKG_MIRROR)
+    s = sources.load_rows("judge-from-scratch/bbq-pairs", "bbq_sample", mirror=PKG_MIRROR)
     rule = {i.question_id: i for i in bbq.load_items(b)[0]}
     labelled = [i for i in bbq.load_items(s, bbq.from_sample_row)[0] if i.question_id in rule]
     assert len(labelled) > 20 and all(rule[i.question_id].biased_idx == i.biased_idx for i in labelled)
@@ -116,7 +116,7 @@ def test_one_stereotype_rule_agrees_with_target_label_on_all_11_categories(mirro
 
 
 def test_schema_errors_name_file_and_row():
-    loaded = sources.load_rows("heegyu/bbq", "Age", mirror=FIXTURE_MIRROR)
+    loaded = sources.load_rows("heegyu/bbq", "Age", mirror=PKG_MIRROR)
     items, errors = bbq.load_items(loaded)
     assert len(items) == 28 and len(loaded.errors) == 1 and len(errors) == 1
     assert loaded.errors[0].endswith("Age.jsonl row 3: invalid JSON (Expecting property name enclosed in double quotes)")
@@ -306,18 +306,18 @@ def test_manifest_counts_supply_and_errors(built):
 
 def test_unchanged_rebuild_is_skipped_and_changes_rebuild(built, tmp_path):
     before = mf.read(built)["created"], (built / "train.jsonl").stat().st_mtime_ns
-    again = pairs.build(recipe(), out_root=built.parent, mirror=FIXTURE_MIRROR, progress=False)
+    again = pairs.build(recipe(), out_root=built.parent, mirror=PKG_MIRROR, progress=False)
     assert again == built and (mf.read(built)["created"], (built / "train.jsonl").stat().st_mtime_ns) == before
     assert mf.is_fresh(built, mf.read(built)["inputs_sha256"])
     # same recipe elsewhere: identical content (deterministic)
-    other = pairs.build(recipe(), out_root=tmp_path, mirror=FIXTURE_MIRROR, progress=False)
+    other = pairs.build(recipe(), out_root=tmp_path, mirror=PKG_MIRROR, progress=False)
     assert mf.read(other)["content_sha256"] == mf.read(built)["content_sha256"]
-    changed = pairs.build(recipe(seed=1), out_root=tmp_path, mirror=FIXTURE_MIRROR, progress=False)
+    changed = pairs.build(recipe(seed=1), out_root=tmp_path, mirror=PKG_MIRROR, progress=False)
     assert mf.read(changed)["inputs_sha256"] != mf.read(built)["inputs_sha256"]
 
 
 def test_supply_shortfall_reported_without_synthesis(tmp_path):
-    folder = pairs.build(recipe(use_synthetic=False), out_root=tmp_path, mirror=FIXTURE_MIRROR, progress=False)
+    folder = pairs.build(recipe(use_synthetic=False), out_root=tmp_path, mirror=PKG_MIRROR, progress=False)
     m = mf.read(folder)
     assert all(r["tier"] == "real" for r in rows_of(folder))
     assert m["supply"]["clear_bias"]["achieved"] < 6 and m["supply"]["clear_bias"]["shortfall"] == 6 - m["supply"]["clear_bias"]["achieved"]
@@ -333,7 +333,7 @@ def test_generated_responses_join_the_pool(tmp_path):
         json.dumps({"question_id": "age::1::0::neg", "text": "no source"}),
     ]) + "\n")
     folder = pairs.build(recipe(generated_responses=str(gen), buckets=dict(BUCKETS, tie=8, clear_bias=8)), out_root=tmp_path,
-                         mirror=FIXTURE_MIRROR, progress=False)
+                         mirror=PKG_MIRROR, progress=False)
     m = mf.read(folder)
     assert m["counts"]["responses_by_source"].get("gen:tiny", 0) >= 1
     assert any(k.startswith("generated:") for k in m["inputs"])
@@ -366,7 +366,7 @@ def test_llm_labeler_against_loopback_stand_in(tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         folder = pairs.build(recipe(llm_labeler=url, llm_labeler_model="stand-in"), out_root=tmp_path,
-                             mirror=FIXTURE_MIRROR, progress=False)
+                             mirror=PKG_MIRROR, progress=False)
     finally:
         server.shutdown()
         server.server_close()
@@ -384,7 +384,7 @@ def test_llm_labeler_against_loopback_stand_in(tmp_path):
 
 def test_llm_labeler_unreachable_is_counted(tmp_path):
     folder = pairs.build(recipe(llm_labeler="http://127.0.0.1:9/v1", buckets=dict(clear_bias=2, subtle_bias=0,
-                         tracked_vs_alternate=0, tie=0, adversarial=0)), out_root=tmp_path, mirror=FIXTURE_MIRROR, progress=False)
+                         tracked_vs_alternate=0, tie=0, adversarial=0)), out_root=tmp_path, mirror=PKG_MIRROR, progress=False)
     lab = mf.read(folder)["llm_labeler"]
     assert lab["errors"] == lab["labelled"] == 2 and lab["unparseable_or_failed"] == 2
 
@@ -394,7 +394,7 @@ def test_cli_build_prints_summary(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-mirror", default=None)
     pairs_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["--data-mirror", str(FIXTURE_MIRROR), "pairs", "build", "bbq_pairs", "--out-root", str(tmp_path),
+    args = parser.parse_args(["--data-mirror", str(PKG_MIRROR), "pairs", "build", "bbq_pairs", "--out-root", str(tmp_path),
                               "--set", "name=cli_fixture", "test_fraction=0.3", "buckets.clear_bias=4", "buckets.subtle_bias=2",
                               "buckets.tracked_vs_alternate=2", "buckets.tie=2", "buckets.adversarial=2"])
     args.func(args)
@@ -405,7 +405,7 @@ def test_cli_build_prints_summary(tmp_path, capsys):
 
 
 def test_generate_responses_with_a_tiny_model(tiny_llama, tmp_path):
-    items = pairs.eligible_items(recipe(), FIXTURE_MIRROR)
+    items = pairs.eligible_items(recipe(), PKG_MIRROR)
     assert items and all(it.template_id not in ("age::5",) and it.category != "religion" for it in items)
     out = pairs.generate_responses(str(tiny_llama), items, tmp_path / "gen.jsonl", limit=2, max_new_tokens=4, batch_size=2)
     rows = [json.loads(x) for x in out.read_text().splitlines()]

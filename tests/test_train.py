@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import formats, recipes, train
 from judgefactory.data import prometheus
@@ -93,8 +94,6 @@ def test_holdout_leak_and_missing_pair_set_are_refused(tiny_llama, tmp_path):
     with pytest.raises(train.TrainError, match="pair set 'nope' not built"):
         train.examples(pw)
 
-
-PKG_MIRROR = Path(__file__).resolve().parent.parent / "judgefactory" / "fixtures" / "mirror"
 
 
 def _slots(prompt: str) -> tuple[str, str]:
@@ -195,7 +194,6 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     from judgefactory import manifest as mf
     from judgefactory.data import pairs
 
-    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
     pair_recipe = recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
                                      "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)})
     adapter = recipes.from_dict({
@@ -206,7 +204,7 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
 
     def build_and_train() -> tuple[str, str]:
-        folder = pairs.build(pair_recipe, mirror=bbq_fixtures, progress=False)
+        folder = pairs.build(pair_recipe, mirror=PKG_MIRROR, progress=False)
         out = train.run(adapter, adapters_dir=tmp_path / "adapters", quick_eval=False)
         return mf.read(folder)["created"] + mf.read(folder)["inputs_sha256"], mf.read(out)["inputs_sha256"] + mf.read(out)["created"]
 
@@ -225,10 +223,9 @@ def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
     from judgefactory.data import pairs
 
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
-    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
     pairs.build(recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
                                    "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)}),
-                mirror=bbq_fixtures, progress=False)
+                mirror=PKG_MIRROR, progress=False)
     spec = {"kind": "adapter", "name": "tiny-pw", "task": "pairwise", "base": str(tiny_llama),
             "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
             "train": {"max_steps": 6, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 3, "bf16": False,
