@@ -97,6 +97,20 @@ push: $(STAMP) ## upload to the Hub (explicit; needs HF_TOKEN): make push merge=
 	@test -n "$(repo)" || { echo "error: give repo=<user>/<name>"; exit 2; }
 	$(JF) push $(if $(adapter),--adapter $(adapter),--merge $(merge)) --repo $(repo) $(ARGS)
 
+# Station outputs in this checkout's workspace (judgefactory/paths.py), all git-ignored: cleaned with `git clean -x`
+# restricted to these paths, so a tracked file (the folders' README.md) is never touched.
+ARTIFACTS := adapters merges bench consistency data/pairs data/generated report
+clean-artifacts: ## remove station outputs (adapters/ merges/ bench/ consistency/ data/pairs/ report/, a cache inside the checkout); no prompt
+	@cache=""; \
+	if [ -n "$${JUDGEFACTORY_CACHE:-}" ]; then \
+	  c=$$(realpath -m "$$JUDGEFACTORY_CACHE"); \
+	  case "$$c/" in "$(CURDIR)/"*) r=$${c#$(CURDIR)}; r=$${r#/}; cache="$${r:+$$r/}bases $${r:+$$r/}merge $${r:+$$r/}quick_eval";; esac; \
+	fi; \
+	echo "clean-artifacts: untracked files under $(ARTIFACTS)$${cache:+ $$cache}"; \
+	out=$$(git clean -d -f -x -- $(ARTIFACTS) $$cache) || exit $$?; \
+	echo "$${out:-nothing to remove}"; \
+	if [ -n "$${JUDGEFACTORY_HOME:-}" ]; then echo "note: JUDGEFACTORY_HOME=$$JUDGEFACTORY_HOME is not cleaned (only this checkout)"; fi
+
 demo: $(STAMP) ## the whole line on the embedded base -> report/index.md
 	$(JF) validate
 	$(JF) base info embedded:smollm2-135m-instruct
