@@ -5,16 +5,19 @@ inputs up front, skip when the output is fresh, stage content-keyed paths for me
 fold and merge (float32), check the output's chat template, and write the folder atomically with its
 ``mergekit_config.yaml``, ``recipe.yaml`` and ``manifest.json``. No merge arithmetic lives here.
 
-Why the staging (see REFERENCE §2): mergekit names a LoRA fold after the *path strings* of the base and
-the adapter and reuses it whenever that folder exists, so a retrained adapter at ``adapters/<name>`` would
-silently reuse a stale fold. Every path mergekit sees is therefore keyed by content:
+Why the staging: mergekit names a LoRA fold in ``lora_merge_cache`` after the *path strings* of the base and the
+adapter (basename + crc32 of the path) and reuses it whenever that folder exists (mergekit 0.1.5 source,
+https://github.com/arcee-ai/mergekit, ``mergekit/common.py``: ``ModelReference.merged``, ``ModelPath._unique_id``),
+so a retrained adapter at ``adapters/<name>`` would silently reuse a stale fold. Every path mergekit sees is
+therefore keyed by content:
 
     <cache>/bases/<sha of the base files>        -> symlink to the base checkpoint folder
     <cache>/lora/<sha of the adapter files>/      copies of adapter_config.json + adapter_model.*
     <cache>/models/<sha of the folder path>       -> symlink to a ``model:`` folder whose path has '+' or '@'
     <cache>/folds/float32/                        mergekit's ``lora_merge_cache``
 
-Staged paths also never contain ``+`` or ``@`` (mergekit reads them as adapter / revision separators).
+Staged paths also never contain ``+`` or ``@`` (the validators of ``ModelReference`` and ``ModelPath`` in the same
+file split on them as adapter / revision separators).
 """
 
 from __future__ import annotations
@@ -257,7 +260,10 @@ def _lora_layers(i: _Input) -> list[int] | None:
 
 
 def _check_compatible(recipe: MergeRecipe, inputs: list[_Input], base_key: str) -> None:
-    """Refuse adapters from another base (or another build of it) or with other target modules (REFERENCE §2)."""
+    """Refuse adapters from another base (or another build of it) or with other target modules. NuSLERP of task
+    vectors (mergekit ``merge_methods/nuslerp.py``) is base + slerp(t, A - base, B - base): on a tensor only one
+    adapter touched the other vector is zero, the angle is pi/2, and t = 0.5 gives base + sin(pi/4) * delta = 0.707 *
+    delta, not 0.5 * delta; deltas folded onto another base are not task vectors of this one at all."""
     seen: dict[str, str] = {}
     for i in inputs:
         key = mf.sha256_json(i.files)

@@ -1,7 +1,8 @@
 """BBQ items from the three row schemas the data mirror holds, normalised into one ``BBQItem``.
 
 * ``bbq/<Category>.jsonl`` (upstream nyu-mll/BBQ): ``ans0..2``, ``label``, ``answer_info`` {ansK: [text, tag]},
-  ``additional_metadata.stereotyped_groups``; no stereotype-aligned index, so it is derived by the REFERENCE §4 rule.
+  ``additional_metadata.stereotyped_groups``; no stereotype-aligned index, so it is derived by the BBQ paper's rule
+  (Parrish et al. 2022, arXiv 2110.08193, section 3; see ``stereotype_aligned``).
 * ``bbq-pairs/bbq_sample.jsonl``: the same plus ``question_id``, ``answer_label`` (gold) and ``target_label``
   (the stereotype-aligned answer); ``answer_info`` {ansK: [text, short name, tag]}.
 * ``bbq-pairs/pairs.jsonl`` (and ``eval_in_dist``): ``question_text`` = context + " " + question and lettered
