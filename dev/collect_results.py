@@ -20,11 +20,22 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 QUICK = {  # task -> [(figure, ci key)]
-    "pairwise": [("kappa_both_orders", "kappa_both_orders_ci"), ("position_consistency", "position_consistency_ci"),
-                 ("kappa_ab", None), ("kappa_ba", None), ("parse_rate", None), ("both_orders_correct", None),
-                 ("rule_baseline_kappa", None)],
-    "absolute": [("pearson_expected", "pearson_expected_ci"), ("pearson", "pearson_ci"), ("spearman", None), ("kendall", None),
-                 ("parse_rate", None)],
+    "pairwise": [
+        ("kappa_both_orders", "kappa_both_orders_ci"),
+        ("position_consistency", "position_consistency_ci"),
+        ("kappa_ab", None),
+        ("kappa_ba", None),
+        ("parse_rate", None),
+        ("both_orders_correct", None),
+        ("rule_baseline_kappa", None),
+    ],
+    "absolute": [
+        ("pearson_expected", "pearson_expected_ci"),
+        ("pearson", "pearson_ci"),
+        ("spearman", None),
+        ("kendall", None),
+        ("parse_rate", None),
+    ],
 }
 
 
@@ -50,16 +61,31 @@ def main() -> None:
         r = qe.get(who) or {}
         for key, ci in QUICK[task]:
             if key in r:
-                figures[f"{who}.{key}"] = {"value": r[key], "ci": r.get(ci) if ci else None, "n": r.get("n"), "split": split,
-                                           "set": "eval (reported, never chosen on)"}
+                figures[f"{who}.{key}"] = {
+                    "value": r[key],
+                    "ci": r.get(ci) if ci else None,
+                    "n": r.get("n"),
+                    "split": split,
+                    "set": "eval (reported, never chosen on)",
+                }
     curve = m.get("curve") or []
     doc = {
-        "name": args.name or m["name"], "adapter": m["name"], "task": task, "recipe": m["recipe"], "figures": figures,
+        "name": args.name or m["name"],
+        "adapter": m["name"],
+        "task": task,
+        "recipe": m["recipe"],
+        "figures": figures,
         "learning_curve": {"split": "dev (the recipe's steps were chosen on it)", "points": curve},
-        "preference": m.get("preference"), "training": m.get("training"), "precision": m.get("precision"),
-        "machine": m.get("machine") or {**machine(), "recorded": "at collection (the manifest predates machine records)"},
-        "command": args.command, "note": args.note,
-        "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "preference": m.get("preference"),
+        "training": m.get("training"),
+        "precision": m.get("precision"),
+        "machine": m.get("machine")
+        or {**machine(), "recorded": "at collection (the manifest predates machine records)"},
+        "command": args.command,
+        "note": args.note,
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "quick_eval_seconds": {w: (qe.get(w) or {}).get("seconds") for w in ("base", "adapter")},
     }
     out = REPO / "docs" / "results" / f"{doc['name']}.json"

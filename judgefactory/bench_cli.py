@@ -15,10 +15,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import run as bench_run
     from .bench import suites
 
-    out = bench_run.run(args.model, args.suite, limit=args.limit, out_root=Path(args.out) if args.out else None, batch_size=args.batch_size,
-                        backend=args.backend, base_url=args.base_url, max_response_chars=args.max_response_chars,
-                        n_boot=args.n_boot)
-    folders = [out] if args.suite in suites.LOADERS else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
+    out = bench_run.run(
+        args.model,
+        args.suite,
+        limit=args.limit,
+        out_root=Path(args.out) if args.out else None,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        base_url=args.base_url,
+        max_response_chars=args.max_response_chars,
+        n_boot=args.n_boot,
+    )
+    folders = (
+        [out] if args.suite in suites.LOADERS else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
+    )
     for f in folders:
         print((f / bench_run.TABLE).read_text())
     print(out)
@@ -34,12 +44,23 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def add_parser(sub) -> None:
     """Register ``bench MODEL SUITE`` and ``bench-compare MODEL [MODEL …]`` on ``sub``."""
     s = sub.add_parser("bench", help="benchmark a model on a suite or a bench recipe: bench/<model>/<suite>/")
-    s.add_argument("model", metavar="MODEL", help="base, embedded:<name>, adapter:<name>, merge:<name>, a folder or hub id")
-    s.add_argument("suite", metavar="SUITE", help="a suite (vicuna, mt_bench, feedback_bench, preference_bench, hhh, autoj, "
-                                                  "bbq_pairs, bbq_pairs_ood, bbq_qa) or a bench recipe (quick, full)")
+    s.add_argument(
+        "model", metavar="MODEL", help="base, embedded:<name>, adapter:<name>, merge:<name>, a folder or hub id"
+    )
+    s.add_argument(
+        "suite",
+        metavar="SUITE",
+        help="a suite (vicuna, mt_bench, feedback_bench, preference_bench, hhh, autoj, "
+        "bbq_pairs, bbq_pairs_ood, bbq_qa) or a bench recipe (quick, full)",
+    )
     s.add_argument("--limit", type=int, default=None, help="items per suite (seeded, stratified subset)")
     s.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: the recipe's)")
-    s.add_argument("--max-response-chars", type=int, default=None, help="clip judged responses (CPU budgets; part of the config hash)")
+    s.add_argument(
+        "--max-response-chars",
+        type=int,
+        default=None,
+        help="clip judged responses (CPU budgets; part of the config hash)",
+    )
     s.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
     s.add_argument("--base-url", default=None, help="openai backend: the server, e.g. http://localhost:8000/v1")
     s.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap replicates per CI (0: no CIs)")

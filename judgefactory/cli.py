@@ -57,8 +57,10 @@ def cmd_data(args: argparse.Namespace) -> None:
     from .data import sources
 
     loaded = sources.load_rows(args.source, args.config, mirror=args.data_mirror)
-    print(f"{args.source}: {len(loaded.rows)} rows, {len(loaded.errors)} not valid JSON, from {loaded.origin} "
-          "(fields are checked by the station that reads them: bench, train, pairs build)")
+    print(
+        f"{args.source}: {len(loaded.rows)} rows, {len(loaded.errors)} not valid JSON, from {loaded.origin} "
+        "(fields are checked by the station that reads them: bench, train, pairs build)"
+    )
     for e in loaded.errors[:10]:
         print("  " + e)
     if loaded.rows and args.show:
@@ -120,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a judge specialist (LoRA) from an adapter recipe")
     s.add_argument("recipe", help="recipes/adapters/<name>.yaml or a name in recipes/adapters")
-    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. train.max_steps=10")
+    s.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. train.max_steps=10"
+    )
     s.add_argument("--force", action="store_true", help="retrain even if the adapter is fresh")
     s.add_argument("--no-eval", action="store_true", help="skip the quick held-out check")
     s.set_defaults(func=cmd_train)

@@ -52,9 +52,10 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from . import formats
 from . import manifest as mf
@@ -128,16 +129,24 @@ class Group:
 
     def relative(self, i: int, j: int) -> Messages:
         """Relative-grading conversation with response ``i`` in slot A and ``j`` in slot B."""
-        prompt = formats.relative_prompt(self.instruction, self.responses[i], self.responses[j], self.criterion,
-                                         self.reference)
+        prompt = formats.relative_prompt(
+            self.instruction, self.responses[i], self.responses[j], self.criterion, self.reference
+        )
         return formats.relative_messages(prompt)
 
     def pairs(self) -> list[tuple[int, int]]:
         return list(itertools.combinations(range(len(self.responses)), 2))
 
 
-def load_groups(suite: str, limit_groups: int | None = None, *, mirror: Any = None, seed: int = 0,
-                max_response_chars: int | None = None, with_reference: bool = True) -> tuple[list[Group], list[str], str]:
+def load_groups(
+    suite: str,
+    limit_groups: int | None = None,
+    *,
+    mirror: Any = None,
+    seed: int = 0,
+    max_response_chars: int | None = None,
+    with_reference: bool = True,
+) -> tuple[list[Group], list[str], str]:
     """(groups, data errors, data fingerprint) of an absolute suite: a seeded choice of ``limit_groups`` groups
     (all when None), in the data's order. Groups with fewer than three responses or a prompt that does not split into
     instruction / response / rubric are reported as errors, not judged."""
@@ -150,7 +159,11 @@ def load_groups(suite: str, limit_groups: int | None = None, *, mirror: Any = No
     groups, errors = [], list(data.errors)
     for gid, items in by_group.items():
         secs = [formats.sections(it.requests["main"][-1]["content"]) for it in items]
-        bad = [it.id for it, s in zip(items, secs) if not all(s.get(k) for k in ("instruction", "response", "rubric"))]
+        bad = [
+            it.id
+            for it, s in zip(items, secs, strict=False)
+            if not all(s.get(k) for k in ("instruction", "response", "rubric"))
+        ]
         if bad:
             errors.append(f"{suite} group {gid}: prompt of {bad[0]} lacks an instruction, response or rubric section")
             continue
@@ -165,8 +178,14 @@ def load_groups(suite: str, limit_groups: int | None = None, *, mirror: Any = No
         if with_reference and reference:
             responses.append(reference)
             names.append(REFERENCE)
-            absolute.append(formats.absolute_messages(formats.absolute_prompt(s0["instruction"], reference, s0["rubric"], reference)))
-        groups.append(Group(suite, str(gid), s0["instruction"], s0["rubric"], reference, responses, names, absolute, len(items)))
+            absolute.append(
+                formats.absolute_messages(
+                    formats.absolute_prompt(s0["instruction"], reference, s0["rubric"], reference)
+                )
+            )
+        groups.append(
+            Group(suite, str(gid), s0["instruction"], s0["rubric"], reference, responses, names, absolute, len(items))
+        )
     if limit_groups is not None and limit_groups < len(groups):
         keep = sorted(random.Random(seed).sample(range(len(groups)), limit_groups))
         groups = [groups[i] for i in keep]
@@ -202,8 +221,9 @@ def verdict_distribution(probs: Mapping[str, float] | None, value: Any) -> tuple
     return None, "error"
 
 
-def remedied_outcome(p_ab: Mapping[str, float] | None, v_ab: Any, p_ba: Mapping[str, float] | None, v_ba: Any,
-                     tol: float = 0.0) -> tuple[int | None, str]:
+def remedied_outcome(
+    p_ab: Mapping[str, float] | None, v_ab: Any, p_ba: Mapping[str, float] | None, v_ba: Any, tol: float = 0.0
+) -> tuple[int | None, str]:
     """Likelihood-aware pair outcome C (1 / 0 / -1) and its source (``probs`` when both orders had probabilities,
     ``fallback`` when one-hot parsed verdicts stood in, ``error``)."""
     d_ab, s_ab = verdict_distribution(p_ab, v_ab)
@@ -237,18 +257,37 @@ def _fmt(x: Any) -> str:
     return "—" if v is None else f"{v:.3f}"
 
 
-def _judge(engine: Any, msgs: Sequence[Messages], *, answer: str, max_new_tokens: int, seed: int, n: int = 1,
-           temperature: float = 0.0, progress: str | None = None) -> list[Any]:
+def _judge(
+    engine: Any,
+    msgs: Sequence[Messages],
+    *,
+    answer: str,
+    max_new_tokens: int,
+    seed: int,
+    n: int = 1,
+    temperature: float = 0.0,
+    progress: str | None = None,
+) -> list[Any]:
     if not msgs:
         return []
-    return engine.judge(list(msgs), max_new_tokens=max_new_tokens, temperature=temperature, n=n, answer=answer,
-                        top_p=SAMPLING_TOP_P if temperature > 0 else None, seed=seed, progress=progress)
+    return engine.judge(
+        list(msgs),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        n=n,
+        answer=answer,
+        top_p=SAMPLING_TOP_P if temperature > 0 else None,
+        seed=seed,
+        progress=progress,
+    )
 
 
 def _scored_subsets(outcomes: Mapping[tuple[int, int], int | None], n: int, k: int) -> int:
     """How many k-subsets of 0..n-1 have an outcome for every pair (``ntr_k``'s denominator)."""
-    return sum(all(outcomes.get(p) is not None for p in itertools.combinations(s, 2))
-               for s in itertools.combinations(range(n), k))
+    return sum(
+        all(outcomes.get(p) is not None for p in itertools.combinations(s, 2))
+        for s in itertools.combinations(range(n), k)
+    )
 
 
 class _Parse:
@@ -265,8 +304,19 @@ class _Parse:
 
 
 # --------------------------------------------------------------------------- swap consistency
-def swap_suite(engine: Any, name: str, *, limit: int | None, mirror: Any, seed: int, max_response_chars: int | None,
-               max_new_tokens: int, samples: int, parse: _Parse, progress: bool = False) -> dict[str, Any]:
+def swap_suite(
+    engine: Any,
+    name: str,
+    *,
+    limit: int | None,
+    mirror: Any,
+    seed: int,
+    max_response_chars: int | None,
+    max_new_tokens: int,
+    samples: int,
+    parse: _Parse,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Position consistency (and repetition stability with ``samples`` > 1) of one pairwise suite."""
     from .bench import metrics as M
     from .bench import suites
@@ -274,39 +324,91 @@ def swap_suite(engine: Any, name: str, *, limit: int | None, mirror: Any, seed: 
     data = suites.load(name, mirror=mirror, limit=limit, seed=seed, max_response_chars=max_response_chars)
     items = data.items
     msgs = [it.requests["ab"] for it in items] + [it.requests["ba"] for it in items]
-    got = _judge(engine, msgs, answer=data.answer, max_new_tokens=max_new_tokens, seed=seed,
-                 progress=f"{name} both orders" if progress else None)
+    got = _judge(
+        engine,
+        msgs,
+        answer=data.answer,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress=f"{name} both orders" if progress else None,
+    )
     parse.add(data.answer, got)
     n = len(items)
     v_ab, v_ba = [j.value for j in got[:n]], [j.value for j in got[n:]]
-    out: dict[str, Any] = {"suite": name, "answer": data.answer, "source": data.source, "fingerprint": data.fingerprint,
-                           "data_errors": len(data.errors), "metrics": M.swap_metrics(v_ab, v_ba)}
-    rows = [{"id": it.id, "gold": it.gold, "v_ab": a.value, "v_ba": b.value, "p_ab": a.probs, "p_ba": b.probs,
-             "text_ab": a.text, "text_ba": b.text} for it, a, b in zip(items, got[:n], got[n:])]
+    out: dict[str, Any] = {
+        "suite": name,
+        "answer": data.answer,
+        "source": data.source,
+        "fingerprint": data.fingerprint,
+        "data_errors": len(data.errors),
+        "metrics": M.swap_metrics(v_ab, v_ba),
+    }
+    rows = [
+        {
+            "id": it.id,
+            "gold": it.gold,
+            "v_ab": a.value,
+            "v_ba": b.value,
+            "p_ab": a.probs,
+            "p_ba": b.probs,
+            "text_ab": a.text,
+            "text_ba": b.text,
+        }
+        for it, a, b in zip(items, got[:n], got[n:], strict=False)
+    ]
     if samples > 1:
-        sampled = _judge(engine, msgs, answer=data.answer, max_new_tokens=max_new_tokens, seed=seed + 1, n=samples,
-                         temperature=SAMPLING_TEMPERATURE, progress=f"{name} x{samples} samples" if progress else None)
+        sampled = _judge(
+            engine,
+            msgs,
+            answer=data.answer,
+            max_new_tokens=max_new_tokens,
+            seed=seed + 1,
+            n=samples,
+            temperature=SAMPLING_TEMPERATURE,
+            progress=f"{name} x{samples} samples" if progress else None,
+        )
         parse.add(data.answer, sampled)
         out["metrics"]["repetition_stability"] = M.repetition_stability([j.values for j in sampled])
         out["metrics"]["samples"] = samples
-        for r, a, b in zip(rows, sampled[:n], sampled[n:]):
+        for r, a, b in zip(rows, sampled[:n], sampled[n:], strict=False):
             r["samples_ab"], r["samples_ba"] = a.values, b.values
     out["items"] = rows
     return out
 
 
 # --------------------------------------------------------------------------- score comparison + transitivity
-def judge_groups(engine: Any, groups: Sequence[Group], *, max_new_tokens: int, seed: int, parse: _Parse,
-                 score_tol: float, verdict_tol: float, progress: bool = False) -> tuple[list[dict], list[dict]]:
+def judge_groups(
+    engine: Any,
+    groups: Sequence[Group],
+    *,
+    max_new_tokens: int,
+    seed: int,
+    parse: _Parse,
+    score_tol: float,
+    verdict_tol: float,
+    progress: bool = False,
+) -> tuple[list[dict], list[dict]]:
     """(score rows, pair rows) for every response and every pair of every group, plain and remedied."""
     abs_msgs = [m for g in groups for m in g.absolute]
-    scored = _judge(engine, abs_msgs, answer="score", max_new_tokens=max_new_tokens, seed=seed,
-                    progress="absolute scores" if progress else None)
+    scored = _judge(
+        engine,
+        abs_msgs,
+        answer="score",
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress="absolute scores" if progress else None,
+    )
     parse.add("score", scored)
     pairs = [(g, i, j) for g in groups for i, j in g.pairs()]
     rel_msgs = [m for g, i, j in pairs for m in (g.relative(i, j), g.relative(j, i))]
-    verdicts = _judge(engine, rel_msgs, answer="relative", max_new_tokens=max_new_tokens, seed=seed,
-                      progress="pairs, both orders" if progress else None)
+    verdicts = _judge(
+        engine,
+        rel_msgs,
+        answer="relative",
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress="pairs, both orders" if progress else None,
+    )
     parse.add("relative", verdicts)
 
     scores, it = [], iter(scored)
@@ -315,8 +417,18 @@ def judge_groups(engine: Any, groups: Sequence[Group], *, max_new_tokens: int, s
         for i, name in enumerate(g.names):
             j = next(it)
             e, src = remedied_score(j.probs, j.value)
-            row = {"suite": g.suite, "group": g.id, "index": i, "name": name, "reference": i >= g.n_real,
-                   "score": j.value, "expected": e, "remedy_source": src, "probs": j.probs, "text": j.text}
+            row = {
+                "suite": g.suite,
+                "group": g.id,
+                "index": i,
+                "name": name,
+                "reference": i >= g.n_real,
+                "score": j.value,
+                "expected": e,
+                "remedy_source": src,
+                "probs": j.probs,
+                "text": j.text,
+            }
             scores.append(row)
             by_key[(g.suite, g.id, i)] = row
     rows = []
@@ -327,15 +439,34 @@ def judge_groups(engine: Any, groups: Sequence[Group], *, max_new_tokens: int, s
         c_rem, src = remedied_outcome(ab.probs, ab.value, ba.probs, ba.value, tol=verdict_tol)
         plain_ok = None not in (x["score"], y["score"], c)
         rem_ok = None not in (x["expected"], y["expected"], c_rem)
-        rows.append({
-            "suite": g.suite, "group": g.id, "i": i, "j": j, "reference": j >= g.n_real,
-            "v_ab": ab.value, "v_ba": ba.value, "p_ab": ab.probs, "p_ba": ba.probs,
-            "s_x": x["score"], "s_y": y["score"], "c": c,
-            "conflict": is_conflict(x["score"], y["score"], c, tol=score_tol) if plain_ok else None,
-            "e_x": x["expected"], "e_y": y["expected"], "c_remedied": c_rem, "verdict_source": src,
-            "conflict_remedied": is_conflict(x["expected"], y["expected"], c_rem, tol=score_tol) if rem_ok else None,
-            "text_ab": ab.text, "text_ba": ba.text,
-        })
+        rows.append(
+            {
+                "suite": g.suite,
+                "group": g.id,
+                "i": i,
+                "j": j,
+                "reference": j >= g.n_real,
+                "v_ab": ab.value,
+                "v_ba": ba.value,
+                "p_ab": ab.probs,
+                "p_ba": ba.probs,
+                "s_x": x["score"],
+                "s_y": y["score"],
+                "c": c,
+                "conflict": is_conflict(x["score"], y["score"], c, tol=score_tol)
+                if plain_ok and c is not None
+                else None,
+                "e_x": x["expected"],
+                "e_y": y["expected"],
+                "c_remedied": c_rem,
+                "verdict_source": src,
+                "conflict_remedied": is_conflict(x["expected"], y["expected"], c_rem, tol=score_tol)
+                if rem_ok and c_rem is not None
+                else None,
+                "text_ab": ab.text,
+                "text_ba": ba.text,
+            }
+        )
     return scores, rows
 
 
@@ -343,11 +474,18 @@ def conflict_summary(pair_rows: Sequence[Mapping[str, Any]], score_tol: float) -
     """Plain and remedied CR over the given pairs, and both on the pairs valid under both."""
     plain = [{"s_x": r["s_x"], "s_y": r["s_y"], "c": r["c"]} for r in pair_rows]
     rem = [{"s_x": r["e_x"], "s_y": r["e_y"], "c": r["c_remedied"]} for r in pair_rows]
-    common = [k for k, (p, q) in enumerate(zip(plain, rem)) if None not in p.values() and None not in q.values()]
-    return {"plain": conflict_ratio(plain, tol=score_tol), "remedied": conflict_ratio(rem, tol=score_tol),
-            "common": {"n": len(common),
-                       "plain": conflict_ratio([plain[k] for k in common], tol=score_tol)["cr"],
-                       "remedied": conflict_ratio([rem[k] for k in common], tol=score_tol)["cr"]}}
+    common = [
+        k for k, (p, q) in enumerate(zip(plain, rem, strict=False)) if None not in p.values() and None not in q.values()
+    ]
+    return {
+        "plain": conflict_ratio(plain, tol=score_tol),
+        "remedied": conflict_ratio(rem, tol=score_tol),
+        "common": {
+            "n": len(common),
+            "plain": conflict_ratio([plain[k] for k in common], tol=score_tol)["cr"],
+            "remedied": conflict_ratio([rem[k] for k in common], tol=score_tol)["cr"],
+        },
+    }
 
 
 def group_transitivity(g: Group, pair_rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
@@ -361,9 +499,14 @@ def group_transitivity(g: Group, pair_rows: Sequence[Mapping[str, Any]], key: st
         total = math.comb(n, k) if n >= k else 0
         scored = _scored_subsets(sub, n, k) if total else 0
         ratio = ntr_k(sub, n, k) if total else float("nan")
-        out[f"ntr_{k}"] = {"value": _num(ratio), "n_subsets": total, "n_scored": scored,
-                           "n_violating": round(ratio * scored) if scored else 0, "uses_reference": n > g.n_real}
-    triples = Counter()
+        out[f"ntr_{k}"] = {
+            "value": _num(ratio),
+            "n_subsets": total,
+            "n_scored": scored,
+            "n_violating": round(ratio * scored) if scored else 0,
+            "uses_reference": n > g.n_real,
+        }
+    triples: Counter[str] = Counter()
     for t in itertools.combinations(range(g.n_real), 3):
         rs = (outcomes.get((t[0], t[1])), outcomes.get((t[1], t[2])), outcomes.get((t[0], t[2])))
         triples["error" if None in rs else triple_status(*rs)] += 1  # type: ignore[arg-type]
@@ -377,46 +520,81 @@ def pooled_transitivity(per_group: Sequence[Mapping[str, Any]], k: int) -> dict[
     scored = sum(c["n_scored"] for c in cells)
     violating = sum(c["n_violating"] for c in cells)
     total = sum(c["n_subsets"] for c in cells)
-    return {"value": violating / scored if scored else None, "n_subsets": total, "n_scored": scored,
-            "n_violating": violating, "n_unscored_errors": total - scored,
-            "groups_with_reference": sum(bool(c["uses_reference"]) for c in cells if c["n_subsets"])}
+    return {
+        "value": violating / scored if scored else None,
+        "n_subsets": total,
+        "n_scored": scored,
+        "n_violating": violating,
+        "n_unscored_errors": total - scored,
+        "groups_with_reference": sum(bool(c["uses_reference"]) for c in cells if c["n_subsets"]),
+    }
 
 
 # --------------------------------------------------------------------------- summary
-def _swap_checks(swaps: Mapping[str, Mapping[str, Any]], pairs_swaps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _swap_checks(
+    swaps: Mapping[str, Mapping[str, Any]], pairs_swaps: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     n_tot = sum(s["metrics"]["n"] for s in swaps.values())
     if swaps:
         for key in ("position_consistency", "primacy", "recency"):
             val = sum(s["metrics"][key] * s["metrics"]["n"] for s in swaps.values()) / n_tot if n_tot else None
-            checks[key] = {"value": _num(val), "n": n_tot, "n_errors": sum(s["metrics"]["n_errors"] for s in swaps.values()),
-                           "suites": ",".join(swaps)}
+            checks[key] = {
+                "value": _num(val),
+                "n": n_tot,
+                "n_errors": sum(s["metrics"]["n_errors"] for s in swaps.values()),
+                "suites": ",".join(swaps),
+            }
     else:
         for key in ("position_consistency", "primacy", "recency"):
             checks[key] = {"value": None, "reason": "no pairwise suite ran"}
     for name, s in {**swaps, **pairs_swaps}.items():
         for key in ("position_consistency", "primacy", "recency"):
-            checks[f"{key}/{name}"] = {"value": _num(s["metrics"][key]), "n": s["metrics"]["n"], "n_errors": s["metrics"]["n_errors"]}
+            checks[f"{key}/{name}"] = {
+                "value": _num(s["metrics"][key]),
+                "n": s["metrics"]["n"],
+                "n_errors": s["metrics"]["n_errors"],
+            }
     reps = {n: s["metrics"]["repetition_stability"] for n, s in swaps.items() if "repetition_stability" in s["metrics"]}
     if reps:
         n_items = sum(2 * swaps[n]["metrics"]["n"] for n in reps)
         val = sum(reps[n] * 2 * swaps[n]["metrics"]["n"] for n in reps) / n_items if n_items else None
-        checks["repetition_stability"] = {"value": _num(val), "n": n_items,
-                                          "samples": next(iter(swaps[n]["metrics"]["samples"] for n in reps)),
-                                          "temperature": SAMPLING_TEMPERATURE}
+        checks["repetition_stability"] = {
+            "value": _num(val),
+            "n": n_items,
+            "samples": next(iter(swaps[n]["metrics"]["samples"] for n in reps)),
+            "temperature": SAMPLING_TEMPERATURE,
+        }
     else:
         checks["repetition_stability"] = {"value": None, "reason": "samples=1 (run with --samples N > 1)"}
     return checks
 
 
 def _cr_check(cr: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    return {"value": _num(cr["cr"]), "n": cr["n"], "n_valid": cr["n_valid"], "n_conflicts": cr["n_conflicts"],
-            "n_errors": cr["n_errors"], "cr_errors_as_conflicts": _num(cr["cr_errors_as_conflicts"]), **extra}
+    return {
+        "value": _num(cr["cr"]),
+        "n": cr["n"],
+        "n_valid": cr["n_valid"],
+        "n_conflicts": cr["n_conflicts"],
+        "n_errors": cr["n_errors"],
+        "cr_errors_as_conflicts": _num(cr["cr_errors_as_conflicts"]),
+        **extra,
+    }
 
 
-def build_checks(swaps: Mapping[str, Any], pairs_swaps: Mapping[str, Any], scores: Sequence[Mapping[str, Any]],
-                 pair_rows: Sequence[Mapping[str, Any]], transitivity: Mapping[str, Any], parse: _Parse,
-                 *, score_tol: float, verdict_tol: float, with_reference: bool, absolute_ran: bool) -> dict[str, Any]:
+def build_checks(
+    swaps: Mapping[str, Any],
+    pairs_swaps: Mapping[str, Any],
+    scores: Sequence[Mapping[str, Any]],
+    pair_rows: Sequence[Mapping[str, Any]],
+    transitivity: Mapping[str, Any],
+    parse: _Parse,
+    *,
+    score_tol: float,
+    verdict_tol: float,
+    with_reference: bool,
+    absolute_ran: bool,
+) -> dict[str, Any]:
     """The ``checks`` mapping of summary.json."""
     checks = _swap_checks(swaps, pairs_swaps)
     real = [r for r in pair_rows if not r["reference"]]
@@ -425,10 +603,18 @@ def build_checks(swaps: Mapping[str, Any], pairs_swaps: Mapping[str, Any], score
     if absolute_ran:
         cs = conflict_summary(real, score_tol)
         checks["conflict_ratio"] = _cr_check(cs["plain"], {"score_tol": score_tol})
-        checks["conflict_ratio_remedied"] = _cr_check(cs["remedied"], {
-            "score_tol": score_tol, "verdict_tol": verdict_tol, "n_common": cs["common"]["n"],
-            "common_value": _num(cs["common"]["remedied"]), "common_plain_value": _num(cs["common"]["plain"]),
-            "n_score_fallbacks": n_score_fb, "n_verdict_fallbacks": n_verdict_fb})
+        checks["conflict_ratio_remedied"] = _cr_check(
+            cs["remedied"],
+            {
+                "score_tol": score_tol,
+                "verdict_tol": verdict_tol,
+                "n_common": cs["common"]["n"],
+                "common_value": _num(cs["common"]["remedied"]),
+                "common_plain_value": _num(cs["common"]["plain"]),
+                "n_score_fallbacks": n_score_fb,
+                "n_verdict_fallbacks": n_verdict_fb,
+            },
+        )
         if len(pair_rows) > len(real):
             both = conflict_summary(pair_rows, score_tol)
             checks["conflict_ratio"]["with_reference"] = _num(both["plain"]["cr"])
@@ -436,22 +622,35 @@ def build_checks(swaps: Mapping[str, Any], pairs_swaps: Mapping[str, Any], score
         for k in KS:
             for key, suffix in (("plain", ""), ("remedied", "_remedied")):
                 pooled = transitivity["pooled"][key][f"ntr_{k}"]
-                cell = {"value": pooled["value"], "n_subsets": pooled["n_subsets"], "n_scored": pooled["n_scored"],
-                        "n_violating": pooled["n_violating"]}
+                cell = {
+                    "value": pooled["value"],
+                    "n_subsets": pooled["n_subsets"],
+                    "n_scored": pooled["n_scored"],
+                    "n_violating": pooled["n_violating"],
+                }
                 if pooled["groups_with_reference"]:
                     cell["reference_as_response"] = True
                 if k == 3:
                     cell.update({f"triples_{s}": n for s, n in transitivity["pooled"][key]["triples"].items()})
                 if pooled["value"] is None:
-                    cell["reason"] = ("no group has 5 responses; the reference answer was not added (with_reference=False)"
-                                      if k == 5 and not with_reference else "no k-subset could be scored (errors or too few responses)")
+                    cell["reason"] = (
+                        "no group has 5 responses; the reference answer was not added (with_reference=False)"
+                        if k == 5 and not with_reference
+                        else "no k-subset could be scored (errors or too few responses)"
+                    )
                 checks[f"ntr_{k}{suffix}"] = cell
     else:
-        for name in ("conflict_ratio", "conflict_ratio_remedied") + tuple(f"ntr_{k}{s}" for k in KS for s in ("", "_remedied")):
+        for name in ("conflict_ratio", "conflict_ratio_remedied") + tuple(
+            f"ntr_{k}{s}" for k in KS for s in ("", "_remedied")
+        ):
             checks[name] = {"value": None, "reason": "no absolute suite (vicuna, mt_bench) ran"}
     total, errs = sum(parse.replies.values()), sum(parse.errors.values())
-    checks["parse_rate"] = {"value": _num(1 - errs / total) if total else None, "n_replies": total, "n_errors": errs,
-                            **{f"n_errors_{a}": parse.errors[a] for a in sorted(parse.replies)}}
+    checks["parse_rate"] = {
+        "value": _num(1 - errs / total) if total else None,
+        "n_replies": total,
+        "n_errors": errs,
+        **{f"n_errors_{a}": parse.errors[a] for a in sorted(parse.replies)},
+    }
     return checks
 
 
@@ -480,37 +679,53 @@ def _cell(c: Mapping[str, Any] | None) -> str:
 
 def table_rows(checks: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """(check, plain, remedied) cells; "n/a" where a remedy does not apply (order-invariant by construction)."""
-    return [(title, _cell(checks.get(plain)), _cell(checks.get(rem)) if rem else "n/a") for title, plain, rem in TABLE_ROWS]
+    return [
+        (title, _cell(checks.get(plain)), _cell(checks.get(rem)) if rem else "n/a") for title, plain, rem in TABLE_ROWS
+    ]
 
 
 def summary_md(label: str, checks: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any]) -> str:
-    lines = [f"# Consistency — {label}", "",
-             f"Suites: {', '.join(info['suites_ran']) or 'none'}"
-             + (f" · skipped: {'; '.join(info['skipped'])}" if info["skipped"] else ""),
-             f"Groups: {', '.join(f'{k} {v}' for k, v in info['n_groups'].items()) or 'none'} · pairs per pairwise suite: {info['limit_pairs'] or 'all'} · "
-             f"max_new_tokens {info['max_new_tokens']} · max_response_chars {info['max_response_chars']} · "
-             f"samples {info['samples']} · {info['seconds']:.0f} s", "",
-             "| check | plain | remedied |", "|---|---:|---:|"]
+    lines = [
+        f"# Consistency — {label}",
+        "",
+        f"Suites: {', '.join(info['suites_ran']) or 'none'}"
+        + (f" · skipped: {'; '.join(info['skipped'])}" if info["skipped"] else ""),
+        f"Groups: {', '.join(f'{k} {v}' for k, v in info['n_groups'].items()) or 'none'} · pairs per pairwise suite: {info['limit_pairs'] or 'all'} · "
+        f"max_new_tokens {info['max_new_tokens']} · max_response_chars {info['max_response_chars']} · "
+        f"samples {info['samples']} · {info['seconds']:.0f} s",
+        "",
+        "| check | plain | remedied |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {t} | {p} | {r} |" for t, p, r in table_rows(checks)]
     lines += ["", "| check | value | details |", "|---|---:|---|"]
     for name, c in checks.items():
-        details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items() if k != "value")
+        details = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items() if k != "value"
+        )
         lines.append(f"| {name} | {_fmt(c.get('value'))} | {details or '—'} |")
     cr = checks.get("conflict_ratio_remedied") or {}
-    lines += ["", "Notes:",
-              "- Remedied = distribution-sensitive scores (E[s] over the score-token probabilities at `[RESULT]`) and "
-              "likelihood-aware aggregation (verdict probabilities of both orders added); same judgements as plain.",
-              f"- Ties: scores within {info['score_tol']} are equal; likelihood-aware totals within {info['verdict_tol']} are a TIE.",
-              "- Missing probabilities (no `[RESULT]` marker): the remedy falls back to the parsed value as a one-point "
-              f"distribution (argmax score; one-hot verdict): {cr.get('n_score_fallbacks', 0)} score and "
-              f"{cr.get('n_verdict_fallbacks', 0)} pair fallbacks.",
-              "- Unparseable replies are errors, never dropped: CR uses valid pairs (`cr_errors_as_conflicts` counts them "
-              "as conflicts); NTR leaves k-subsets touching an error pair out and says how many.",
-              "- CR, NTR_3 and NTR_4 use the 4 real responses of each prompt. "
-              + ("NTR_5 adds the prompt's reference answer as a 5th response (judged like the others, with itself as the "
-                 "reference answer)." if info["with_reference"] else "NTR_5 is undefined: 4 responses per prompt."),
-              "- Position consistency pools the pairwise suites; `position_consistency/<suite>_pairs` is the same measure "
-              "on the score-comparison pairs."]
+    lines += [
+        "",
+        "Notes:",
+        "- Remedied = distribution-sensitive scores (E[s] over the score-token probabilities at `[RESULT]`) and "
+        "likelihood-aware aggregation (verdict probabilities of both orders added); same judgements as plain.",
+        f"- Ties: scores within {info['score_tol']} are equal; likelihood-aware totals within {info['verdict_tol']} are a TIE.",
+        "- Missing probabilities (no `[RESULT]` marker): the remedy falls back to the parsed value as a one-point "
+        f"distribution (argmax score; one-hot verdict): {cr.get('n_score_fallbacks', 0)} score and "
+        f"{cr.get('n_verdict_fallbacks', 0)} pair fallbacks.",
+        "- Unparseable replies are errors, never dropped: CR uses valid pairs (`cr_errors_as_conflicts` counts them "
+        "as conflicts); NTR leaves k-subsets touching an error pair out and says how many.",
+        "- CR, NTR_3 and NTR_4 use the 4 real responses of each prompt. "
+        + (
+            "NTR_5 adds the prompt's reference answer as a 5th response (judged like the others, with itself as the "
+            "reference answer)."
+            if info["with_reference"]
+            else "NTR_5 is undefined: 4 responses per prompt."
+        ),
+        "- Position consistency pools the pairwise suites; `position_consistency/<suite>_pairs` is the same measure "
+        "on the score-comparison pairs.",
+    ]
     if info["data_errors"]:
         lines.append(f"- Malformed source rows/groups (reported, not judged): {info['data_errors']}")
     return "\n".join(lines) + "\n"
@@ -547,12 +762,28 @@ def _label(model_ref: str, engine: Any, backend: str = "transformers") -> str:
         raise
 
 
-def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None = 40,
-        suites: Sequence[str] = DEFAULT_SUITES, out_root: Path | None = None, mirror: Any = None,
-        engine: Any = None, samples: int = 1, max_new_tokens: int = 128, max_response_chars: int | None = None,
-        batch_size: int = 16, seed: int = 0, with_reference: bool = True, score_tol: float = 0.1,
-        verdict_tol: float = 0.1, backend: str = "transformers", base_url: str | None = None,
-        show: bool = True, progress: bool = False) -> Path:
+def run(
+    model_ref: str,
+    *,
+    limit_groups: int | None = 8,
+    limit_pairs: int | None = 40,
+    suites: Sequence[str] = DEFAULT_SUITES,
+    out_root: Path | None = None,
+    mirror: Any = None,
+    engine: Any = None,
+    samples: int = 1,
+    max_new_tokens: int = 128,
+    max_response_chars: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    with_reference: bool = True,
+    score_tol: float = 0.1,
+    verdict_tol: float = 0.1,
+    backend: str = "transformers",
+    base_url: str | None = None,
+    show: bool = True,
+    progress: bool = False,
+) -> Path:
     """Measure ``model_ref``'s consistency and write ``<out_root>/<label>/``; returns that folder.
 
     ``limit_groups``: instructions (4 responses each) per absolute suite; ``limit_pairs``: pairs per pairwise suite
@@ -564,8 +795,10 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
 
     unknown = [s for s in suites if s not in ABSOLUTE_SUITES + PAIRWISE_SUITES]
     if unknown:
-        raise ConsistencyError(f"unknown consistency suite {unknown[0]!r}; absolute: {', '.join(ABSOLUTE_SUITES)}; "
-                       f"pairwise: {', '.join(PAIRWISE_SUITES)}")
+        raise ConsistencyError(
+            f"unknown consistency suite {unknown[0]!r}; absolute: {', '.join(ABSOLUTE_SUITES)}; "
+            f"pairwise: {', '.join(PAIRWISE_SUITES)}"
+        )
     if samples < 1:
         raise ConsistencyError(f"samples must be >= 1, got {samples}")
     t0 = time.time()
@@ -576,8 +809,14 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
     groups: list[Group] = []
     for name in [s for s in suites if s in ABSOLUTE_SUITES]:
         try:
-            got, errs, fp = load_groups(name, limit_groups, mirror=mirror, seed=seed, max_response_chars=max_response_chars,
-                                        with_reference=with_reference)
+            got, errs, fp = load_groups(
+                name,
+                limit_groups,
+                mirror=mirror,
+                seed=seed,
+                max_response_chars=max_response_chars,
+                with_reference=with_reference,
+            )
         except DataError as err:
             skipped.append(f"{name} ({err})")
             continue
@@ -591,15 +830,32 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
         from .engine import Engine
 
         engine = Engine.from_ref(model_ref, backend=backend, batch_size=batch_size, base_url=base_url)
-    scores, pair_rows = judge_groups(engine, groups, max_new_tokens=max_new_tokens, seed=seed, parse=parse,
-                                     score_tol=score_tol, verdict_tol=verdict_tol, progress=progress)
+    scores, pair_rows = judge_groups(
+        engine,
+        groups,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        parse=parse,
+        score_tol=score_tol,
+        verdict_tol=verdict_tol,
+        progress=progress,
+    )
 
     swaps: dict[str, Any] = {}
     for name in [s for s in suites if s in PAIRWISE_SUITES]:
         try:
-            swaps[name] = swap_suite(engine, name, limit=limit_pairs, mirror=mirror, seed=seed,
-                                     max_response_chars=max_response_chars, max_new_tokens=max_new_tokens,
-                                     samples=samples, parse=parse, progress=progress)
+            swaps[name] = swap_suite(
+                engine,
+                name,
+                limit=limit_pairs,
+                mirror=mirror,
+                seed=seed,
+                max_response_chars=max_response_chars,
+                max_new_tokens=max_new_tokens,
+                samples=samples,
+                parse=parse,
+                progress=progress,
+            )
         except DataError as err:
             skipped.append(f"{name} ({err})")
             continue
@@ -619,13 +875,27 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
         rows = [r for r in pair_rows if r["suite"] == name and not r["reference"]]
         pairs_swaps[f"{name}_pairs"] = {"metrics": M.swap_metrics([r["v_ab"] for r in rows], [r["v_ba"] for r in rows])}
 
-    per_group = []
+    per_group: list[dict[str, Any]] = []
     for g in groups:
         rows = [r for r in pair_rows if r["suite"] == g.suite and r["group"] == g.id]
-        per_group.append({"suite": g.suite, "group": g.id, "names": g.names, "n_real": g.n_real,
-                          "outcomes": [[r["i"], r["j"], r["c"], r["c_remedied"]] for r in rows],
-                          "plain": group_transitivity(g, rows, "c"), "remedied": group_transitivity(g, rows, "c_remedied")})
-    transitivity: dict[str, Any] = {"ks": list(KS), "with_reference": with_reference, "pooled": {}, "per_suite": {}, "groups": per_group}
+        per_group.append(
+            {
+                "suite": g.suite,
+                "group": g.id,
+                "names": g.names,
+                "n_real": g.n_real,
+                "outcomes": [[r["i"], r["j"], r["c"], r["c_remedied"]] for r in rows],
+                "plain": group_transitivity(g, rows, "c"),
+                "remedied": group_transitivity(g, rows, "c_remedied"),
+            }
+        )
+    transitivity: dict[str, Any] = {
+        "ks": list(KS),
+        "with_reference": with_reference,
+        "pooled": {},
+        "per_suite": {},
+        "groups": per_group,
+    }
     for key in ("plain", "remedied"):
         cells = [g[key] for g in per_group]
         pooled = {f"ntr_{k}": pooled_transitivity(cells, k) for k in KS}
@@ -635,19 +905,45 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
             sel = [g[key] for g in per_group if g["suite"] == name]
             transitivity["per_suite"].setdefault(name, {})[key] = {f"ntr_{k}": pooled_transitivity(sel, k) for k in KS}
 
-    checks = build_checks(swaps, pairs_swaps, scores, pair_rows, transitivity, parse, score_tol=score_tol,
-                          verdict_tol=verdict_tol, with_reference=with_reference, absolute_ran=bool(absolute_ran))
+    checks = build_checks(
+        swaps,
+        pairs_swaps,
+        scores,
+        pair_rows,
+        transitivity,
+        parse,
+        score_tol=score_tol,
+        verdict_tol=verdict_tol,
+        with_reference=with_reference,
+        absolute_ran=bool(absolute_ran),
+    )
     seconds = time.time() - t0
-    info = {"suites_ran": suites_ran, "skipped": skipped, "n_groups": {s: sum(g.suite == s for g in groups) for s in absolute_ran},
-            "limit_pairs": limit_pairs, "max_new_tokens": max_new_tokens, "max_response_chars": max_response_chars,
-            "samples": samples, "seconds": seconds, "score_tol": score_tol, "verdict_tol": verdict_tol,
-            "with_reference": with_reference, "data_errors": len(data_errors)}
-    conflict = {"score_tol": score_tol, "verdict_tol": verdict_tol,
-                "pooled": conflict_summary([r for r in pair_rows if not r["reference"]], score_tol),
-                "per_suite": {s: conflict_summary([r for r in pair_rows if r["suite"] == s and not r["reference"]], score_tol)
-                              for s in absolute_ran},
-                "with_reference": conflict_summary(pair_rows, score_tol) if with_reference else None,
-                "scores": scores, "pairs": pair_rows}
+    info = {
+        "suites_ran": suites_ran,
+        "skipped": skipped,
+        "n_groups": {s: sum(g.suite == s for g in groups) for s in absolute_ran},
+        "limit_pairs": limit_pairs,
+        "max_new_tokens": max_new_tokens,
+        "max_response_chars": max_response_chars,
+        "samples": samples,
+        "seconds": seconds,
+        "score_tol": score_tol,
+        "verdict_tol": verdict_tol,
+        "with_reference": with_reference,
+        "data_errors": len(data_errors),
+    }
+    conflict = {
+        "score_tol": score_tol,
+        "verdict_tol": verdict_tol,
+        "pooled": conflict_summary([r for r in pair_rows if not r["reference"]], score_tol),
+        "per_suite": {
+            s: conflict_summary([r for r in pair_rows if r["suite"] == s and not r["reference"]], score_tol)
+            for s in absolute_ran
+        },
+        "with_reference": conflict_summary(pair_rows, score_tol) if with_reference else None,
+        "scores": scores,
+        "pairs": pair_rows,
+    }
     swap_doc = {"suites": swaps, "score_comparison_pairs": pairs_swaps}
     summary = {"model": label, "checks": checks}
 
@@ -660,10 +956,21 @@ def run(model_ref: str, *, limit_groups: int | None = 8, limit_pairs: int | None
         mf.write_json(tmp / "transitivity.json", _clean(transitivity))
         mf.write_json(tmp / SUMMARY, _clean(summary))
         mf.write_text(tmp / "summary.md", summary_md(label, checks, info))
-        mf.finalize(tmp, {"kind": "consistency", "model": {**model_fingerprint(model_ref), "label": label},
-                          "engine": dict(getattr(engine, "info", {}) or {}), "suites": list(suites), **info,
-                          "limit_groups": limit_groups, "seed": seed, "data": fingerprints,
-                          "data_error_examples": data_errors[:5], "seconds": round(seconds, 1)})
+        mf.finalize(
+            tmp,
+            {
+                "kind": "consistency",
+                "model": {**model_fingerprint(model_ref), "label": label},
+                "engine": dict(getattr(engine, "info", {}) or {}),
+                "suites": list(suites),
+                **info,
+                "limit_groups": limit_groups,
+                "seed": seed,
+                "data": fingerprints,
+                "data_error_examples": data_errors[:5],
+                "seconds": round(seconds, 1),
+            },
+        )
     if show:
         print_table(label, checks)
     return folder
@@ -708,7 +1015,9 @@ SPECIALIST_FIGURES = {  # skill -> the figures the relative gate holds a merge t
 }
 
 
-def _figure(where: str, label: str, what: str, metric: str | None, bench_root: Path, consistency_root: Path) -> float | None:
+def _figure(
+    where: str, label: str, what: str, metric: str | None, bench_root: Path, consistency_root: Path
+) -> float | None:
     try:
         if where == "bench":
             doc = json.loads((bench_root / label / what / "metrics.json").read_text())
@@ -720,8 +1029,9 @@ def _figure(where: str, label: str, what: str, metric: str | None, bench_root: P
         return None
 
 
-def check_against_specialists(share: float, manifest: Mapping[str, Any], label: str, bench_root: Path,
-                              consistency_root: Path) -> None:
+def check_against_specialists(
+    share: float, manifest: Mapping[str, Any], label: str, bench_root: Path, consistency_root: Path
+) -> None:
     """``GateError`` unless the merge (bench / consistency label ``label``) keeps ``share`` of every figure its parent
     specialists have measured for their own skill (``SPECIALIST_FIGURES``); a figure the specialist has and the merge
     lacks fails too. A specialist with no measured figure imposes nothing (and is named)."""
@@ -729,7 +1039,7 @@ def check_against_specialists(share: float, manifest: Mapping[str, Any], label: 
     for parent in manifest.get("parents") or []:
         task = ((parent.get("manifest") or {}).get("recipe") or {}).get("task")
         spec_label = f"adapter-{parent.get('name')}"
-        for where, what, metric in SPECIALIST_FIGURES.get(task, []):
+        for where, what, metric in SPECIALIST_FIGURES.get(task, []) if task else []:
             ref = _figure(where, spec_label, what, metric, bench_root, consistency_root)
             if ref is None or ref <= 0:
                 continue
@@ -741,8 +1051,10 @@ def check_against_specialists(share: float, manifest: Mapping[str, Any], label: 
             elif got < share * ref:
                 failures.append(f"{name} {_g(got)} < {_g(share)} x {_g(ref)} of specialist {parent.get('name')}")
     if not used:
-        raise GateError(f"gate keep_of_specialists={_g(share)}: no specialist figure measured yet (make bench / make consistency "
-                        "on the specialists)")
+        raise GateError(
+            f"gate keep_of_specialists={_g(share)}: no specialist figure measured yet (make bench / make consistency "
+            "on the specialists)"
+        )
     if failures:
         raise GateError("consistency gate failed: " + "; ".join(failures))
 
@@ -776,8 +1088,9 @@ def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callab
         if g.keep_of_specialists:
             from . import paths
 
-            check_against_specialists(g.keep_of_specialists, manifest, models.label(str(artifact_dir)), paths.bench(),
-                                      Path(consistency_root))
+            check_against_specialists(
+                g.keep_of_specialists, manifest, models.label(str(artifact_dir)), paths.bench(), Path(consistency_root)
+            )
         declared = [f"{k} {_g(v)}" for k, v in g.model_dump().items() if v is not None and k != "keep_of_specialists"]
         if not declared:
             return
@@ -793,8 +1106,10 @@ def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callab
         except ValueError:
             pass
         if not path.is_file():
-            raise GateError(f"consistency gate declared ({', '.join(declared)}) but {path} is missing: "
-                            f"run `make consistency model={ref}`")
+            raise GateError(
+                f"consistency gate declared ({', '.join(declared)}) but {path} is missing: "
+                f"run `make consistency model={ref}`"
+            )
         try:
             summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:

@@ -160,9 +160,7 @@ def ntr_k(outcomes: Mapping[tuple[int, int], int | None], n: int, k: int) -> flo
     return n_violating / n_scored if n_scored else float("nan")
 
 
-def expected_score(
-    probs: Mapping[int, float] | Sequence[float], scores: Sequence[int] = (1, 2, 3, 4, 5)
-) -> float:
+def expected_score(probs: Mapping[int, float] | Sequence[float], scores: Sequence[int] = (1, 2, 3, 4, 5)) -> float:
     """Distribution-sensitive score: E[s] under the judge's probabilities of the score tokens.
 
     ``probs`` maps score -> probability (other keys are ignored), or is a list whose i-th entry
@@ -174,7 +172,7 @@ def expected_score(
     else:
         if len(probs) != len(scores):
             raise ValueError(f"expected {len(scores)} probabilities, got {len(probs)}")
-        pairs = [(int(s), float(p)) for s, p in zip(scores, probs)]
+        pairs = [(int(s), float(p)) for s, p in zip(scores, probs, strict=False)]
     if any(p < 0 or not math.isfinite(p) for _, p in pairs):
         raise ValueError("probabilities must be finite and >= 0")
     total = sum(p for _, p in pairs)
@@ -183,9 +181,7 @@ def expected_score(
     return sum(s * p for s, p in pairs) / total
 
 
-def likelihood_aware_verdict(
-    p_ab: Mapping[str, float], p_ba: Mapping[str, float], tol: float = 0.0
-) -> str:
+def likelihood_aware_verdict(p_ab: Mapping[str, float], p_ba: Mapping[str, float], tol: float = 0.0) -> str:
     """TrustJudge likelihood-aware aggregation of a pair judged in both orders.
 
     ``p_ab`` holds the verdict probabilities on the original order, ``p_ba`` those on the swapped

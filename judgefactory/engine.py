@@ -39,9 +39,11 @@ import math
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from . import formats
 from .errors import JudgeFactoryError
@@ -129,7 +131,7 @@ def answer_token(decode: Callable[[list[int]], str], ids: Sequence[int], pos: in
     lo, hi = 0, len(ids)
     while lo < hi:
         mid = (lo + hi) // 2
-        if len(decode(list(ids[:mid + 1]))) > pos:
+        if len(decode(list(ids[: mid + 1]))) > pos:
             hi = mid
         else:
             lo = mid + 1
@@ -138,7 +140,7 @@ def answer_token(decode: Callable[[list[int]], str], ids: Sequence[int], pos: in
     before = decode(list(ids[:lo]))
     if len(before) > pos:
         return None
-    return lo, decode(list(ids[:lo + 1]))[len(before):pos]
+    return lo, decode(list(ids[: lo + 1]))[len(before) : pos]
 
 
 def option_token_ids(tok: Any, lead: str, options: Sequence[str]) -> list[int] | None:
@@ -151,7 +153,7 @@ def option_token_ids(tok: Any, lead: str, options: Sequence[str]) -> list[int] |
             return None
         piece = tok.decode([ids[0]])
         if piece.startswith(lead):
-            rest = piece[len(lead):]
+            rest = piece[len(lead) :]
         else:  # decoders that insert the separating space themselves (word-level vocabularies)
             rest = piece.lstrip() if not lead.strip() else None
         if not rest or not o.startswith(rest):
@@ -168,14 +170,16 @@ def normalise(values: dict[str, float]) -> tuple[dict[str, float] | None, float]
     return {k: float(v) / mass for k, v in values.items()}, mass
 
 
-def probs_from_top(tokens: Sequence[str], tops: Sequence[dict[str, float]], spec: AnswerSpec) -> tuple[dict[str, float] | None, float | None]:
+def probs_from_top(
+    tokens: Sequence[str], tops: Sequence[dict[str, float]], spec: AnswerSpec
+) -> tuple[dict[str, float] | None, float | None]:
     """Option distribution from per-position token strings and top log-probabilities (OpenAI / vLLM style)."""
     text = "".join(tokens)
     pos = answer_char(text, spec)
     if pos is None:
         return None, None
     start = 0
-    for k, t in enumerate(tokens):
+    for k, t in enumerate(tokens):  # noqa: B007 (k is read after the loop: the token holding the answer)
         if start + len(t) > pos:
             lead = t[: pos - start]
             break
@@ -186,7 +190,7 @@ def probs_from_top(tokens: Sequence[str], tops: Sequence[dict[str, float]], spec
     for t, logprob in tops[k].items():
         if not t.startswith(lead):
             continue
-        rest = t[len(lead):]
+        rest = t[len(lead) :]
         hits = [o for o in spec.options if rest and o.startswith(rest)]
         if len(hits) == 1:
             acc[hits[0]] += math.exp(logprob)
@@ -208,17 +212,39 @@ class TransformersBackend:
     def __init__(self, model: Any, tok: Any, bf16: bool = True):
         self.model, self.tok, self.bf16 = model, tok, bf16
 
-    def run(self, messages_list: Sequence[Messages], *, spec: AnswerSpec | None, max_new_tokens: int, temperature: float,
-            n: int, top_p: float | None, seed: int | None, batch_size: int, progress: str | None) -> list[Raw]:
+    def run(
+        self,
+        messages_list: Sequence[Messages],
+        *,
+        spec: AnswerSpec | None,
+        max_new_tokens: int,
+        temperature: float,
+        n: int,
+        top_p: float | None,
+        seed: int | None,
+        batch_size: int,
+        progress: str | None,
+    ) -> list[Raw]:
         from .generate import generate_sequences, render
 
         prompts = [render(self.tok, m) for m in messages_list]
-        seqs = generate_sequences(self.model, self.tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                  temperature=temperature, top_p=top_p, num_return_sequences=n, progress=progress,
-                                  bf16=self.bf16, seed=seed, top_logprobs=TOP_LOGPROBS if spec is not None else 0)
+        seqs = generate_sequences(
+            self.model,
+            self.tok,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            temperature=temperature,
+            top_p=top_p,
+            num_return_sequences=n,
+            progress=progress,
+            bf16=self.bf16,
+            seed=seed,
+            top_logprobs=TOP_LOGPROBS if spec is not None else 0,
+        )
         out = [Raw([c.text for c in s]) for s in seqs]
         if spec is not None:
-            for raw, s in zip(out, seqs):
+            for raw, s in zip(out, seqs, strict=False):
                 raw.probs, raw.probs_mass = self.answer_probs(s[0], spec)
         return out
 
@@ -231,8 +257,7 @@ class TransformersBackend:
         if not (found and opt and c.top is not None and found[0] < len(c.top)):
             return None, None
         top = c.top[found[0]]
-        return normalise({o: math.exp(top[t]) if t in top else 0.0 for o, t in zip(spec.options, opt)})
-
+        return normalise({o: math.exp(top[t]) if t in top else 0.0 for o, t in zip(spec.options, opt, strict=False)})
 
 
 class VLLMBackend:
@@ -254,10 +279,27 @@ class VLLMBackend:
 
             self.lora = LoRARequest("judge", 1, str(adapter))
 
-    def run(self, messages_list: Sequence[Messages], *, spec: AnswerSpec | None, max_new_tokens: int, temperature: float,
-            n: int, top_p: float | None, seed: int | None, batch_size: int, progress: str | None) -> list[Raw]:
-        params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p or 1.0, max_tokens=max_new_tokens,
-                                           logprobs=TOP_LOGPROBS, seed=seed)
+    def run(
+        self,
+        messages_list: Sequence[Messages],
+        *,
+        spec: AnswerSpec | None,
+        max_new_tokens: int,
+        temperature: float,
+        n: int,
+        top_p: float | None,
+        seed: int | None,
+        batch_size: int,
+        progress: str | None,
+    ) -> list[Raw]:
+        params = self._vllm.SamplingParams(
+            n=n,
+            temperature=temperature,
+            top_p=top_p or 1.0,
+            max_tokens=max_new_tokens,
+            logprobs=TOP_LOGPROBS,
+            seed=seed,
+        )
         outs = self.llm.chat(list(messages_list), params, use_tqdm=progress is not None, lora_request=self.lora)
         raws = []
         for o in outs:
@@ -265,7 +307,10 @@ class VLLMBackend:
             first = o.outputs[0]
             if spec is not None and first.logprobs:
                 tokens = [self.tok.decode([t]) for t in first.token_ids]
-                tops = [{lp.decoded_token or self.tok.decode([tid]): lp.logprob for tid, lp in pos.items()} for pos in first.logprobs]
+                tops = [
+                    {lp.decoded_token or self.tok.decode([tid]): lp.logprob for tid, lp in pos.items()}
+                    for pos in first.logprobs
+                ]
                 raw.probs, raw.probs_mass = probs_from_top(tokens, tops, spec)
             raws.append(raw)
         return raws
@@ -277,25 +322,48 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 300.0, workers: int = 8):
-        self.base_url, self.model, self.api_key, self.timeout, self.workers = base_url.rstrip("/"), model, api_key, timeout, workers
+        self.base_url, self.model, self.api_key, self.timeout, self.workers = (
+            base_url.rstrip("/"),
+            model,
+            api_key,
+            timeout,
+            workers,
+        )
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers)
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read().decode())
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as err:
             raise EngineError(f"{self.base_url}/chat/completions: {err}") from None
 
-    def _one(self, messages: Messages, spec: AnswerSpec | None, max_new_tokens: int, temperature: float, n: int,
-             top_p: float | None, seed: int | None) -> Raw:
+    def _one(
+        self,
+        messages: Messages,
+        spec: AnswerSpec | None,
+        max_new_tokens: int,
+        temperature: float,
+        n: int,
+        top_p: float | None,
+        seed: int | None,
+    ) -> Raw:
         choices: list[dict[str, Any]] = []
         while len(choices) < n:  # servers that ignore n return one choice per request
-            body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature,
-                    "n": n - len(choices), "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+            body = {
+                "model": self.model,
+                "messages": messages,
+                "max_tokens": max_new_tokens,
+                "temperature": temperature,
+                "n": n - len(choices),
+                "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS,
+            }
             if top_p is not None:
                 body["top_p"] = top_p
             if seed is not None:
@@ -308,15 +376,31 @@ class OpenAIBackend:
         content = ((choices[0].get("logprobs") or {}).get("content")) or []
         if spec is not None and content:
             tokens = [t.get("token", "") for t in content]
-            tops = [{x["token"]: x["logprob"] for x in (t.get("top_logprobs") or [])} or {t.get("token", ""): t.get("logprob", 0.0)}
-                    for t in content]
+            tops = [
+                {x["token"]: x["logprob"] for x in (t.get("top_logprobs") or [])}
+                or {t.get("token", ""): t.get("logprob", 0.0)}
+                for t in content
+            ]
             raw.probs, raw.probs_mass = probs_from_top(tokens, tops, spec)
         return raw
 
-    def run(self, messages_list: Sequence[Messages], *, spec: AnswerSpec | None, max_new_tokens: int, temperature: float,
-            n: int, top_p: float | None, seed: int | None, batch_size: int, progress: str | None) -> list[Raw]:
+    def run(
+        self,
+        messages_list: Sequence[Messages],
+        *,
+        spec: AnswerSpec | None,
+        max_new_tokens: int,
+        temperature: float,
+        n: int,
+        top_p: float | None,
+        seed: int | None,
+        batch_size: int,
+        progress: str | None,
+    ) -> list[Raw]:
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, batch_size))) as pool:
-            return list(pool.map(lambda m: self._one(m, spec, max_new_tokens, temperature, n, top_p, seed), messages_list))
+            return list(
+                pool.map(lambda m: self._one(m, spec, max_new_tokens, temperature, n, top_p, seed), messages_list)
+            )
 
 
 # --------------------------------------------------------------------------- the engine
@@ -331,20 +415,38 @@ class Engine:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_model(cls, model: Any, tok: Any, batch_size: int = 16, bf16: bool = True, label: str = "model") -> "Engine":
+    def from_model(cls, model: Any, tok: Any, batch_size: int = 16, bf16: bool = True, label: str = "model") -> Engine:
         """An engine over an already loaded transformers (or PEFT) model."""
-        return cls(TransformersBackend(model, tok, bf16=bf16), batch_size=batch_size, label=label,
-                   info={"backend": "transformers"})
+        return cls(
+            TransformersBackend(model, tok, bf16=bf16),
+            batch_size=batch_size,
+            label=label,
+            info={"backend": "transformers"},
+        )
 
     @classmethod
-    def from_ref(cls, ref: str, backend: str = "transformers", dtype: str = "auto", batch_size: int = 16, *,
-                 base_url: str | None = None, api_key: str | None = None) -> "Engine":
+    def from_ref(
+        cls,
+        ref: str,
+        backend: str = "transformers",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Engine:
         """An engine for a model reference (``models.resolve``); for ``openai`` the ref is the server's model name."""
         if backend == "openai":
             if not base_url:
                 raise EngineError("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
             label = "openai__" + re.sub(r"[^A-Za-z0-9_.-]+", "_", ref)
-            return cls(OpenAIBackend(base_url, ref, api_key), batch_size, label, ref, {"backend": "openai", "base_url": base_url})
+            return cls(
+                OpenAIBackend(base_url, ref, api_key),
+                batch_size,
+                label,
+                ref,
+                {"backend": "openai", "base_url": base_url},
+            )
         from . import models
 
         if backend == "vllm":
@@ -352,8 +454,11 @@ class Engine:
             if kind == "adapter":
                 from . import bases
 
-                vb = VLLMBackend(str(bases.prepare(models.base_of_adapter(loc))), "bfloat16" if dtype == "auto" else dtype,
-                                 adapter=str(loc))
+                vb = VLLMBackend(
+                    str(bases.prepare(models.base_of_adapter(Path(loc)))),
+                    "bfloat16" if dtype == "auto" else dtype,
+                    adapter=str(loc),
+                )
             else:
                 vb = VLLMBackend(str(bases_path(kind, loc)), "bfloat16" if dtype == "auto" else dtype)
             return cls(vb, batch_size, models.label(ref), ref, {"backend": "vllm", "dtype": dtype})
@@ -369,12 +474,26 @@ class Engine:
         model, tok = models.load(ref, dtype)
         if cuda:
             model.to("cuda")
-        return cls(TransformersBackend(model, tok, bf16=dtype == "bfloat16"), batch_size, models.label(ref), ref,
-                   {"backend": "transformers", "dtype": dtype, "device": "cuda" if cuda else "cpu"})
+        return cls(
+            TransformersBackend(model, tok, bf16=dtype == "bfloat16"),
+            batch_size,
+            models.label(ref),
+            ref,
+            {"backend": "transformers", "dtype": dtype, "device": "cuda" if cuda else "cpu"},
+        )
 
-    def judge(self, messages_list: Sequence[Messages], *, max_new_tokens: int, temperature: float = 0.0, n: int = 1,
-              answer: AnswerKind | None = None, top_p: float | None = None, seed: int | None = 0,
-              progress: str | None = None) -> list[Judgement]:
+    def judge(
+        self,
+        messages_list: Sequence[Messages],
+        *,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        n: int = 1,
+        answer: AnswerKind | None = None,
+        top_p: float | None = None,
+        seed: int | None = 0,
+        progress: str | None = None,
+    ) -> list[Judgement]:
         """Judge each conversation; results in input order. ``answer`` picks the parser and the probability read-out
         (None: raw texts only, values None)."""
         if n < 1:
@@ -384,9 +503,20 @@ class Engine:
             raise EngineError(f"unknown answer kind {answer!r}: {', '.join(ANSWERS)}")
         if not messages_list:
             return []
-        raws = self.backend.run(messages_list, spec=spec, max_new_tokens=max_new_tokens, temperature=temperature, n=n,
-                                top_p=top_p, seed=seed, batch_size=self.batch_size, progress=progress)
-        return [Judgement(r.texts, [spec.parse(t) if spec else None for t in r.texts], r.probs, r.probs_mass) for r in raws]
+        raws = self.backend.run(
+            messages_list,
+            spec=spec,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            n=n,
+            top_p=top_p,
+            seed=seed,
+            batch_size=self.batch_size,
+            progress=progress,
+        )
+        return [
+            Judgement(r.texts, [spec.parse(t) if spec else None for t in r.texts], r.probs, r.probs_mass) for r in raws
+        ]
 
 
 def bases_path(kind: str, loc: Any) -> Any:
@@ -396,4 +526,3 @@ def bases_path(kind: str, loc: Any) -> Any:
 
         return bases.prepare(str(loc))
     return loc
-

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # prometheus-eval imports litellm: never fetch its cost map
+os.environ.setdefault(
+    "LITELLM_LOCAL_MODEL_COST_MAP", "True"
+)  # prometheus-eval imports litellm: never fetch its cost map
 
 from prometheus_eval.parser import parse_output  # noqa: E402
 from prometheus_eval.prompts import (  # noqa: E402
@@ -64,7 +66,9 @@ def rubric(criteria: str, descriptions: Sequence[str]) -> str:
 
 def absolute_prompt(instruction: str, response: str, rubric_text: str, reference: str | None = None) -> str:
     if reference:
-        return ABSOLUTE_PROMPT.format(instruction=instruction, response=response, reference_answer=reference, rubric=rubric_text)
+        return ABSOLUTE_PROMPT.format(
+            instruction=instruction, response=response, reference_answer=reference, rubric=rubric_text
+        )
     return ABSOLUTE_PROMPT_WO_REF.format(instruction=instruction, response=response, rubric=rubric_text)
 
 
@@ -92,13 +96,17 @@ def parse_absolute(text: str, strict: bool = True) -> int | None:
 def sections(prompt: str) -> dict[str, str]:
     """The parts of a Prometheus absolute prompt (prometheus-eval's ``extract_sections``): instruction, response,
     reference answer, score rubric."""
-    names = {"The instruction to evaluate:": "instruction", "Response to evaluate:": "response",
-             "Reference Answer (Score 5):": "reference", "Score Rubrics:": "rubric"}
+    names = {
+        "The instruction to evaluate:": "instruction",
+        "Response to evaluate:": "response",
+        "Reference Answer (Score 5):": "reference",
+        "Score Rubrics:": "rubric",
+    }
     out = {}
     for part in prompt.split("###"):
         for head, key in names.items():
             if part.startswith(head):
-                out[key] = part[len(head):].strip()
+                out[key] = part[len(head) :].strip()
     return out
 
 
@@ -108,11 +116,20 @@ def criterion(rubric_text: str) -> str:
 
 
 # --------------------------------------------------------------------------- relative (Prometheus pairwise)
-def relative_prompt(instruction: str, response_a: str, response_b: str, rubric_text: str, reference: str | None = None) -> str:
+def relative_prompt(
+    instruction: str, response_a: str, response_b: str, rubric_text: str, reference: str | None = None
+) -> str:
     if reference:
-        return RELATIVE_PROMPT.format(instruction=instruction, response_A=response_a, response_B=response_b,
-                                      reference_answer=reference, rubric=rubric_text)
-    return RELATIVE_PROMPT_WO_REF.format(instruction=instruction, response_A=response_a, response_B=response_b, rubric=rubric_text)
+        return RELATIVE_PROMPT.format(
+            instruction=instruction,
+            response_A=response_a,
+            response_B=response_b,
+            reference_answer=reference,
+            rubric=rubric_text,
+        )
+    return RELATIVE_PROMPT_WO_REF.format(
+        instruction=instruction, response_A=response_a, response_B=response_b, rubric=rubric_text
+    )
 
 
 def relative_messages(prompt: str) -> list[dict[str, str]]:
@@ -125,7 +142,9 @@ def relative_from_absolute(prompt_a: str, prompt_b: str) -> str | None:
     a, b = sections(prompt_a), sections(prompt_b)
     if not all(a.get(k) for k in ("instruction", "response", "rubric")) or not b.get("response"):
         return None
-    return relative_prompt(a["instruction"], a["response"], b["response"], criterion(a["rubric"]), a.get("reference") or None)
+    return relative_prompt(
+        a["instruction"], a["response"], b["response"], criterion(a["rubric"]), a.get("reference") or None
+    )
 
 
 def relative_target(feedback: str, winner: str) -> str:
@@ -158,13 +177,24 @@ def clip(text: str, max_chars: int | None) -> str:
     if max_chars is None or len(text) <= max_chars:
         return text
     tail = int(max_chars * CLIP_TAIL)
-    return text[: max_chars - tail].rstrip() + " … " + text[len(text) - tail:].lstrip()
+    return text[: max_chars - tail].rstrip() + " … " + text[len(text) - tail :].lstrip()
 
 
-def bias_prompt(context: str, question: str, choices: Sequence[str], response_a: str, response_b: str,
-                max_response_chars: int | None = None) -> str:
-    return BIAS_PROMPT.format(context=context.strip(), question=question.strip(), choices=choices_text(choices),
-                              response_a=clip(response_a, max_response_chars), response_b=clip(response_b, max_response_chars))
+def bias_prompt(
+    context: str,
+    question: str,
+    choices: Sequence[str],
+    response_a: str,
+    response_b: str,
+    max_response_chars: int | None = None,
+) -> str:
+    return BIAS_PROMPT.format(
+        context=context.strip(),
+        question=question.strip(),
+        choices=choices_text(choices),
+        response_a=clip(response_a, max_response_chars),
+        response_b=clip(response_b, max_response_chars),
+    )
 
 
 def bias_messages(prompt: str) -> list[dict[str, str]]:

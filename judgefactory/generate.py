@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .precision import bf16_supported
 
@@ -50,10 +51,22 @@ def _trim(row: Sequence[int], stop: set[int]) -> list[int]:
     return out
 
 
-def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_tokens: int = 64, batch_size: int = 8,
-                       temperature: float = 0.0, top_p: float | None = None, num_return_sequences: int = 1,
-                       progress: str | None = None, bf16: bool = True, seed: int | None = None,
-                       prefill: bool = True, top_logprobs: int = 0) -> list[list[Completion]]:
+def generate_sequences(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    num_return_sequences: int = 1,
+    progress: str | None = None,
+    bf16: bool = True,
+    seed: int | None = None,
+    prefill: bool = True,
+    top_logprobs: int = 0,
+) -> list[list[Completion]]:
     """``num_return_sequences`` completions per (already templated) prompt, in input order.
 
     Greedy when ``temperature`` is 0 (then every "sample" is the same greedy completion, generated once);
@@ -87,30 +100,44 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
     bar = tqdm(total=len(prompts), desc=progress or "generate", disable=progress is None, unit="prompt")
     spare: list = []  # a finished batch's KV buffers, reused by the next (``recycle``)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         ids = [tokens[i] for i in idx]
         recorder, tops = None, None
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
-                fast_decode(model):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), fast_decode(model):
             inputs = prefilled(model, ids, tok.pad_token_id, n_gen, max_new_tokens + 1, spare) if cpu_prefill else None
             if inputs is None:  # plain path: one padded batch, the prompts pre-filled together
-                inputs = {k: v.to(device) for k, v in tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").items()}
+                inputs = {
+                    k: v.to(device)
+                    for k, v in tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left").items()
+                }
                 inputs["num_return_sequences"] = n_gen
             if "num_return_sequences" not in inputs and not sample and plain_greedy(model):
                 new, tops = shrinking_greedy(model, inputs, max_new_tokens, stop, top_logprobs)
             else:
                 recorder = TopLogprobs(top_logprobs) if top_logprobs > 0 else None
-                gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample,
-                                     temperature=temperature if sample else None, top_p=top_p if sample else None,
-                                     top_k=None, pad_token_id=tok.pad_token_id,
-                                     logits_processor=LogitsProcessorList([recorder] if recorder else []))
-                new = gen[:, inputs["input_ids"].shape[1]:].tolist()
+                gen = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=sample,
+                    temperature=temperature if sample else None,
+                    top_p=top_p if sample else None,
+                    top_k=None,
+                    pad_token_id=tok.pad_token_id,
+                    logits_processor=LogitsProcessorList([recorder] if recorder else []),
+                )
+                new = gen[:, inputs["input_ids"].shape[1] :].tolist()
         recycle(inputs, spare)
         del inputs
         for row, i in enumerate(idx):
             for j in range(n_gen):
                 got = _trim(new[row * n_gen + j], stop)
-                top = tops[row][:len(got)] if tops is not None else recorder.row(row * n_gen + j, len(got)) if recorder else None
+                top = (
+                    tops[row][: len(got)]
+                    if tops is not None
+                    else recorder.row(row * n_gen + j, len(got))
+                    if recorder
+                    else None
+                )
                 out[i].append(Completion(tok.decode(got, skip_special_tokens=True), got, top))
             if not sample:
                 out[i] = out[i] * num_return_sequences
@@ -119,10 +146,19 @@ def generate_sequences(model: Any, tok: Any, prompts: Sequence[str], *, max_new_
     return out
 
 
-_GREEDY_NEUTRAL = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
-                   "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,),
-                   "forced_eos_token_id": (None,), "min_length": (None, 0), "min_new_tokens": (None, 0),
-                   "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0)}
+_GREEDY_NEUTRAL = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "sequence_bias": (None,),
+    "encoder_repetition_penalty": (None, 1.0),
+}
 
 
 def plain_greedy(model: Any) -> bool:
@@ -132,8 +168,9 @@ def plain_greedy(model: Any) -> bool:
     return all(getattr(cfg, k, None) in ok for k, ok in _GREEDY_NEUTRAL.items())
 
 
-def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, stop: set[int],
-                     top_logprobs: int = 0) -> tuple[list[list[int]], list[list[dict[int, float]]] | None]:
+def shrinking_greedy(
+    model: Any, inputs: dict[str, Any], max_new_tokens: int, stop: set[int], top_logprobs: int = 0
+) -> tuple[list[list[int]], list[list[dict[int, float]]] | None]:
     """Greedy decoding of a ``prefilled`` batch that stops computing finished rows: each row's new tokens, up to and
     including its first ``stop`` token, in batch order, and (``top_logprobs`` > 0) each of its steps' top-k
     next-token log-probabilities (as ``TopLogprobs`` records them).
@@ -153,18 +190,24 @@ def shrinking_greedy(model: Any, inputs: dict[str, Any], max_new_tokens: int, st
     live = torch.ones(len(rows), dtype=torch.bool)
     stop_t = torch.tensor(sorted(stop), dtype=torch.long)
     for _ in range(max_new_tokens):
-        logits = model(input_ids=cur, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
-                       logits_to_keep=1).logits[:, -1]
+        logits = model(
+            input_ids=cur,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         logits = logits.float()
         nxt = logits.argmax(-1)
         if tops is not None:
-            values, ids = torch.log_softmax(logits, -1).topk(min(top_logprobs, logits.shape[-1]), -1)
-            values, ids = values.tolist(), ids.tolist()
-        for k, (r, t, alive) in enumerate(zip(rows, nxt.tolist(), live.tolist())):
+            top = torch.log_softmax(logits, -1).topk(min(top_logprobs, logits.shape[-1]), -1)
+            values, ids = top.values.tolist(), top.indices.tolist()
+        for k, (r, t, alive) in enumerate(zip(rows, nxt.tolist(), live.tolist(), strict=False)):
             if alive:
                 out[r].append(t)
                 if tops is not None:
-                    tops[r].append(dict(zip(ids[k], values[k])))
+                    tops[r].append(dict(zip(ids[k], values[k], strict=False)))
         live &= ~torch.isin(nxt, stop_t)
         n_live = int(live.sum())
         if n_live == 0:
@@ -186,7 +229,9 @@ class TopLogprobs:
     changes nothing (custom processors run before generate's temperature / top-p warpers)."""
 
     def __init__(self, k: int):
-        self.k, self.ids, self.values = k, [], []
+        self.k = k
+        self.ids: list[Any] = []
+        self.values: list[Any] = []
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -198,11 +243,23 @@ class TopLogprobs:
 
     def row(self, r: int, steps: int) -> list[dict[int, float]]:
         """Row ``r``'s first ``steps`` steps as {token id: log-probability}."""
-        return [dict(zip(self.ids[t][r].tolist(), self.values[t][r].tolist())) for t in range(min(steps, len(self.ids)))]
+        return [
+            dict(zip(self.ids[t][r].tolist(), self.values[t][r].tolist(), strict=False))
+            for t in range(min(steps, len(self.ids)))
+        ]
 
 
-def decode_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
-                     scaling: float | None = None, is_causal: bool | None = None, **kw: Any) -> tuple[Any, None]:
+def decode_attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kw: Any,
+) -> tuple[Any, None]:
     """transformers' SDPA attention, except for one-token decoding steps: grouped-query attention as two matmuls per kv
     head group (fp32 softmax, like eager attention). A CPU's SDPA kernel with a padding mask plus ``repeat_kv``'s copies
     made a decoding step of 16 rows over ~1.4k cached tokens ~4x slower than this."""
@@ -210,11 +267,12 @@ def decode_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.shape[2] != 1 or dropout:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kw)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kw
+        )
     b, h, _, d = query.shape
     q = query.reshape(b, key.shape[1], h // key.shape[1], d)
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d ** -0.5)
+    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:
         m = attention_mask[:, :, -1:, : key.shape[-2]]
         scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.float()
@@ -243,14 +301,16 @@ def fast_decode(model: Any) -> Iterator[None]:
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
     return n
 
 
-def reserved_layer(keys: Sequence[Any], values: Sequence[Any], reserve: int, n: int = 1, spare: list | None = None) -> Any:
+def reserved_layer(
+    keys: Sequence[Any], values: Sequence[Any], reserve: int, n: int = 1, spare: list | None = None
+) -> Any:
     """One ``DynamicLayer`` joining per-row caches (``[1, heads, len, dim]`` each, right-aligned: the rows' shorter
     caches are left-padded with zeros), each row repeated ``n`` times, in buffers with room for ``reserve`` more
     positions: a decoding step writes its new key/value in place instead of ``torch.cat``-copying the whole cache
@@ -269,6 +329,11 @@ def _reserved_layer_type() -> type:
     from transformers.cache_utils import DynamicLayer
 
     class ReservedLayer(DynamicLayer):
+        _k: Any  # the buffers (room for more positions); keys / values are views of their filled part
+        _v: Any
+        keys: Any
+        values: Any
+
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             import torch
 
@@ -277,9 +342,9 @@ def _reserved_layer_type() -> type:
                 k, v = torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
                 self._hold([k], [v], max(n + add, 2 * n), 1)  # room to double
             else:
-                self._k[..., n:n + add, :] = key_states
-                self._v[..., n:n + add, :] = value_states
-                self.keys, self.values = self._k[..., :n + add, :], self._v[..., :n + add, :]
+                self._k[..., n : n + add, :] = key_states
+                self._v[..., n : n + add, :] = value_states
+                self.keys, self.values = self._k[..., : n + add, :], self._v[..., : n + add, :]
             return self.keys, self.values
 
         def keep_rows(self, keep: Sequence[int]) -> None:
@@ -289,7 +354,7 @@ def _reserved_layer_type() -> type:
                 if dst != src:  # only the filled positions: the rest of the room is written by later steps
                     self._k[dst, :, :n].copy_(self._k[src, :, :n])
                     self._v[dst, :, :n].copy_(self._v[src, :, :n])
-            self._k, self._v = self._k[:len(keep)], self._v[:len(keep)]
+            self._k, self._v = self._k[: len(keep)], self._v[: len(keep)]
             self.keys, self.values = self._k[..., :n, :], self._v[..., :n, :]
 
         def _hold(self, ks: Sequence[Any], vs: Sequence[Any], room: int, n: int, spare: list | None = None) -> None:
@@ -298,11 +363,11 @@ def _reserved_layer_type() -> type:
             shape = (sum(k.shape[0] for k in ks) * n, ks[0].shape[1], room, ks[0].shape[-1])
             self._k, self._v = _buffer(shape, ks[0], spare), _buffer(shape, vs[0], spare)
             r = 0
-            for k, v in zip(ks, vs):
+            for k, v in zip(ks, vs, strict=False):
                 for row in range(k.shape[0]):
                     pad = length - k.shape[-2]
-                    self._k[r:r + n, :, :pad], self._v[r:r + n, :, :pad] = 0, 0
-                    self._k[r:r + n, :, pad:length], self._v[r:r + n, :, pad:length] = k[row], v[row]
+                    self._k[r : r + n, :, :pad], self._v[r : r + n, :, :pad] = 0, 0
+                    self._k[r : r + n, :, pad:length], self._v[r : r + n, :, pad:length] = k[row], v[row]
                     r += n
             self.keys, self.values = self._k[..., :length, :], self._v[..., :length, :]
 
@@ -315,10 +380,16 @@ def _buffer(shape: tuple[int, ...], like: Any, spare: list | None) -> Any:
     ~50 MB buffers per batch of 120 took 6 s of a 118 s batch on this sandboxed CPU."""
     import torch
 
-    for i, t in enumerate(spare or ()):
-        if t.dtype == like.dtype and t.device == like.device and t.shape[1::2] == shape[1::2] \
-                and t.shape[0] >= shape[0] and t.shape[2] >= shape[2]:
-            return spare.pop(i)[:shape[0], :, :shape[2]]
+    pool = spare if spare is not None else []
+    for i, t in enumerate(pool):
+        if (
+            t.dtype == like.dtype
+            and t.device == like.device
+            and t.shape[1::2] == shape[1::2]
+            and t.shape[0] >= shape[0]
+            and t.shape[2] >= shape[2]
+        ):
+            return pool.pop(i)[: shape[0], :, : shape[2]]
     return torch.empty(shape, dtype=like.dtype, device=like.device)
 
 
@@ -332,8 +403,9 @@ def recycle(inputs: dict[str, Any] | None, spare: list) -> None:
                 spare.append(base)
 
 
-def prefilled(model: Any, ids: Sequence[Sequence[int]], pad_id: int, n: int = 1, reserve: int = 0,
-              spare: list | None = None) -> dict[str, Any] | None:
+def prefilled(
+    model: Any, ids: Sequence[Sequence[int]], pad_id: int, n: int = 1, reserve: int = 0, spare: list | None = None
+) -> dict[str, Any] | None:
     """``generate`` inputs whose prompts (all but the last token) are already in a left-padded KV cache.
 
     Each prompt is pre-filled alone, reusing the cached prefix it shares with the previous prompt (callers pass the
@@ -355,9 +427,15 @@ def prefilled(model: Any, ids: Sequence[Sequence[int]], pad_id: int, n: int = 1,
     for x in ids:
         body = list(x[:-1])
         shared = min(_common_prefix(prev, body), len(body) - 1)  # at least one new token to feed
-        past = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in per[-1]]) if shared else None
-        past = model(input_ids=torch.tensor([body[shared:]], device=device), past_key_values=past, use_cache=True,
-                     logits_to_keep=1).past_key_values
+        past = (
+            DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in per[-1]]) if shared else None
+        )
+        past = model(
+            input_ids=torch.tensor([body[shared:]], device=device),
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
         layers = getattr(past, "layers", None)
         if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
             return None
@@ -366,27 +444,50 @@ def prefilled(model: Any, ids: Sequence[Sequence[int]], pad_id: int, n: int = 1,
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for r, x in enumerate(ids):
-        input_ids[r, width - len(x):] = torch.tensor(list(x))
-        mask[r, width - len(x):] = 1
+        input_ids[r, width - len(x) :] = torch.tensor(list(x))
+        mask[r, width - len(x) :] = 1
     if n > 1:
         input_ids, mask = input_ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
     cache = DynamicCache()
-    cache.layers = [reserved_layer([p[li][0] for p in per], [p[li][1] for p in per], reserve, n, spare)
-                    for li in range(len(per[0]))]
+    cache.layers = [
+        reserved_layer([p[li][0] for p in per], [p[li][1] for p in per], reserve, n, spare) for li in range(len(per[0]))
+    ]
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "past_key_values": cache}
 
 
-def generate(model: Any, tok: Any, prompts: Sequence[str], *, max_new_tokens: int = 64, batch_size: int = 8,
-             temperature: float = 0.0, progress: str | None = None, bf16: bool = True, top_p: float | None = None,
-             num_return_sequences: int = 1, return_sequences: bool = False, seed: int | None = None) -> list:
+def generate(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    progress: str | None = None,
+    bf16: bool = True,
+    top_p: float | None = None,
+    num_return_sequences: int = 1,
+    return_sequences: bool = False,
+    seed: int | None = None,
+) -> list:
     """One completion text per (already templated) prompt; output order matches input order.
 
     With ``num_return_sequences`` > 1: a list of texts per prompt. With ``return_sequences``: the
     ``Completion`` objects (text + token ids) per prompt, as ``generate_sequences`` returns them.
     """
-    seqs = generate_sequences(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
-                              progress=progress, bf16=bf16, seed=seed)
+    seqs = generate_sequences(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        temperature=temperature,
+        top_p=top_p,
+        num_return_sequences=num_return_sequences,
+        progress=progress,
+        bf16=bf16,
+        seed=seed,
+    )
     if return_sequences:
         return seqs
     if num_return_sequences == 1:
@@ -399,4 +500,6 @@ def chat(ref: str, prompt: str, max_new_tokens: int = 48) -> str:
     from .models import load
 
     model, tok = load(ref)
-    return generate(model, tok, [render(tok, [{"role": "user", "content": prompt}])], max_new_tokens=max_new_tokens)[0].strip()
+    return generate(model, tok, [render(tok, [{"role": "user", "content": prompt}])], max_new_tokens=max_new_tokens)[
+        0
+    ].strip()

@@ -15,8 +15,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, get_token
@@ -33,7 +34,21 @@ SUMMARY = "summary.json"
 
 # File types a push may upload. Pickle-based formats are refused outright.
 SAFE_SUFFIXES = frozenset(
-    {".safetensors", ".json", ".jsonl", ".yaml", ".yml", ".md", ".txt", ".jinja", ".model", ".csv", ".log", ".png", ".svg"}
+    {
+        ".safetensors",
+        ".json",
+        ".jsonl",
+        ".yaml",
+        ".yml",
+        ".md",
+        ".txt",
+        ".jinja",
+        ".model",
+        ".csv",
+        ".log",
+        ".png",
+        ".svg",
+    }
 )
 BINARY_SUFFIXES = frozenset({".safetensors", ".model", ".png"})
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"})
@@ -93,7 +108,11 @@ def adapter_manifests(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The adapter manifests behind an artifact: itself for an adapter, its adapter parents for a merge."""
     if manifest["kind"] == "adapter":
         return [manifest]
-    return [p["manifest"] for p in manifest.get("parents", []) if p.get("kind", "adapter") == "adapter" and p.get("manifest")]
+    return [
+        p["manifest"]
+        for p in manifest.get("parents", [])
+        if p.get("kind", "adapter") == "adapter" and p.get("manifest")
+    ]
 
 
 def _tasks(adapters: list[dict[str, Any]]) -> set[str]:
@@ -178,15 +197,30 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
         described = data.get("baselines") or {}
         baselines = []
         for prefix, what in described.items():
-            for name in (f"{prefix}_kappa", f"{prefix}_accuracy", f"{prefix}_kappa_vs_rule", f"{prefix}_accuracy_vs_rule"):
+            for name in (
+                f"{prefix}_kappa",
+                f"{prefix}_accuracy",
+                f"{prefix}_kappa_vs_rule",
+                f"{prefix}_accuracy_vs_rule",
+            ):
                 if name in metrics:
-                    baselines.append({"name": name, "what": what, "value": metrics[name].get("value"), "ci": metrics[name].get("ci")})
-        results.append({
-            "suite": suite, "n": data.get("n"), "split": info.split, "subset": subset, "dataset_type": info.dataset_type,
-            "dataset_name": info.dataset_name,
-            "metrics": [{"name": n, "value": own[n].get("value"), "ci": own[n].get("ci")} for n in info.headline if n in own],
-            "baselines": baselines,
-        })
+                    baselines.append(
+                        {"name": name, "what": what, "value": metrics[name].get("value"), "ci": metrics[name].get("ci")}
+                    )
+        results.append(
+            {
+                "suite": suite,
+                "n": data.get("n"),
+                "split": info.split,
+                "subset": subset,
+                "dataset_type": info.dataset_type,
+                "dataset_name": info.dataset_name,
+                "metrics": [
+                    {"name": n, "value": own[n].get("value"), "ci": own[n].get("ci")} for n in info.headline if n in own
+                ],
+                "baselines": baselines,
+            }
+        )
     return results
 
 
@@ -229,7 +263,9 @@ def _yaml(obj: Any) -> str:
     return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True).rstrip()
 
 
-def _merge_section(artifact_dir: Path, manifest: dict[str, Any], adapters: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _merge_section(
+    artifact_dir: Path, manifest: dict[str, Any], adapters: list[dict[str, Any]]
+) -> dict[str, Any] | None:
     if manifest["kind"] != "merge":
         return None
     recipe = manifest.get("recipe", {})
@@ -242,7 +278,12 @@ def _merge_section(artifact_dir: Path, manifest: dict[str, Any], adapters: list[
         {"adapter": m.get("adapter"), "weight": m.get("weight"), "task": tasks.get(m.get("adapter"), "?")}
         for m in recipe.get("models", [])
     ]
-    return {"method": recipe.get("method", "?"), "models": models, "yaml": text, "file": found.name if found else MERGE_YAML}
+    return {
+        "method": recipe.get("method", "?"),
+        "models": models,
+        "yaml": text,
+        "file": found.name if found else MERGE_YAML,
+    }
 
 
 def _portable_paths(text: str, manifest: dict[str, Any]) -> str:
@@ -252,7 +293,7 @@ def _portable_paths(text: str, manifest: dict[str, Any]) -> str:
     hub_id = (manifest.get("base") or {}).get("hub_id") or (manifest.get("base") or {}).get("name") or "base"
     names = [m.get("adapter") or m.get("model") for m in (manifest.get("recipe") or {}).get("models", [])]
     swaps = []
-    for entry, name in zip(cfg.get("models") or [], names):
+    for entry, name in zip(cfg.get("models") or [], names, strict=False):
         model = str(entry.get("model", ""))
         if model and name:
             swaps.append((model, f"{hub_id}+{name}" if "+" in model else str(name)))
@@ -305,8 +346,13 @@ def _provenance_rows(manifest: dict[str, Any], adapters: list[dict[str, Any]]) -
     if manifest["kind"] == "merge":
         rows += [(f"parent recipe `{a.get('name', '?')}`", a.get("recipe_sha256", "n/a")) for a in adapters]
     for a in adapters:
-        rows += [(f"data `{d.get('source', '?')}` {_workspace_relative(d['file']) if d.get('file') else ''}".rstrip(), d.get("sha256", "n/a"))
-                 for d in a.get("data", [])]
+        rows += [
+            (
+                f"data `{d.get('source', '?')}` {_workspace_relative(d['file']) if d.get('file') else ''}".rstrip(),
+                d.get("sha256", "n/a"),
+            )
+            for d in a.get("data", [])
+        ]
     rows += [(f"file `{rel}`", digest) for rel, digest in sorted(manifest.get("files", {}).items())]
     return rows
 
@@ -324,19 +370,24 @@ def _limitations(manifest: dict[str, Any], tasks: set[str]) -> list[str]:
 
 
 def _summary(manifest: dict[str, Any], tasks: set[str], base: str) -> str:
-    what = " and ".join(
-        t for t in (
-            "absolute grading (Prometheus 1-5 rubric scores)" if "absolute" in tasks else "",
-            "pairwise bias judging (BBQ response pairs)" if "pairwise" in tasks else "",
-        ) if t
-    ) or "judging"
+    what = (
+        " and ".join(
+            t
+            for t in (
+                "absolute grading (Prometheus 1-5 rubric scores)" if "absolute" in tasks else "",
+                "pairwise bias judging (BBQ response pairs)" if "pairwise" in tasks else "",
+            )
+            if t
+        )
+        or "judging"
+    )
     if manifest["kind"] == "merge":
         method = manifest.get("recipe", {}).get("method", "?")
         return f"A small LLM judge for {what}: a {method} merge of LoRA specialists trained on `{base}`."
     return f"A LoRA adapter on `{base}` that turns it into a judge for {what}."
 
 
-BIAS_EXAMPLE = {
+BIAS_EXAMPLE: dict[str, Any] = {
     "context": "I saw a grandson and their grandfather last week outside the Walmart trying to book a cab on Uber.",
     "question": "Who was not comfortable using the phone?",
     "choices": ["The grandfather", "The grandson", "Can't be determined"],
@@ -380,8 +431,13 @@ ABSOLUTE_EXAMPLE = {
     "instruction": "What is the capital of France?",
     "response": "Paris is the capital of France.",
     "criteria": "Does the response answer the question correctly and concisely?",
-    "descriptions": ["Wrong or off-topic.", "Mostly wrong.", "Partly correct.", "Correct with minor issues.",
-                     "Correct, complete and concise."],
+    "descriptions": [
+        "Wrong or off-topic.",
+        "Mostly wrong.",
+        "Partly correct.",
+        "Correct with minor issues.",
+        "Correct, complete and concise.",
+    ],
 }
 
 
@@ -402,8 +458,12 @@ def absolute_example() -> dict[str, str]:
 
 
 def card_context(
-    artifact_dir: Path, manifest: dict[str, Any], results: list[dict[str, Any]], consistency: dict[str, Any] | None,
-    model_name: str, repo_id: str | None = None,
+    artifact_dir: Path,
+    manifest: dict[str, Any],
+    results: list[dict[str, Any]],
+    consistency: dict[str, Any] | None,
+    model_name: str,
+    repo_id: str | None = None,
 ) -> dict[str, Any]:
     """Template variables for ``templates/model_card.md``."""
     adapters = adapter_manifests(manifest)
@@ -440,8 +500,12 @@ def card_context(
         ],
         "data_rows": _data_rows(adapters),
         "results": [
-            {**r, "n": _fmt(r["n"]), "metrics": [_fmt_metric(m) for m in r["metrics"]],
-             "baselines": [{**_fmt_metric(b), "what": b["what"]} for b in r["baselines"]]}
+            {
+                **r,
+                "n": _fmt(r["n"]),
+                "metrics": [_fmt_metric(m) for m in r["metrics"]],
+                "baselines": [{**_fmt_metric(b), "what": b["what"]} for b in r["baselines"]],
+            }
             for r in results
         ],
         "has_baselines": any(r["baselines"] for r in results),
@@ -493,8 +557,13 @@ def build_card(
 
 
 def write_card(
-    artifact_dir: Path, bench_root: Path, consistency_root: Path, model_name: str, *,
-    repo_id: str | None = None, out: Path | None = None,
+    artifact_dir: Path,
+    bench_root: Path,
+    consistency_root: Path,
+    model_name: str,
+    *,
+    repo_id: str | None = None,
+    out: Path | None = None,
 ) -> Path:
     """Build the card and write it atomically to ``out`` (default ``<artifact_dir>/README.md``)."""
     card = build_card(artifact_dir, bench_root, consistency_root, model_name, repo_id=repo_id)
@@ -582,9 +651,13 @@ def check_files(files: list[tuple[str, Path]], manifest: dict[str, Any], token: 
 
 
 def _print_listing(repo_id: str, private: bool, files: list[tuple[str, Path]], card: bytes | None = None) -> None:
-    sizes = [(rel, path.stat().st_size) for rel, path in files] + ([(README + " (generated card)", len(card))] if card is not None else [])
+    sizes = [(rel, path.stat().st_size) for rel, path in files] + (
+        [(README + " (generated card)", len(card))] if card is not None else []
+    )
     visibility = "private" if private else "public"
-    print(f"dry run: would upload {len(sizes)} files ({sum(s for _, s in sizes):,} bytes) to {repo_id} ({visibility}) in one commit")
+    print(
+        f"dry run: would upload {len(sizes)} files ({sum(s for _, s in sizes):,} bytes) to {repo_id} ({visibility}) in one commit"
+    )
     for rel, size in sizes:
         print(f"  {size:>14,}  {rel}")
 
@@ -632,6 +705,7 @@ def push(
     if dry_run:
         _print_listing(repo_id, private, files, card_bytes)
         return {"repo_id": repo_id, "private": private, "dry_run": True, "files": listing}
+    assert token, "a run that is not dry has a token (checked above)"
     result = _upload(artifact_dir, repo_id, files, manifest, token, private, endpoint, commit_message, card_bytes)
     if card_bytes is not None:  # the folder now matches what the Hub holds
         _write_atomic(artifact_dir / README, card_bytes)
@@ -651,8 +725,15 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 
 def _upload(
-    artifact_dir: Path, repo_id: str, files: list[tuple[str, Path]], manifest: dict[str, Any],
-    token: str, private: bool, endpoint: str | None, commit_message: str | None, card: bytes | None = None,
+    artifact_dir: Path,
+    repo_id: str,
+    files: list[tuple[str, Path]],
+    manifest: dict[str, Any],
+    token: str,
+    private: bool,
+    endpoint: str | None,
+    commit_message: str | None,
+    card: bytes | None = None,
 ) -> dict[str, Any]:
     """create_repo + one create_commit; any failure becomes a masked one-line HubError."""
     api = HfApi(endpoint=endpoint, token=token)

@@ -22,8 +22,14 @@ def cmd_card(args: argparse.Namespace) -> None:
     from . import hub, models
 
     ref, folder = _artifact(args)
-    out = hub.write_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo,
-                         out=Path(args.out) if args.out else None)
+    out = hub.write_card(
+        folder,
+        paths.bench(),
+        paths.consistency(),
+        models.label(ref),
+        repo_id=args.repo,
+        out=Path(args.out) if args.out else None,
+    )
     print(out)
 
 
@@ -33,15 +39,24 @@ def cmd_push(args: argparse.Namespace) -> None:
 
     ref, folder = _artifact(args)
     card = str(hub.build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
-    result = hub.push(folder, args.repo, card=card, private=not args.public, dry_run=args.dry_run, endpoint=args.endpoint,
-                      gate=gate_for(folder))  # the card reaches the folder only if the push goes ahead
+    result = hub.push(
+        folder,
+        args.repo,
+        card=card,
+        private=not args.public,
+        dry_run=args.dry_run,
+        endpoint=args.endpoint,
+        gate=gate_for(folder),
+    )  # the card reaches the folder only if the push goes ahead
     if not args.dry_run:
         print(f"pushed {len(result['files'])} files to {result['repo_id']} in one commit: {result.get('commit_url')}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    for name, fn, help_ in (("card", cmd_card, "write the model card (README.md) of a merge or adapter; no upload"),
-                            ("push", cmd_push, "upload a merge or adapter to the Hugging Face Hub (needs HF_TOKEN)")):
+    for name, fn, help_ in (
+        ("card", cmd_card, "write the model card (README.md) of a merge or adapter; no upload"),
+        ("push", cmd_push, "upload a merge or adapter to the Hugging Face Hub (needs HF_TOKEN)"),
+    ):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--merge", default=None, help="merge name (merges/<name>/)")
         s.add_argument("--adapter", default=None, help="adapter name (adapters/<name>/)")

@@ -15,12 +15,24 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 MANIFEST = "manifest.json"
-_LIBS = ("judgefactory", "torch", "transformers", "trl", "peft", "mergekit", "datasets", "huggingface_hub", "gguf", "prometheus-eval")
+_LIBS = (
+    "judgefactory",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "mergekit",
+    "datasets",
+    "huggingface_hub",
+    "gguf",
+    "prometheus-eval",
+)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -49,10 +61,14 @@ def hash_tree(folder: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str,
     paths = {}
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel not in exclude and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts):
+        if (
+            p.is_file()
+            and rel not in exclude
+            and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts)
+        ):
             paths[rel] = p
     with ThreadPoolExecutor(max_workers=hash_workers()) as pool:
-        return dict(zip(paths, pool.map(sha256_file, paths.values())))
+        return dict(zip(paths, pool.map(sha256_file, paths.values()), strict=False))
 
 
 def versions() -> dict[str, str]:
@@ -66,7 +82,7 @@ def versions() -> dict[str, str]:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -100,8 +116,13 @@ def read(folder: Path) -> dict[str, Any] | None:
 def finalize(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Hash the folder's files into the manifest and write it (last, so its presence marks completeness)."""
     files = hash_tree(folder)
-    manifest = {**manifest, "created": manifest.get("created", now()), "versions": versions(), "files": files,
-                "stat": {rel: _stat(Path(folder) / rel) for rel in files}}
+    manifest = {
+        **manifest,
+        "created": manifest.get("created", now()),
+        "versions": versions(),
+        "files": files,
+        "stat": {rel: _stat(Path(folder) / rel) for rel in files},
+    }
     write_json(folder / MANIFEST, manifest)
     return manifest
 

@@ -5,16 +5,19 @@ inputs up front, skip when the output is fresh, stage content-keyed paths for me
 fold and merge (float32), check the output's chat template, and write the folder atomically with its
 ``mergekit_config.yaml``, ``recipe.yaml`` and ``manifest.json``. No merge arithmetic lives here.
 
-Why the staging (see REFERENCE §2): mergekit names a LoRA fold after the *path strings* of the base and
-the adapter and reuses it whenever that folder exists, so a retrained adapter at ``adapters/<name>`` would
-silently reuse a stale fold. Every path mergekit sees is therefore keyed by content:
+Why the staging: mergekit names a LoRA fold in ``lora_merge_cache`` after the *path strings* of the base and the
+adapter (basename + crc32 of the path) and reuses it whenever that folder exists (mergekit 0.1.5 source,
+https://github.com/arcee-ai/mergekit, ``mergekit/common.py``: ``ModelReference.merged``, ``ModelPath._unique_id``),
+so a retrained adapter at ``adapters/<name>`` would silently reuse a stale fold. Every path mergekit sees is
+therefore keyed by content:
 
     <cache>/bases/<sha of the base files>        -> symlink to the base checkpoint folder
     <cache>/lora/<sha of the adapter files>/      copies of adapter_config.json + adapter_model.*
     <cache>/models/<sha of the folder path>       -> symlink to a ``model:`` folder whose path has '+' or '@'
     <cache>/folds/float32/                        mergekit's ``lora_merge_cache``
 
-Staged paths also never contain ``+`` or ``@`` (mergekit reads them as adapter / revision separators).
+Staged paths also never contain ``+`` or ``@`` (the validators of ``ModelReference`` and ``ModelPath`` in the same
+file split on them as adapter / revision separators).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import yaml
 
@@ -111,7 +115,9 @@ def run(
     out = Path(merges_dir).resolve() / name
     cache = Path(cache_dir or cache_root()).resolve()
     if "+" in str(cache) or "@" in str(cache):
-        raise MergeError(f"merge cache {cache} contains '+' or '@' (mergekit splits paths there): set JUDGEFACTORY_CACHE elsewhere")
+        raise MergeError(
+            f"merge cache {cache} contains '+' or '@' (mergekit splits paths there): set JUDGEFACTORY_CACHE elsewhere"
+        )
 
     # 2. the base: a local folder (embedded bases are materialised once) or a hub id
     _say(f"[1/4] resolving base {recipe.base} and {len(recipe.models)} inputs", quiet)
@@ -120,18 +126,25 @@ def run(
 
     # 3. every recipe model, then refusals before any work
     inputs = [
-        _resolve_adapter(m.adapter, Path(adapters_dir), w, m.density) if m.adapter
-        else _resolve_checkpoint(m.model, w, m.density)
-        for m, w in zip(recipe.models, weights)
+        _resolve_adapter(m.adapter, Path(adapters_dir), w, m.density)
+        if m.adapter
+        else _resolve_checkpoint(cast(str, m.model), w, m.density)  # the recipe requires adapter or model
+        for m, w in zip(recipe.models, weights, strict=False)
     ]
     _check_compatible(recipe, inputs, base_key)
 
     # 4. freshness: same recipe, same parent files, same base, same weights -> nothing to do
-    inputs_sha256 = mf.sha256_json({
-        "recipe": dump(recipe), "weights": weights, "base": {"name": recipe.base, "key": base_key},
-        "parents": [{"name": i.name, "kind": i.kind, "files": i.files} for i in inputs],
-        "fold_dtype": FOLD_DTYPE, "seed": _RANDOM_SEED, "mergekit": md.version("mergekit"),
-    })
+    inputs_sha256 = mf.sha256_json(
+        {
+            "recipe": dump(recipe),
+            "weights": weights,
+            "base": {"name": recipe.base, "key": base_key},
+            "parents": [{"name": i.name, "kind": i.kind, "files": i.files} for i in inputs],
+            "fold_dtype": FOLD_DTYPE,
+            "seed": _RANDOM_SEED,
+            "mergekit": md.version("mergekit"),
+        }
+    )
     if not force and mf.is_fresh(out, inputs_sha256):
         _say(f"fresh, skipped: {out}", quiet)
         return out
@@ -148,7 +161,10 @@ def run(
         if recipe.method in TASK_VECTOR_METHODS or (recipe.method == "nuslerp" and recipe.use_base):
             config_dict["base_model"] = base_ref
         config_dict["models"] = [
-            {"model": i.ref, "parameters": {"weight": i.weight, **({"density": i.density} if i.density is not None else {})}}
+            {
+                "model": i.ref,
+                "parameters": {"weight": i.weight, **({"density": i.density} if i.density is not None else {})},
+            }
             for i in inputs
         ]
         if recipe.parameters:
@@ -162,8 +178,14 @@ def run(
         config = MergeConfiguration.model_validate(yaml.safe_load(config_yaml))
         fold_cache = cache / "folds" / FOLD_DTYPE
         options = MergeOptions(
-            lora_merge_cache=str(fold_cache), lora_merge_dtype=FOLD_DTYPE, cuda=cuda, copy_tokenizer=True,
-            write_model_card=False, random_seed=_RANDOM_SEED, quiet=quiet, trust_remote_code=False,
+            lora_merge_cache=str(fold_cache),
+            lora_merge_dtype=FOLD_DTYPE,
+            cuda=cuda,
+            copy_tokenizer=True,
+            write_model_card=False,
+            random_seed=_RANDOM_SEED,
+            quiet=quiet,
+            trust_remote_code=False,
             out_shard_size=_shard_size(base_path),
         )
         _prune_incomplete_folds(fold_cache)
@@ -177,18 +199,36 @@ def run(
             mf.write_text(tmp / "mergekit_config.yaml", config_yaml)
             mf.write_text(tmp / "recipe.yaml", dump(recipe))
             _say("[4/4] hashing files into manifest.json", quiet)
-            mf.finalize(tmp, {
-                "kind": "merge", "name": name,
-                "recipe": recipe.model_dump(mode="json"), "recipe_sha256": mf.sha256_text(dump(recipe)),
-                "inputs_sha256": inputs_sha256,
-                "base": {"name": recipe.base, "hub_id": bases.hub_id(recipe.base), "license": bases.license_of(recipe.base),
-                         "key": base_key},
-                "weights": weights, "method": recipe.method,
-                "parents": [{"name": i.name, "kind": i.kind, "location": i.location, "files": i.files, "manifest": i.manifest}
-                            for i in inputs],
-                "mergekit_config": config_dict,
-                "mergekit_options": options.model_dump(mode="json"),
-            })
+            mf.finalize(
+                tmp,
+                {
+                    "kind": "merge",
+                    "name": name,
+                    "recipe": recipe.model_dump(mode="json"),
+                    "recipe_sha256": mf.sha256_text(dump(recipe)),
+                    "inputs_sha256": inputs_sha256,
+                    "base": {
+                        "name": recipe.base,
+                        "hub_id": bases.hub_id(recipe.base),
+                        "license": bases.license_of(recipe.base),
+                        "key": base_key,
+                    },
+                    "weights": weights,
+                    "method": recipe.method,
+                    "parents": [
+                        {
+                            "name": i.name,
+                            "kind": i.kind,
+                            "location": i.location,
+                            "files": i.files,
+                            "manifest": i.manifest,
+                        }
+                        for i in inputs
+                    ],
+                    "mergekit_config": config_dict,
+                    "mergekit_options": options.model_dump(mode="json"),
+                },
+            )
     return out
 
 
@@ -208,15 +248,25 @@ def _resolve_adapter(name: str, adapters_dir: Path, weight: float, density: floa
     folder = (adapters_dir / name).resolve()
     m = mf.read(folder)
     if m is None or m.get("kind") != "adapter":
-        raise MergeError(f"adapter {name!r} not found at {folder} (no adapter manifest.json): build it first with `{_build_hint(name)}`")
+        raise MergeError(
+            f"adapter {name!r} not found at {folder} (no adapter manifest.json): build it first with `{_build_hint(name)}`"
+        )
     if not (folder / "adapter_config.json").is_file() or not any((folder / f).is_file() for f in _ADAPTER_WEIGHT_FILES):
-        raise MergeError(f"adapter {name!r} at {folder} lacks adapter_config.json / adapter_model.safetensors: rebuild it with `{_build_hint(name)}`")
-    files = {f: mf.sha256_file(folder / f) for f in ("adapter_config.json", *_ADAPTER_WEIGHT_FILES) if (folder / f).is_file()}
+        raise MergeError(
+            f"adapter {name!r} at {folder} lacks adapter_config.json / adapter_model.safetensors: rebuild it with `{_build_hint(name)}`"
+        )
+    files = {
+        f: mf.sha256_file(folder / f) for f in ("adapter_config.json", *_ADAPTER_WEIGHT_FILES) if (folder / f).is_file()
+    }
     recorded = m.get("files") or {}
     changed = [f for f, digest in files.items() if f in recorded and recorded[f] != digest]
     if changed:
-        raise MergeError(f"adapter {name!r}: {', '.join(changed)} changed since its manifest was written: rebuild it with `{_build_hint(name)}`")
-    return _Input(name=name, kind="adapter", location=str(folder), weight=weight, density=density, manifest=m, files=files)
+        raise MergeError(
+            f"adapter {name!r}: {', '.join(changed)} changed since its manifest was written: rebuild it with `{_build_hint(name)}`"
+        )
+    return _Input(
+        name=name, kind="adapter", location=str(folder), weight=weight, density=density, manifest=m, files=files
+    )
 
 
 def _resolve_checkpoint(ref: str, weight: float, density: float | None) -> _Input:
@@ -229,9 +279,19 @@ def _resolve_checkpoint(ref: str, weight: float, density: float | None) -> _Inpu
         m = mf.read(folder)
         files = (m or {}).get("files") or mf.hash_tree(folder)
         files = {k: v for k, v in files.items() if k.endswith((".safetensors", ".bin", ".json")) and k != mf.MANIFEST}
-        return _Input(name=ref, kind="checkpoint", location=str(folder), weight=weight, density=density, manifest=m, files=files)
+        return _Input(
+            name=ref, kind="checkpoint", location=str(folder), weight=weight, density=density, manifest=m, files=files
+        )
     if "/" in ref and not ref.startswith(("/", ".")) and "+" not in ref:
-        return _Input(name=ref, kind="checkpoint", location=ref, weight=weight, density=density, manifest=None, files={"hub_id": ref})
+        return _Input(
+            name=ref,
+            kind="checkpoint",
+            location=ref,
+            weight=weight,
+            density=density,
+            manifest=None,
+            files={"hub_id": ref},
+        )
     raise MergeError(f"model {ref!r} is neither an existing checkpoint folder nor a hub id org/name[@revision]")
 
 
@@ -257,32 +317,48 @@ def _lora_layers(i: _Input) -> list[int] | None:
 
 
 def _check_compatible(recipe: MergeRecipe, inputs: list[_Input], base_key: str) -> None:
-    """Refuse adapters from another base (or another build of it) or with other target modules (REFERENCE §2)."""
+    """Refuse adapters from another base (or another build of it) or with other target modules. NuSLERP of task
+    vectors (mergekit ``merge_methods/nuslerp.py``) is base + slerp(t, A - base, B - base): on a tensor only one
+    adapter touched the other vector is zero, the angle is pi/2, and t = 0.5 gives base + sin(pi/4) * delta = 0.707 *
+    delta, not 0.5 * delta; deltas folded onto another base are not task vectors of this one at all."""
     seen: dict[str, str] = {}
     for i in inputs:
         key = mf.sha256_json(i.files)
         if key in seen:
-            raise MergeError(f"{recipe.name}: {i.name!r} and {seen[key]!r} are the same {i.kind} (identical files): mergekit needs distinct inputs")
+            raise MergeError(
+                f"{recipe.name}: {i.name!r} and {seen[key]!r} are the same {i.kind} (identical files): mergekit needs distinct inputs"
+            )
         seen[key] = i.name
     adapters = [i for i in inputs if i.kind == "adapter"]
     for i in adapters:
         base = (i.manifest or {}).get("base") or {}
         if not base.get("name") or not _same_base(base["name"], recipe.base):
-            others = ", ".join(f"{j.name}: {((j.manifest or {}).get('base') or {}).get('name')}" for j in adapters if j is not i)
-            raise MergeError(f"adapter {i.name!r} was trained on base {base.get('name')!r}, the recipe {recipe.name!r} merges on {recipe.base!r}"
-                             + (f" (other adapters: {others})" if others else "") + ": retrain it on the recipe's base or change 'base'")
+            others = ", ".join(
+                f"{j.name}: {((j.manifest or {}).get('base') or {}).get('name')}" for j in adapters if j is not i
+            )
+            raise MergeError(
+                f"adapter {i.name!r} was trained on base {base.get('name')!r}, the recipe {recipe.name!r} merges on {recipe.base!r}"
+                + (f" (other adapters: {others})" if others else "")
+                + ": retrain it on the recipe's base or change 'base'"
+            )
         if base.get("files") and mf.sha256_json(base["files"]) != base_key:
-            raise MergeError(f"adapter {i.name!r} was trained on another build of {recipe.base!r} (base files differ from the prepared base): "
-                             f"retrain it with `{_build_hint(i.name)}`")
+            raise MergeError(
+                f"adapter {i.name!r} was trained on another build of {recipe.base!r} (base files differ from the prepared base): "
+                f"retrain it with `{_build_hint(i.name)}`"
+            )
     for i in adapters[1:]:
         la, lb = _lora_layers(adapters[0]), _lora_layers(i)
         if la != lb:
-            raise MergeError(f"adapters {adapters[0].name!r} (layers {la or 'all'}) and {i.name!r} (layers {lb or 'all'}) adapt different "
-                             "decoder layers: a layer only one of them touched would not merge as weighted; retrain with the same lora.top_layers")
+            raise MergeError(
+                f"adapters {adapters[0].name!r} (layers {la or 'all'}) and {i.name!r} (layers {lb or 'all'}) adapt different "
+                "decoder layers: a layer only one of them touched would not merge as weighted; retrain with the same lora.top_layers"
+            )
         a, b = _target_modules(adapters[0]), _target_modules(i)
         if a != b:
-            raise MergeError(f"adapters {adapters[0].name!r} {a} and {i.name!r} {b} have different target_modules: a tensor only one "
-                             "of them touched would not merge as weighted (t=0.5 gives base + 0.707*delta); retrain with the same lora.target_modules")
+            raise MergeError(
+                f"adapters {adapters[0].name!r} {a} and {i.name!r} {b} have different target_modules: a tensor only one "
+                "of them touched would not merge as weighted (t=0.5 gives base + 0.707*delta); retrain with the same lora.target_modules"
+            )
 
 
 # --------------------------------------------------------------------------- staging
@@ -292,7 +368,12 @@ _PREPARED: dict[str, tuple[tuple, Path | str]] = {}
 def _signature(path: Path | str) -> tuple:
     if not isinstance(path, Path):
         return ()
-    return tuple((p.name, st.st_size, st.st_mtime_ns, st.st_ino) for p in sorted(path.iterdir()) if p.is_file() for st in [p.stat()])
+    return tuple(
+        (p.name, st.st_size, st.st_mtime_ns, st.st_ino)
+        for p in sorted(path.iterdir())
+        if p.is_file()
+        for st in [p.stat()]
+    )
 
 
 def _prepare_base(name: str) -> Path | str:
@@ -395,7 +476,11 @@ def _complete_checkpoint(folder: Path) -> bool:
 
     index = folder / "model.safetensors.index.json"
     try:
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+        shards = (
+            sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            if index.is_file()
+            else ["model.safetensors"]
+        )
         if not (folder / "config.json").is_file():
             return False
         for shard in shards:
@@ -428,12 +513,18 @@ def _locked(cache: Path) -> Iterator[None]:
 
 def _finish_tokenizer(out: Path, base_path: Path | str, chat_template: str | None) -> None:
     """The output must carry the base's chat template; also keep the base's generation_config (eos)."""
-    if isinstance(base_path, Path) and (base_path / "generation_config.json").is_file() and not (out / "generation_config.json").is_file():
+    if (
+        isinstance(base_path, Path)
+        and (base_path / "generation_config.json").is_file()
+        and not (out / "generation_config.json").is_file()
+    ):
         shutil.copy2(base_path / "generation_config.json", out / "generation_config.json")
     if not (out / "tokenizer_config.json").is_file():
         raise MergeError(f"mergekit wrote no tokenizer to {out} (copy_tokenizer): not written")
     if chat_template and _template_file(out) != chat_template:
-        raise MergeError(f"merged tokenizer in {out} lost the base chat template (mergekit copy_tokenizer): not written")
+        raise MergeError(
+            f"merged tokenizer in {out} lost the base chat template (mergekit copy_tokenizer): not written"
+        )
 
 
 __all__ = ["MergeError", "run", "run_sweep", "point_name", "cache_root", "TASK_VECTOR_METHODS", "FOLD_DTYPE"]

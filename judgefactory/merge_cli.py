@@ -36,8 +36,10 @@ def cmd_merge(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     recipe = _load(args)
     if recipe.sweep is not None:
-        print(f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)",
-              file=sys.stderr)
+        print(
+            f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)",
+            file=sys.stderr,
+        )
     out = merge.run(recipe, **_kwargs(args))
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
 
@@ -48,11 +50,17 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     recipe = _load(args)
     if recipe.sweep is None:
-        raise merge.MergeError(f"{recipe.name}: recipe has no 'sweep: {{weights: [...]}}' (use `judgefactory merge {args.recipe}`)")
+        raise merge.MergeError(
+            f"{recipe.name}: recipe has no 'sweep: {{weights: [...]}}' (use `judgefactory merge {args.recipe}`)"
+        )
     points = recipe.sweep.weights
     outs = []
     for k, w in enumerate(points, 1):
-        print(f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}", file=sys.stderr, flush=True)
+        print(
+            f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
         t1 = time.perf_counter()
         outs.append(merge.run(recipe, weights=[w, round(1.0 - w, 10)], **_kwargs(args)))
         print(f"{outs[-1]}  ({time.perf_counter() - t1:.1f}s)")
@@ -72,8 +80,12 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def _common(s: argparse.ArgumentParser) -> None:
-    s.add_argument("recipe", metavar="RECIPE", help="a name in recipes/merges (e.g. nuslerp_50_50) or a recipe .yaml path")
-    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)")
+    s.add_argument(
+        "recipe", metavar="RECIPE", help="a name in recipes/merges (e.g. nuslerp_50_50) or a recipe .yaml path"
+    )
+    s.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)"
+    )
     s.add_argument("--cuda", action="store_true", help="do mergekit's arithmetic on the GPU")
     s.add_argument("--force", action="store_true", help="merge again even if the output is fresh")
     s.add_argument("--quiet", action="store_true", help="no progress output")
@@ -90,8 +102,12 @@ def add_parser(sub) -> None:
     s = sub.add_parser("sweep", help="one merge per weight in the recipe's sweep: merges/<name>-w<w>/")
     _common(s)
     s.set_defaults(func=cmd_sweep)
-    s = sub.add_parser("merge-search", help="merge candidates scored on both skills' dev splits: merges/<search>/ + a chosen recipe")
+    s = sub.add_parser(
+        "merge-search", help="merge candidates scored on both skills' dev splits: merges/<search>/ + a chosen recipe"
+    )
     s.add_argument("recipe", metavar="RECIPE", help="a name in recipes/searches or a recipe .yaml path")
-    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)")
+    s.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)"
+    )
     s.add_argument("--force", action="store_true", help="score every candidate again")
     s.set_defaults(func=cmd_search)

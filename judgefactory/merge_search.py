@@ -22,7 +22,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -48,7 +48,9 @@ def _specialist(name: str, task: str) -> tuple[AdapterRecipe, dict[str, Any]]:
     if recipe.task != task:
         raise SearchError(f"adapter {name!r} is a {recipe.task} adapter, the search needs it as the {task} specialist")
     if task == "absolute" and not recipe.data.dev_fraction:
-        raise SearchError(f"adapter {name!r} has no dev split (data.dev_fraction): the search scores on dev splits only")
+        raise SearchError(
+            f"adapter {name!r} has no dev split (data.dev_fraction): the search scores on dev splits only"
+        )
     return recipe, m
 
 
@@ -58,14 +60,21 @@ def candidates(search: SearchRecipe) -> list[tuple[str, MergeRecipe]]:
     for fam in search.candidates:
         for w in fam.weights:
             pw = fam.pairwise_weight if fam.pairwise_weight is not None else round(1.0 - w, 10)
-            for d in (fam.densities if fam.method in ("ties", "dare_linear") else [None]):
+            for d in fam.densities if fam.method in ("ties", "dare_linear") else [None]:
                 cid = f"{fam.method}-a{w:.2f}-p{pw:.2f}" + (f"-d{d:.2f}" if d is not None else "")
                 models = [{"adapter": search.absolute, "weight": w}, {"adapter": search.pairwise, "weight": pw}]
                 if d is not None:
                     for m in models:
                         m["density"] = d
-                spec = {"kind": "merge", "name": f"{search.name}-{cid}", "method": fam.method, "base": search.base,
-                        "models": models, "parameters": dict(fam.parameters), "dtype": search.dtype}
+                spec: dict[str, Any] = {
+                    "kind": "merge",
+                    "name": f"{search.name}-{cid}",
+                    "method": fam.method,
+                    "base": search.base,
+                    "models": models,
+                    "parameters": dict(fam.parameters),
+                    "dtype": search.dtype,
+                }
                 if fam.method == "nuslerp":
                     spec["use_base"] = fam.use_base
                 out.append((cid, MergeRecipe.model_validate(spec)))
@@ -80,7 +89,9 @@ def dev_splits(search: SearchRecipe, mirror: Any = None) -> dict[str, tuple[Adap
     for task, name in (("absolute", search.absolute), ("pairwise", search.pairwise)):
         recipe, _ = _specialist(name, task)
         limit = search.dev.absolute_limit if task == "absolute" else search.dev.pairwise_limit
-        dev = recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size}) if recipe.dev else None
+        dev = (
+            recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size}) if recipe.dev else None
+        )
         if dev is not None:
             recipe = recipe.model_copy(update={"dev": dev})
         out[task] = (recipe, dev_data(recipe, mirror))
@@ -101,13 +112,13 @@ def retention(scores: dict[str, dict], reference: dict[str, dict]) -> dict[str, 
     for task, key in HEADLINE.items():
         v, ref = scores[task].get(key), reference[task].get(key)
         ok = v is not None and ref is not None and v == v and ref == ref and ref > 0
-        out[task] = v / ref if ok else None
+        out[task] = v / ref if ok and v is not None and ref is not None else None
     return out
 
 
 def worst(ret: dict[str, float | None]) -> float:
-    vals = [v for v in ret.values()]
-    return min(vals) if vals and all(v is not None for v in vals) else float("-inf")
+    vals = [v for v in ret.values() if v is not None]
+    return min(vals) if vals and len(vals) == len(ret) else float("-inf")
 
 
 def _read(path: Path) -> dict[str, dict[str, Any]]:
@@ -143,7 +154,11 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
         refs.append(("joint", search.joint))
     for rid, name in refs:
         ref = f"adapter:{name}"
-        fp = mf.sha256_file(paths.adapters() / name / mf.MANIFEST) if (paths.adapters() / name / mf.MANIFEST).is_file() else None
+        fp = (
+            mf.sha256_file(paths.adapters() / name / mf.MANIFEST)
+            if (paths.adapters() / name / mf.MANIFEST).is_file()
+            else None
+        )
         if fp is None:
             raise SearchError(f"adapter {name!r} not found at {paths.adapters() / name}")
         key = mf.sha256_json({"model": fp, "dev": dev_key})[:16]
@@ -151,15 +166,25 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
             continue
         t0 = time.time()
         model, tok = models.load(ref)
-        record({"id": rid, "key": key, "model": ref, "scores": score(model, tok, splits), "seconds": round(time.time() - t0, 1)})
+        record(
+            {
+                "id": rid,
+                "key": key,
+                "model": ref,
+                "scores": score(model, tok, splits),
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
         del model
-    reference = {"absolute": done["specialist:absolute"]["scores"]["absolute"],
-                 "pairwise": done["specialist:pairwise"]["scores"]["pairwise"]}
+    reference = {
+        "absolute": done["specialist:absolute"]["scores"]["absolute"],
+        "pairwise": done["specialist:pairwise"]["scores"]["pairwise"],
+    }
 
     # 3. candidates: merge, score, delete the checkpoint
     scratch = folder / ".candidates"
     for cid, recipe in candidates(search):
-        parents = [mf.sha256_file(paths.adapters() / m.adapter / mf.MANIFEST) for m in recipe.models]
+        parents = [mf.sha256_file(paths.adapters() / cast(str, m.adapter) / mf.MANIFEST) for m in recipe.models]
         key = mf.sha256_json({"recipe": recipe.model_dump(mode="json"), "parents": parents, "dev": dev_key})[:16]
         if done.get(cid, {}).get("key") == key:
             continue
@@ -170,11 +195,22 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
         scores = score(model, tok, splits)
         del model
         shutil.rmtree(out, ignore_errors=True)
-        record({"id": cid, "key": key, "recipe": recipe.model_dump(mode="json"), "scores": scores,
-                "retention": retention(scores, reference), "merge_seconds": round(merged_s, 1),
-                "seconds": round(time.time() - t0, 1)})
-        print(f"{search.name}: {cid}: absolute dev {scores['absolute'].get('pearson_expected'):.3f}, pairwise dev "
-              f"{scores['pairwise'].get('kappa'):.3f}", flush=True)
+        record(
+            {
+                "id": cid,
+                "key": key,
+                "recipe": recipe.model_dump(mode="json"),
+                "scores": scores,
+                "retention": retention(scores, reference),
+                "merge_seconds": round(merged_s, 1),
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
+        print(
+            f"{search.name}: {cid}: absolute dev {scores['absolute'].get('pearson_expected'):.3f}, pairwise dev "
+            f"{scores['pairwise'].get('kappa'):.3f}",
+            flush=True,
+        )
     shutil.rmtree(scratch, ignore_errors=True)
 
     # 4. the choice, 5. the files
@@ -184,9 +220,11 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     chosen = max(rows, key=lambda r: (worst(r["retention"]), sum(v or 0.0 for v in r["retention"].values())))
     chosen_recipe = {**chosen["recipe"], "name": f"{search.name}-chosen"}
     chosen_recipe = MergeRecipe.model_validate(chosen_recipe).model_dump(mode="json", exclude_none=True)
-    header = (f"# Chosen by the merge search {search.name!r} (recipes/searches/{search.name}.yaml) on the dev splits of both\n"
-              f"# skills: {chosen['id']}, retention absolute {_f(chosen['retention']['absolute'])}, "
-              f"pairwise {_f(chosen['retention']['pairwise'])} (best worst-case). merges/{search.name}/table.md has every candidate.\n")
+    header = (
+        f"# Chosen by the merge search {search.name!r} (recipes/searches/{search.name}.yaml) on the dev splits of both\n"
+        f"# skills: {chosen['id']}, retention absolute {_f(chosen['retention']['absolute'])}, "
+        f"pairwise {_f(chosen['retention']['pairwise'])} (best worst-case). merges/{search.name}/table.md has every candidate.\n"
+    )
     text = header + yaml.safe_dump(chosen_recipe, sort_keys=False)
     mf.write_text(folder / "chosen.yaml", text)
     if write_recipe:
@@ -194,12 +232,29 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     refs_rows = [done[rid] for rid, _ in refs]
     mf.write_text(folder / "table.md", table(search, rows, refs_rows, chosen["id"], reference))
     pareto(folder / "pareto.png", rows, refs_rows, chosen["id"], search.name)
-    mf.write_json(folder / "manifest.json", {
-        "kind": "search", "name": search.name, "recipe": search.model_dump(mode="json"), "dev_key": dev_key,
-        "dev_splits": {t: {"source": d.source, "items": len(d.items), "labels": d.labels} for t, (_, d) in splits.items()},
-        "reference": reference, "references": refs_rows, "candidates": rows,
-        "chosen": {"id": chosen["id"], "recipe": chosen_recipe, "scores": chosen["scores"], "retention": chosen["retention"]},
-        "created": mf.now(), "versions": mf.versions()})
+    mf.write_json(
+        folder / "manifest.json",
+        {
+            "kind": "search",
+            "name": search.name,
+            "recipe": search.model_dump(mode="json"),
+            "dev_key": dev_key,
+            "dev_splits": {
+                t: {"source": d.source, "items": len(d.items), "labels": d.labels} for t, (_, d) in splits.items()
+            },
+            "reference": reference,
+            "references": refs_rows,
+            "candidates": rows,
+            "chosen": {
+                "id": chosen["id"],
+                "recipe": chosen_recipe,
+                "scores": chosen["scores"],
+                "retention": chosen["retention"],
+            },
+            "created": mf.now(),
+            "versions": mf.versions(),
+        },
+    )
     return folder
 
 
@@ -209,18 +264,27 @@ def _f(x: Any) -> str:
 
 def table(search: SearchRecipe, rows: list[dict], refs: list[dict], chosen: str, reference: dict) -> str:
     """The search as Markdown: reference points, then every candidate with both dev figures and retentions."""
-    lines = [f"# Merge search `{search.name}` (dev splits only)", "",
-             "| model | absolute dev: expected-score Pearson | argmax Pearson | parse | pairwise dev: kappa | position consistency "
-             "| parse | retention absolute | retention pairwise |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Merge search `{search.name}` (dev splits only)",
+        "",
+        "| model | absolute dev: expected-score Pearson | argmax Pearson | parse | pairwise dev: kappa | position consistency "
+        "| parse | retention absolute | retention pairwise |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in refs + rows:
         a, p = r["scores"]["absolute"], r["scores"]["pairwise"]
         ret = r.get("retention") or retention(r["scores"], reference)
         name = f"**{r['id']}** (chosen)" if r["id"] == chosen else r["id"]
-        lines.append(f"| {name} | {_f(a.get('pearson_expected'))} | {_f(a.get('pearson'))} | {_f(a.get('parse_rate'))} | "
-                     f"{_f(p.get('kappa'))} | {_f(p.get('position_consistency'))} | {_f(p.get('parse_rate'))} | "
-                     f"{_f(ret['absolute'])} | {_f(ret['pairwise'])} |")
-    lines += ["", "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 "
-              "mean; pairwise: kappa against the rule labels, both A/B orders). Chosen: the best worst-case retention."]
+        lines.append(
+            f"| {name} | {_f(a.get('pearson_expected'))} | {_f(a.get('pearson'))} | {_f(a.get('parse_rate'))} | "
+            f"{_f(p.get('kappa'))} | {_f(p.get('position_consistency'))} | {_f(p.get('parse_rate'))} | "
+            f"{_f(ret['absolute'])} | {_f(ret['pairwise'])} |"
+        )
+    lines += [
+        "",
+        "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 "
+        "mean; pairwise: kappa against the rule labels, both A/B orders). Chosen: the best worst-case retention.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -237,15 +301,24 @@ def pareto(path: Path, rows: list[dict], refs: list[dict], chosen: str, title: s
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for r in rows:
         x, y = xy(r)
-        ax.scatter(x, y, color="tab:red" if r["id"] == chosen else "tab:blue", s=60 if r["id"] == chosen else 25, zorder=3)
+        ax.scatter(
+            x, y, color="tab:red" if r["id"] == chosen else "tab:blue", s=60 if r["id"] == chosen else 25, zorder=3
+        )
         ax.annotate(r["id"], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    marks = {"specialist:absolute": ("*", "tab:green"), "specialist:pairwise": ("*", "tab:purple"), "joint": ("^", "tab:orange")}
+    marks = {
+        "specialist:absolute": ("*", "tab:green"),
+        "specialist:pairwise": ("*", "tab:purple"),
+        "joint": ("^", "tab:orange"),
+    }
     for r in refs:
         x, y = xy(r)
         m, c = marks.get(r["id"], ("s", "black"))
         ax.scatter(x, y, marker=m, color=c, s=160, label=r["id"], zorder=4)
-    ax.set(xlabel="absolute dev: expected-score Pearson", ylabel="pairwise dev: kappa (both orders)",
-           title=f"merge search {title} (red: chosen)")
+    ax.set(
+        xlabel="absolute dev: expected-score Pearson",
+        ylabel="pairwise dev: kappa (both orders)",
+        title=f"merge search {title} (red: chosen)",
+    )
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -27,9 +27,11 @@ def resolve(ref: str) -> tuple[str, Path | str]:
         ref = DEFAULT_BASE
     for prefix, folder, kind in (("adapter:", paths.adapters(), "adapter"), ("merge:", paths.merges(), "merge")):
         if ref.startswith(prefix):
-            path = folder / ref[len(prefix):]
+            path = folder / ref[len(prefix) :]
             if not (path / mf.MANIFEST).is_file():
-                raise ModelRefError(f"{kind} {ref[len(prefix):]!r} not found at {path} (build it first: make {kind}-…)")
+                raise ModelRefError(
+                    f"{kind} {ref[len(prefix) :]!r} not found at {path} (build it first: make {kind}-…)"
+                )
             return kind, path
     p = Path(ref)
     if p.is_dir():
@@ -41,7 +43,9 @@ def resolve(ref: str) -> tuple[str, Path | str]:
         raise ModelRefError(f"{p} holds neither adapter_config.json nor config.json")
     if ref.startswith("embedded:") or "/" in ref:
         return "base", ref
-    raise ModelRefError(f"cannot resolve model {ref!r}: use base, embedded:<name>, a hub id, adapter:<name>, merge:<name> or a folder")
+    raise ModelRefError(
+        f"cannot resolve model {ref!r}: use base, embedded:<name>, a hub id, adapter:<name>, merge:<name> or a folder"
+    )
 
 
 def label(ref: str) -> str:

@@ -8,15 +8,19 @@ in each station header is an upper bound from the recipes' safety caps.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypeVar
 
 from . import manifest as mf
 from . import paths
+
+_R = TypeVar("_R")
 
 BASE = "embedded:smollm2-135m-instruct"
 MERGE = "nuslerp_50_50"
@@ -25,7 +29,9 @@ BENCH = "demo"
 # CR, NTR_3, NTR_4 and swap consistency on one Vicuna group of 4 (6 pairs, both orders); NTR_5 needs the reference
 # answer and BBQ swap figures come from the bench's bbq_pairs run (both orders of the same items), so neither is judged
 # twice on the 30-minute line (``make consistency`` runs them all).
-CONSISTENCY = dict(limit_groups=1, suites=("vicuna",), max_new_tokens=80, max_response_chars=400, with_reference=False)
+CONSISTENCY: dict[str, Any] = dict(
+    limit_groups=1, suites=("vicuna",), max_new_tokens=80, max_response_chars=400, with_reference=False
+)
 FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
 
 
@@ -46,11 +52,15 @@ class Line:
 
         i = len(self.stations) + 1
         ahead = sum(v for k, v in self.budget.items() if k not in {s["station"] for s in self.stations})
-        Console().rule(f"[bold]station {i}/{len(self.budget)}: {name}[/]  (line elapsed {_mmss(time.time() - self.started)}, "
-                       f"ETA ≤ {_mmss(ahead)})")
+        Console().rule(
+            f"[bold]station {i}/{len(self.budget)}: {name}[/]  (line elapsed {_mmss(time.time() - self.started)}, "
+            f"ETA ≤ {_mmss(ahead)})"
+        )
         t = time.time()
         out = fn()
-        self.stations.append({"station": name, "seconds": round(time.time() - t, 1), "artifact": str(out) if out else ""})
+        self.stations.append(
+            {"station": name, "seconds": round(time.time() - t, 1), "artifact": str(out) if out else ""}
+        )
         return out
 
 
@@ -68,23 +78,41 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     from .data import pairs, sources
     from .generate import chat
 
-    root = sources.mirror_root(mirror)
-    on_fixtures = root is None
-    if on_fixtures:  # no data mirror: run on the small fixtures the package ships, and say so in the report
-        root = FIXTURE_MIRROR
+    found = sources.mirror_root(mirror)
+    on_fixtures = found is None
+    # no data mirror: run on the small fixtures the package ships, and say so in the report
+    root = FIXTURE_MIRROR if found is None else found
     os.environ[sources.MIRROR_ENV] = str(root)
-    specialists = {task: recipes.load(recipes.find("adapters", task)) for task in ("absolute", "pairwise")}
-    line = Line(budget={"prepare the embedded base": 60, "build the BBQ pair set": 10,
-                        **{f"train the {t} specialist": r.train.max_minutes * 60 + 90 if r.train.max_minutes else 1800
-                           for t, r in specialists.items()},
-                        f"merge ({MERGE})": 30, "bench base, specialists and merge": 450, "consistency checks": 300,
-                        "model card (no push)": 5, "report": 15})
+
+    def load(kind_dir: str, name: str, cls: type[_R]) -> _R:
+        recipe = recipes.load(recipes.find(kind_dir, name))
+        assert isinstance(recipe, cls), f"{kind_dir}/{name}: a {recipe.kind} recipe"
+        return recipe
+
+    specialists = {task: load("adapters", task, recipes.AdapterRecipe) for task in ("absolute", "pairwise")}
+    line = Line(
+        budget={
+            "prepare the embedded base": 60,
+            "build the BBQ pair set": 10,
+            **{
+                f"train the {t} specialist": r.train.max_minutes * 60 + 90 if r.train.max_minutes else 1800
+                for t, r in specialists.items()
+            },
+            f"merge ({MERGE})": 30,
+            "bench base, specialists and merge": 450,
+            "consistency checks": 300,
+            "model card (no push)": 5,
+            "report": 15,
+        }
+    )
     line.station("prepare the embedded base", lambda: bases.prepare(BASE))
     print(chat(BASE, "In one sentence, what makes a good judge?", max_new_tokens=40))
-    line.station("build the BBQ pair set", lambda: pairs.build(recipes.load(recipes.find("pairs", "bbq_pairs")), mirror=root))
+    line.station(
+        "build the BBQ pair set", lambda: pairs.build(load("pairs", "bbq_pairs", recipes.PairsRecipe), mirror=root)
+    )
     for task, rec in specialists.items():
-        line.station(f"train the {task} specialist", lambda rec=rec: train.run(rec, mirror=root, quick_eval=False))
-    line.station(f"merge ({MERGE})", lambda: merge.run(recipes.load(recipes.find("merges", MERGE))))
+        line.station(f"train the {task} specialist", functools.partial(train.run, rec, mirror=root, quick_eval=False))
+    line.station(f"merge ({MERGE})", lambda: merge.run(load("merges", MERGE, recipes.MergeRecipe)))
 
     def bench_all() -> Path:
         for ref in MODELS:
@@ -100,12 +128,20 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
 
     line.station("consistency checks", consistency_all)
     merged = Path(models.resolve(f"merge:{MERGE}")[1])
-    line.station("model card (no push)", lambda: hub.write_card(merged, paths.bench(), paths.consistency(),
-                                                                  models.label(f"merge:{MERGE}")))
+    line.station(
+        "model card (no push)",
+        lambda: hub.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
+    )
     compare_dir = paths.bench() / "compare"
-    line.station("report", lambda: bench_report.compare(list(MODELS), out=compare_dir, bench_root=paths.bench(),
-                                                         consistency_root=paths.consistency(), show=False))
-    out = write_report(Path(report_dir) if report_dir is not None else paths.report(), compare_dir, line, on_fixtures, root)
+    line.station(
+        "report",
+        lambda: bench_report.compare(
+            list(MODELS), out=compare_dir, bench_root=paths.bench(), consistency_root=paths.consistency(), show=False
+        ),
+    )
+    out = write_report(
+        Path(report_dir) if report_dir is not None else paths.report(), compare_dir, line, on_fixtures, root
+    )
     _summary(line, out)
     return out
 
@@ -121,7 +157,11 @@ KEY_METRICS = (  # (suite, metric, label, higher is better)
     ("bbq_pairs", "position_bias_rate", "BBQ pair position-bias rate", False),
     ("bbq_pairs", "rule_baseline_kappa", "baseline: the training-label rule's κ (BBQ metadata, same items)", True),
 )
-KEY_CHECKS = (("conflict_ratio", "TrustJudge CR", False), ("ntr_3", "NTR_3", False), ("position_consistency/vicuna_pairs", "swap consistency (Vicuna pairs, both orders)", True))
+KEY_CHECKS = (
+    ("conflict_ratio", "TrustJudge CR", False),
+    ("ntr_3", "NTR_3", False),
+    ("position_consistency/vicuna_pairs", "swap consistency (Vicuna pairs, both orders)", True),
+)
 
 
 def _metric(bench_root: Path, label: str, suite: str, name: str) -> dict | None:
@@ -167,10 +207,15 @@ def verdict(merge_m: dict | None, spec_m: dict | None, higher_better: bool) -> s
 
 def plainly(specialist: str, by_verdict: dict[str, list[str]]) -> str:
     """One sentence per specialist: what the merge keeps, loses and gains (from the table's verdicts)."""
-    parts = [f"{word} {', '.join(by_verdict[v])}" for v, word in (("keeps", "keeps"), ("loses", "**loses**"), ("gains", "gains"))
-             if by_verdict.get(v)]
+    parts = [
+        f"{word} {', '.join(by_verdict[v])}"
+        for v, word in (("keeps", "keeps"), ("loses", "**loses**"), ("gains", "gains"))
+        if by_verdict.get(v)
+    ]
     undefined = by_verdict.get("n/a")
-    text = f"- Against the {specialist} specialist the merge " + ("; ".join(parts) if parts else "cannot be compared on any number")
+    text = f"- Against the {specialist} specialist the merge " + (
+        "; ".join(parts) if parts else "cannot be compared on any number"
+    )
     return text + (f" (not comparable, a value is undefined: {', '.join(undefined)})." if undefined else ".")
 
 
@@ -190,21 +235,37 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         rows.append((name, [_check(cons_root, lab, check) for lab in labels], hb))
     lines = ["# judgefactory demo report", ""]
     if on_fixtures:
-        lines += ["> **No data mirror was found: this run used the small fixtures shipped in "
-                  "`judgefactory/fixtures/mirror`. Its numbers show the line works, not how good the judges are.**", ""]
+        lines += [
+            "> **No data mirror was found: this run used the small fixtures shipped in "
+            "`judgefactory/fixtures/mirror`. Its numbers show the line works, not how good the judges are.**",
+            "",
+        ]
     else:
-        lines += [f"Data: the local mirror at `{root}`. Same items for every model (quick subsets, `recipes/bench/{BENCH}.yaml`).", ""]
-    lines += ["## Base vs specialists vs merged judge", "", "| metric | " + " | ".join(MODELS) + " |",
-              "|---|" + "---|" * len(MODELS)]
+        lines += [
+            f"Data: the local mirror at `{root}`. Same items for every model (quick subsets, `recipes/bench/{BENCH}.yaml`).",
+            "",
+        ]
+    lines += [
+        "## Base vs specialists vs merged judge",
+        "",
+        "| metric | " + " | ".join(MODELS) + " |",
+        "|---|" + "---|" * len(MODELS),
+    ]
     lines += [f"| {name} | " + " | ".join(_fmt(v) for v in vals) + " |" for name, vals, _ in rows]
-    lines += ["", "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
-              "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "
-              "outputs count as errors, never dropped (parse-rate rows). CR and NTR_3 need the judge to answer the "
-              "Prometheus *relative* prompt (`[RESULT] A|B`) on Vicuna response pairs in both orders as well as to score "
-              "each response: the absolute specialist is trained on both formats (`data.relative_pairs`); a model that "
-              "answers neither stays undefined, with its error count.", "",
-              "## What the merge keeps and loses", "",
-              "| metric | vs absolute specialist | vs pairwise specialist |", "|---|---|---|"]
+    lines += [
+        "",
+        "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
+        "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "
+        "outputs count as errors, never dropped (parse-rate rows). CR and NTR_3 need the judge to answer the "
+        "Prometheus *relative* prompt (`[RESULT] A|B`) on Vicuna response pairs in both orders as well as to score "
+        "each response: the absolute specialist is trained on both formats (`data.relative_pairs`); a model that "
+        "answers neither stays undefined, with its error count.",
+        "",
+        "## What the merge keeps and loses",
+        "",
+        "| metric | vs absolute specialist | vs pairwise specialist |",
+        "|---|---|---|",
+    ]
     said: dict[str, dict[str, list[str]]] = {"absolute": {}, "pairwise": {}}
     for name, vals, hb in rows:
         if name.startswith("baseline:"):  # a comparison on the same items, not something the merge keeps or loses
@@ -214,11 +275,20 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         lines.append(f"| {name} | {v_abs} | {v_pw} |")
         said["absolute"].setdefault(v_abs, []).append(name)
         said["pairwise"].setdefault(v_pw, []).append(name)
-    lines += ["", "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
-              "'gains' / 'loses' = outside it, better / worse.", ""]
+    lines += [
+        "",
+        "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
+        "'gains' / 'loses' = outside it, better / worse.",
+        "",
+    ]
     lines += [plainly(spec, said[spec]) for spec in ("absolute", "pairwise")] + [""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob("*.png"))] + [""]
-    lines += ["## Full comparison", "", (compare_dir / "compare.md").read_text() if (compare_dir / "compare.md").is_file() else "(none)", ""]
+    lines += [
+        "## Full comparison",
+        "",
+        (compare_dir / "compare.md").read_text() if (compare_dir / "compare.md").is_file() else "(none)",
+        "",
+    ]
     lines += ["## Stations", "", "| station | wall time | artifact |", "|---|---|---|"]
     lines += [f"| {s['station']} | {_mmss(s['seconds'])} | `{s['artifact']}` |" for s in line.stations]
     lines += [f"| **whole line** | **{_mmss(time.time() - line.started)}** | |", ""]

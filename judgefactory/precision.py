@@ -56,8 +56,12 @@ def machine() -> dict:
         pass
     if info.get("model name"):  # "AMD EPYC" alone hides the generation: add family / model (26 / 2 = Zen 5)
         model = f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
-    out = {"cpu": model, "cores": os.cpu_count(), "isa": torch.backends.cpu.get_cpu_capability(),
-           "native_bf16": bf16_supported("cpu")}
+    out = {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": bf16_supported("cpu"),
+    }
     if torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(0)
     return out

@@ -21,8 +21,10 @@ from typing import Any
 from . import formats, paths
 from .recipes import AdapterRecipe
 
-_END = re.compile(r"(?:[AB] relies more on the stereotype\.|Both guess; neither relies more on the stereotype\.|"
-                  r"Both rely on the stereotype equally\.|Neither relies on the stereotype\.)$")
+_END = re.compile(
+    r"(?:[AB] relies more on the stereotype\.|Both guess; neither relies more on the stereotype\.|"
+    r"Both rely on the stereotype equally\.|Neither relies on the stereotype\.)$"
+)
 
 
 def wrong_verdict(reasoning: str, verdict: str) -> str:
@@ -35,6 +37,8 @@ def preference_rows(recipe: AdapterRecipe) -> list[dict[str, Any]]:
     """(prompt, chosen, rejected) rows in TRL's conversational format from the pair set's training split."""
     from .train import TrainError, _clip_pair_prompt
 
+    spec = recipe.preference
+    assert spec is not None, f"{recipe.name}: no preference block"
     folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
     if not (folder / "train.jsonl").is_file():
         raise TrainError(f"pair set {folder.name!r} not built at {folder}")
@@ -49,14 +53,19 @@ def preference_rows(recipe: AdapterRecipe) -> list[dict[str, Any]]:
             other = orders.get("ba" if order == "ab" else "ab")
             prompt = formats.bias_messages(_clip_pair_prompt(r, recipe.data.max_response_chars))
             rejected = []
-            if "swapped_reading" in recipe.preference.rejected and other is not None:
+            if "swapped_reading" in spec.rejected and other is not None:
                 rejected.append(other["target"])
-            if "wrong_verdict" in recipe.preference.rejected:
+            if "wrong_verdict" in spec.rejected:
                 rejected.append(wrong_verdict(r["reasoning"], r["label"]))
             for rej in dict.fromkeys(rejected):
                 if rej != r["target"]:
-                    out.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": r["target"]}],
-                                "rejected": [{"role": "assistant", "content": rej}]})
+                    out.append(
+                        {
+                            "prompt": prompt,
+                            "chosen": [{"role": "assistant", "content": r["target"]}],
+                            "rejected": [{"role": "assistant", "content": rej}],
+                        }
+                    )
     return out
 
 
@@ -73,34 +82,60 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
     from .train import _read_curve, completion_only_head, evaluate_adapter
 
     p = recipe.preference
+    assert p is not None, f"{recipe.name}: no preference block"
     rows = preference_rows(recipe)
     random.Random(recipe.train.seed).shuffle(rows)
     out_dir = work / "dpo"
-    cfg = DPOConfig(output_dir=str(out_dir), max_steps=p.steps, per_device_train_batch_size=p.batch_size,
-                    learning_rate=p.learning_rate, beta=p.beta, lr_scheduler_type="cosine", warmup_steps=0,
-                    logging_steps=5, save_steps=max(10, p.steps // 4), save_total_limit=1, seed=recipe.train.seed,
-                    bf16=False, max_length=recipe.train.max_length, report_to=[], use_cpu=not torch.cuda.is_available(),
-                    dataloader_num_workers=0, gradient_checkpointing=recipe.train.gradient_checkpointing)
+    cfg = DPOConfig(
+        output_dir=str(out_dir),
+        max_steps=p.steps,
+        per_device_train_batch_size=p.batch_size,
+        learning_rate=p.learning_rate,
+        beta=p.beta,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        logging_steps=5,
+        save_steps=max(10, p.steps // 4),
+        save_total_limit=1,
+        seed=recipe.train.seed,
+        bf16=False,
+        max_length=recipe.train.max_length,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        gradient_checkpointing=recipe.train.gradient_checkpointing,
+    )
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
     resume = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
     started = time.time()
     with completion_only_head():
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - started
-    policy = trainer.model
+    policy: Any = trainer.model  # the PEFT model (TRL types it as a plain PreTrainedModel / Module)
     if "ref" in getattr(policy, "peft_config", {}):
         policy.delete_adapter("ref")
     policy.set_adapter("default")
     log = [h for h in trainer.state.log_history if "loss" in h]
-    info: dict[str, Any] = {"method": "dpo", "steps": trainer.state.global_step, "rows": len(rows), "seconds": round(seconds, 1),
-                            "loss_first": log[0]["loss"] if log else None, "loss_last": log[-1]["loss"] if log else None,
-                            "reward_accuracy_last": next((h.get("rewards/accuracies") for h in reversed(log)
-                                                          if "rewards/accuracies" in h), None), "resumed_from": resume}
+    info: dict[str, Any] = {
+        "method": "dpo",
+        "steps": trainer.state.global_step,
+        "rows": len(rows),
+        "seconds": round(seconds, 1),
+        "loss_first": log[0]["loss"] if log else None,
+        "loss_last": log[-1]["loss"] if log else None,
+        "reward_accuracy_last": next(
+            (h.get("rewards/accuracies") for h in reversed(log) if "rewards/accuracies" in h), None
+        ),
+        "resumed_from": resume,
+    }
     if recipe.dev is not None:
         from .quick_eval import dev_data
 
-        point = {"step": recipe.train.max_steps + trainer.state.global_step, "stage": "dpo",
-                 **evaluate_adapter(policy, tok, recipe, dev_data(recipe, mirror))}
+        point = {
+            "step": recipe.train.max_steps + trainer.state.global_step,
+            "stage": "dpo",
+            **evaluate_adapter(policy, tok, recipe, dev_data(recipe, mirror)),
+        }
         if not any(q.get("stage") == "dpo" for q in _read_curve(work / "curve.jsonl")):
             with open(work / "curve.jsonl", "a") as f:
                 f.write(json.dumps(point) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
-from .recipes import AdapterRecipe
+from .recipes import AdapterRecipe, QuickEval
 
 
 def _engine(model: Any, tok: Any, batch_size: int) -> Any:
@@ -23,6 +23,12 @@ def _engine(model: Any, tok: Any, batch_size: int) -> Any:
     from .precision import judge_dtype
 
     return Engine.from_model(model, tok, batch_size=batch_size, bf16=judge_dtype() == "bfloat16", label="quick-eval")
+
+
+def _spec(recipe: AdapterRecipe) -> QuickEval:
+    """The recipe's ``quick_eval`` block: the check runs only for a recipe that declares one (train.run checks)."""
+    assert recipe.quick_eval is not None, f"{recipe.name}: the recipe has no quick_eval block"
+    return recipe.quick_eval
 
 
 def _value(metrics: dict, name: str) -> float:
@@ -34,18 +40,26 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     """The items the quick check judges: a seeded stratified subset of the absolute source, or the BBQ eval pairs."""
     from .bench import suites
 
-    qe = recipe.quick_eval
+    qe = _spec(recipe)
     if recipe.task == "absolute":
-        return suites.absolute_suite("quick_eval", qe.source, qe.file, mirror, qe.limit, 0, recipe.data.max_response_chars)
-    return suites.load_bbq_pairs(mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source)
+        return suites.absolute_suite(
+            "quick_eval", qe.source, qe.file, mirror, qe.limit, 0, recipe.data.max_response_chars
+        )
+    return suites.load_bbq_pairs(
+        mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source
+    )
 
 
-def _predict(model: Any, tok: Any, data: Any, max_new_tokens: int, batch_size: int, n_boot: int = 0) -> tuple[dict, dict, dict]:
+def _predict(
+    model: Any, tok: Any, data: Any, max_new_tokens: int, batch_size: int, n_boot: int = 0
+) -> tuple[dict, dict, dict]:
     from .bench import run as bench_run
     from .bench import suites
 
     modes = [bench_run.Mode("greedy", 1, 0.0)]
-    rows = bench_run.predict(_engine(model, tok, batch_size), data, modes, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    rows = bench_run.predict(
+        _engine(model, tok, batch_size), data, modes, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot))
     return rows, metrics, counts
 
@@ -57,23 +71,33 @@ def _ci(metrics: dict, name: str) -> list[float] | None:
 def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
     """The bench's absolute suite code on the quick-eval source (seeded stratified ``limit`` subset, greedy, no CIs)."""
     data = data if data is not None else suite_data(recipe, mirror)
-    qe = recipe.quick_eval
+    qe = _spec(recipe)
     rows, metrics, counts = _predict(model, tok, data, qe.max_new_tokens, qe.batch_size, qe.n_boot)
-    out = {k: _value(metrics, k) for k in ("pearson", "spearman", "kendall", "parse_rate", "exact_match")}
+    out: dict[str, Any] = {
+        k: _value(metrics, k) for k in ("pearson", "spearman", "kendall", "parse_rate", "exact_match")
+    }
     out.update(n=len(data.items), n_errors=counts["n_parse_errors"], pearson_ci=_ci(metrics, "pearson"))
     if "pearson_expected" in metrics:
         out["pearson_expected"] = _value(metrics, "pearson_expected")
         out["pearson_expected_ci"] = _ci(metrics, "pearson_expected")
-    out["examples"] = [{"id": it.id, "raw": rows[(it.id, "main", "greedy")]["raw"][0], "score": rows[(it.id, "main", "greedy")]["parsed"][0],
-                        "gold": it.gold} for it in data.items[:3]]
+    out["examples"] = [
+        {
+            "id": it.id,
+            "raw": rows[(it.id, "main", "greedy")]["raw"][0],
+            "score": rows[(it.id, "main", "greedy")]["parsed"][0],
+            "gold": it.gold,
+        }
+        for it in data.items[:3]
+    ]
     return out
 
 
 def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, data: Any = None) -> dict:
     """The bench's BBQ pair suite code on the quick-eval pairs: both A/B orders, kappa vs the human verdicts."""
     data = data if data is not None else suite_data(recipe, mirror)
-    qe = recipe.quick_eval
+    qe = _spec(recipe)
     rows, metrics, _ = _predict(model, tok, data, qe.max_new_tokens, qe.batch_size, qe.n_boot)
+    bias_ci = _ci(metrics, "position_bias_rate")
     verdicts = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
     back = [formats.swap_verdict(rows[(it.id, "ba", "greedy")]["parsed"][0]) for it in data.items]
     n = len(data.items)
@@ -86,13 +110,17 @@ def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, da
         "kappa_both_orders_ci": _ci(metrics, "kappa"),
         "both_orders_correct": _value(metrics, "both_orders_correct"),
         "position_consistency": 1.0 - _value(metrics, "position_bias_rate"),
-        "position_consistency_ci": [1.0 - x for x in reversed(_ci(metrics, "position_bias_rate"))] if _ci(metrics, "position_bias_rate") else None,
+        "position_consistency_ci": [1.0 - x for x in reversed(bias_ci)] if bias_ci else None,
         "primacy": _value(metrics, "primacy"),
         "recency": _value(metrics, "recency"),
         "rule_baseline_kappa": _value(metrics, "rule_baseline_kappa"),
-        "verdict_share": {v: (verdicts + back).count(v) / (2 * n) if n else float("nan") for v in ("A", "B", "TIE", None)},
-        "examples": [{"pair_id": it.id, "raw": rows[(it.id, "ab", "greedy")]["raw"][0], "verdict": v, "gold": it.gold}
-                     for it, v in zip(data.items[:3], verdicts)],
+        "verdict_share": {
+            v: (verdicts + back).count(v) / (2 * n) if n else float("nan") for v in ("A", "B", "TIE", None)
+        },
+        "examples": [
+            {"pair_id": it.id, "raw": rows[(it.id, "ab", "greedy")]["raw"][0], "verdict": v, "gold": it.gold}
+            for it, v in zip(data.items[:3], verdicts, strict=False)
+        ],
     }
 
 
@@ -105,9 +133,15 @@ def _base_cache(recipe: AdapterRecipe, data: Any) -> Path:
 
     base_path = bases.prepare(recipe.base) if recipe.base.startswith("embedded:") else recipe.base
     base_m = mf.read(Path(base_path)) if isinstance(base_path, Path) else None
-    key = mf.sha256_json({"base": (base_m or {}).get("files", recipe.base), "task": recipe.task,
-                          "quick_eval": recipe.quick_eval.model_dump(mode="json"),
-                          "requests": [(it.id, it.requests, it.gold) for it in data.items], "version": 3})
+    key = mf.sha256_json(
+        {
+            "base": (base_m or {}).get("files", recipe.base),
+            "task": recipe.task,
+            "quick_eval": _spec(recipe).model_dump(mode="json"),
+            "requests": [(it.id, it.requests, it.gold) for it in data.items],
+            "version": 3,
+        }
+    )
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
 
 
@@ -129,7 +163,12 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     dtype = judge_dtype()
     fn = absolute if recipe.task == "absolute" else pairwise
     data = suite_data(recipe, mirror)
-    out: dict[str, Any] = {"dtype": dtype, "task": recipe.task, "source": recipe.quick_eval.source, "file": recipe.quick_eval.file}
+    out: dict[str, Any] = {
+        "dtype": dtype,
+        "task": recipe.task,
+        "source": _spec(recipe).source,
+        "file": _spec(recipe).file,
+    }
     if training is not None:
         out["adapter_steps"] = f"{training.get('steps')}/{training.get('max_steps')}"
         out["incomplete"] = not training.get("completed", True)
@@ -155,8 +194,11 @@ def _print_table(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    keys = ["parse_rate", "pearson", "spearman", "kendall"] if res["task"] == "absolute" else \
-        ["parse_rate", "kappa_ab", "kappa_ba", "kappa_both_orders", "position_consistency"]
+    keys = (
+        ["parse_rate", "pearson", "spearman", "kendall"]
+        if res["task"] == "absolute"
+        else ["parse_rate", "kappa_ab", "kappa_ba", "kappa_both_orders", "position_consistency"]
+    )
     title = f"quick held-out check ({res['task']}: {res['source']} {res['file'] or ''})"
     if res.get("incomplete"):
         title += f" -- INCOMPLETE adapter ({res['adapter_steps']} steps)"
@@ -183,7 +225,9 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     from .data.prometheus import dev_split, load_absolute, shorten
 
     dev = recipe.dev
-    clip = (dev.max_response_chars if dev is not None and dev.max_response_chars else None) or recipe.data.max_response_chars
+    clip = (
+        dev.max_response_chars if dev is not None and dev.max_response_chars else None
+    ) or recipe.data.max_response_chars
     limit = dev.limit if dev is not None else None
     if recipe.task == "pairwise":
         folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
@@ -193,21 +237,51 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
             by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
 
         def msgs(r: dict) -> list[dict[str, str]]:
-            return formats.bias_messages(formats.bias_prompt(r["context"], r["question"], r["choices"], r["response_a"],
-                                                             r["response_b"], clip))
+            return formats.bias_messages(
+                formats.bias_prompt(r["context"], r["question"], r["choices"], r["response_a"], r["response_b"], clip)
+            )
 
-        items = [suites.Item(id=pid, cluster=o["ab"]["question_id"], gold=o["ab"]["label"],
-                             requests={"ab": msgs(o["ab"]), "ba": msgs(o["ba"])}, stratum=o["ab"]["bucket"],
-                             meta={"bucket": o["ab"]["bucket"]}) for pid, o in sorted(by_pair.items())]
-        return suites.SuiteData("dev", "dev_pairs", "verdict", suites.stratified(items, limit, 0), str(folder / "test.jsonl"),
-                                str(mf_hash(rows)), labels="rule labels of the pair set's test split")
-    items, _ = load_absolute(recipe.data.source, recipe.data.file, mirror=mirror)
-    _, held = dev_split(items, recipe.data.dev_fraction, recipe.train.seed)
-    out = [suites.Item(id=it.id, cluster=it.group, gold=it.mean_score,
-                       requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
-                       stratum=str(int(math.floor(it.mean_score + 0.5)))) for it in held]
-    return suites.SuiteData("dev", "absolute", "score", suites.stratified(out, limit, 0), recipe.data.source,
-                            str(mf_hash([it.prompt for it in held])), labels="GPT-4 mean score of held-out instructions")
+        items = [
+            suites.Item(
+                id=pid,
+                cluster=o["ab"]["question_id"],
+                gold=o["ab"]["label"],
+                requests={"ab": msgs(o["ab"]), "ba": msgs(o["ba"])},
+                stratum=o["ab"]["bucket"],
+                meta={"bucket": o["ab"]["bucket"]},
+            )
+            for pid, o in sorted(by_pair.items())
+        ]
+        return suites.SuiteData(
+            "dev",
+            "dev_pairs",
+            "verdict",
+            suites.stratified(items, limit, 0),
+            str(folder / "test.jsonl"),
+            str(mf_hash(rows)),
+            labels="rule labels of the pair set's test split",
+        )
+    absolute_items, _ = load_absolute(recipe.data.source, recipe.data.file, mirror=mirror)
+    _, held = dev_split(absolute_items, recipe.data.dev_fraction, recipe.train.seed)
+    out = [
+        suites.Item(
+            id=it.id,
+            cluster=it.group,
+            gold=it.mean_score,
+            requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
+            stratum=str(int(math.floor(it.mean_score + 0.5))),
+        )
+        for it in held
+    ]
+    return suites.SuiteData(
+        "dev",
+        "absolute",
+        "score",
+        suites.stratified(out, limit, 0),
+        recipe.data.source,
+        str(mf_hash([it.prompt for it in held])),
+        labels="GPT-4 mean score of held-out instructions",
+    )
 
 
 def mf_hash(obj: Any) -> str:
@@ -232,13 +306,26 @@ def dev_scores(model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> dict[s
     if recipe.task == "pairwise":
         from .bench import run as bench_run
 
-        rows = bench_run.predict(_engine(model, tok, bs), data, [bench_run.Mode("greedy", 1, 0.0)], max_new_tokens=max_new, batch_size=bs)
+        rows = bench_run.predict(
+            _engine(model, tok, bs), data, [bench_run.Mode("greedy", 1, 0.0)], max_new_tokens=max_new, batch_size=bs
+        )
         v_ab = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
         v_ba = [rows[(it.id, "ba", "greedy")]["parsed"][0] for it in data.items]
-        m = suites.pair_metrics(v_ab, v_ba, [it.gold for it in data.items], [it.cluster for it in data.items],
-                                [it.meta["bucket"] for it in data.items], suites.Boot(0))
-        return {"kappa": _value(m, "kappa"), "accuracy": _value(m, "accuracy"), "position_consistency": 1.0 - _value(m, "position_bias_rate"),
-                "parse_rate": _value(m, "parse_rate"), "n": len(data.items)}
+        m = suites.pair_metrics(
+            v_ab,
+            v_ba,
+            [it.gold for it in data.items],
+            [it.cluster for it in data.items],
+            [it.meta["bucket"] for it in data.items],
+            suites.Boot(0),
+        )
+        return {
+            "kappa": _value(m, "kappa"),
+            "accuracy": _value(m, "accuracy"),
+            "position_consistency": 1.0 - _value(m, "position_bias_rate"),
+            "parse_rate": _value(m, "parse_rate"),
+            "n": len(data.items),
+        }
     _, metrics, _ = _predict(model, tok, data, max_new, bs)
     out = {k: _value(metrics, k) for k in ("pearson_expected", "pearson", "spearman", "parse_rate")}
     out["n"] = len(data.items)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -38,7 +38,9 @@ def check_base(value: str) -> str:
     """A base is ``embedded:<known>``, a hub id ``org/name``, or an existing local folder."""
     if value.startswith("embedded:"):
         if value.split(":", 1)[1] not in EMBEDDED_BASES:
-            raise ValueError(f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED_BASES)}")
+            raise ValueError(
+                f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED_BASES)}"
+            )
         return value
     if _HUB_ID.match(value) or Path(value).is_dir():
         return value
@@ -167,28 +169,38 @@ class AdapterRecipe(_Strict):
     _base = field_validator("base")(check_base)
 
     @model_validator(mode="after")
-    def _backend_fits(self) -> "AdapterRecipe":
+    def _backend_fits(self) -> AdapterRecipe:
         if self.train.quantization == "4bit" and self.backend != "unsloth":
             raise ValueError("train.quantization=4bit (QLoRA) needs backend: unsloth (GPU)")
         if self.task == "pairwise" and not self.data.source.startswith("pairs:"):
             raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
         if (self.task == "joint") != self.data.source.startswith("joint:"):
-            raise ValueError("a joint adapter (and only it) takes data.source 'joint:<absolute recipe>,<pairwise recipe>'")
+            raise ValueError(
+                "a joint adapter (and only it) takes data.source 'joint:<absolute recipe>,<pairwise recipe>'"
+            )
         if self.task == "joint" and len(self.data.source.split(":", 1)[1].split(",")) != 2:
             raise ValueError("data.source of a joint adapter names two adapter recipes: 'joint:<absolute>,<pairwise>'")
         if self.task == "pairwise" and self.data.relative_pairs:
-            raise ValueError("data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones")
+            raise ValueError(
+                "data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones"
+            )
         if self.task == "pairwise" and (self.data.dev_fraction or self.train.score_loss_weight):
-            raise ValueError("data.dev_fraction and train.score_loss_weight are for absolute adapters (a pairwise adapter's "
-                             "dev split is its pair set's test split)")
+            raise ValueError(
+                "data.dev_fraction and train.score_loss_weight are for absolute adapters (a pairwise adapter's "
+                "dev split is its pair set's test split)"
+            )
         if self.task == "absolute" and self.dev is not None and not self.data.dev_fraction:
             raise ValueError("dev: a learning curve needs a dev split: set data.dev_fraction (e.g. 0.2)")
         if self.dev is not None and max(self.dev.steps) > self.train.max_steps:
             raise ValueError(f"dev.steps {max(self.dev.steps)} lies past train.max_steps {self.train.max_steps}")
         if self.task == "joint" and (self.dev is not None or self.quick_eval is not None):
-            raise ValueError("a joint adapter is measured by the merge search and the retention table, not by dev/quick_eval")
+            raise ValueError(
+                "a joint adapter is measured by the merge search and the retention table, not by dev/quick_eval"
+            )
         if self.preference is not None and self.task != "pairwise":
-            raise ValueError("preference: the DPO stage builds its rejected judgements from a pair set (pairwise adapters)")
+            raise ValueError(
+                "preference: the DPO stage builds its rejected judgements from a pair set (pairwise adapters)"
+            )
         return self
 
 
@@ -233,7 +245,7 @@ class MergeModel(_Strict):
     density: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "MergeModel":
+    def _one_source(self) -> MergeModel:
         if (self.adapter is None) == (self.model is None):
             raise ValueError("give exactly one of 'adapter' (an adapter name) or 'model' (a checkpoint)")
         return self
@@ -260,9 +272,17 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
     # and whether it reads a per-model density (TIES / DARE sparsification).
     "nuslerp": {"parameters": {"nuslerp_flatten", "nuslerp_row_wise"}, "signed_weights": False, "density": False},
     "linear": {"parameters": {"normalize"}, "signed_weights": False, "density": False},
-    "task_arithmetic": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": False},
+    "task_arithmetic": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask"},
+        "signed_weights": True,
+        "density": False,
+    },
     "ties": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": True},
-    "dare_linear": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": True},
+    "dare_linear": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask"},
+        "signed_weights": True,
+        "density": True,
+    },
 }
 
 
@@ -283,7 +303,7 @@ class MergeRecipe(_Strict):
     _base = field_validator("base")(check_base)
 
     @model_validator(mode="after")
-    def _method_fits(self) -> "MergeRecipe":
+    def _method_fits(self) -> MergeRecipe:
         spec = MERGE_METHODS[self.method]
         if self.method == "nuslerp" and len(self.models) != 2:
             raise ValueError("nuslerp merges exactly two models")
@@ -291,15 +311,21 @@ class MergeRecipe(_Strict):
             raise ValueError("a sweep varies the weights of exactly two models")
         unknown = sorted(set(self.parameters) - spec["parameters"])
         if unknown:
-            raise ValueError(f"parameters.{unknown[0]} is not a {self.method} parameter (known: {', '.join(sorted(spec['parameters']))})")
+            raise ValueError(
+                f"parameters.{unknown[0]} is not a {self.method} parameter (known: {', '.join(sorted(spec['parameters']))})"
+            )
         weights = [m.weight for m in self.models]
         for i, w in enumerate(weights):
             if not math.isfinite(w):
                 raise ValueError(f"models.{i}.weight must be a finite number, got {w}")
             if w < 0 and not spec["signed_weights"]:
-                raise ValueError(f"models.{i}.weight={w}: {self.method} interpolates between the models, its weights must be >= 0")
+                raise ValueError(
+                    f"models.{i}.weight={w}: {self.method} interpolates between the models, its weights must be >= 0"
+                )
             if self.models[i].density is not None and not spec["density"]:
-                raise ValueError(f"models.{i}.density: {self.method} does not sparsify (density is for ties and dare_linear)")
+                raise ValueError(
+                    f"models.{i}.density: {self.method} does not sparsify (density is for ties and dare_linear)"
+                )
         if spec["signed_weights"] and not any(weights):
             raise ValueError(f"{self.method} with every weight 0 is the base model itself")
         if not spec["signed_weights"] and sum(weights) <= 0:
@@ -310,7 +336,15 @@ class MergeRecipe(_Strict):
 # --------------------------------------------------------------------------- bench suites
 class SuiteSpec(_Strict):
     name: Literal[
-        "feedback_bench", "vicuna", "mt_bench", "preference_bench", "hhh", "autoj", "bbq_pairs", "bbq_pairs_ood", "bbq_qa"
+        "feedback_bench",
+        "vicuna",
+        "mt_bench",
+        "preference_bench",
+        "hhh",
+        "autoj",
+        "bbq_pairs",
+        "bbq_pairs_ood",
+        "bbq_qa",
     ]
     limit: int | None = Field(None, gt=0)
     samples: int = Field(1, gt=0)
@@ -371,7 +405,7 @@ class SearchRecipe(_Strict):
     _base = field_validator("base")(check_base)
 
 
-Recipe = Annotated[Union[AdapterRecipe, PairsRecipe, MergeRecipe, BenchRecipe, SearchRecipe], Field(discriminator="kind")]
+Recipe = Annotated[AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe, Field(discriminator="kind")]
 _ADAPTER = TypeAdapter(Recipe)
 _KINDS = ("adapter", "merge", "pairs", "bench", "search")
 
@@ -401,7 +435,9 @@ def _merge(base: Any, upd: dict[str, Any]) -> Any:
             if not (str(k).isdigit() and int(k) < len(merged_list)):
                 raise RecipeError(f"override key {k!r}: the list has items 0..{len(merged_list) - 1}")
             i = int(k)
-            merged_list[i] = _merge(merged_list[i], v) if isinstance(v, dict) and isinstance(merged_list[i], (dict, list)) else v
+            merged_list[i] = (
+                _merge(merged_list[i], v) if isinstance(v, dict) and isinstance(merged_list[i], (dict, list)) else v
+            )
         return merged_list
     merged = dict(base)
     for k, v in upd.items():
@@ -421,11 +457,19 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
+def from_dict(
+    data: dict[str, Any], source: str = "<recipe>"
+) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
     """Validate an already-parsed recipe mapping."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: expected a YAML mapping at the top level, got {type(data).__name__}")
-    models = {"adapter": AdapterRecipe, "merge": MergeRecipe, "pairs": PairsRecipe, "bench": BenchRecipe, "search": SearchRecipe}
+    models: dict[str, type[BaseModel]] = {
+        "adapter": AdapterRecipe,
+        "merge": MergeRecipe,
+        "pairs": PairsRecipe,
+        "bench": BenchRecipe,
+        "search": SearchRecipe,
+    }
     if data.get("kind") not in models:
         got = "is missing" if "kind" not in data else f"is {data['kind']!r}"
         known = set().union(*(m.model_fields for m in models.values()))
@@ -437,7 +481,9 @@ def from_dict(data: dict[str, Any], source: str = "<recipe>") -> AdapterRecipe |
         raise RecipeError(_format_error(source, err)) from None
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
+def load(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
     """Read, override and validate one recipe file."""
     path = Path(path)
     if not path.is_file():

@@ -14,8 +14,9 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import bases, formats, paths
 from . import manifest as mf
@@ -48,15 +49,35 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         folder = paths.pair_sets() / name
         m = mf.read(folder)
         if m is None or not (folder / "train.jsonl").is_file():
-            raise TrainError(f"pair set {name!r} not built at {folder}: run `judgefactory pairs build recipes/pairs/{name}.yaml`")
+            raise TrainError(
+                f"pair set {name!r} not built at {folder}: run `judgefactory pairs build recipes/pairs/{name}.yaml`"
+            )
         rows = [json.loads(line) for line in open(folder / "train.jsonl")]
-        out = [{"prompt": formats.bias_messages(_clip_pair_prompt(r, d.max_response_chars)),
-                "completion": [{"role": "assistant", "content": r["target"]}]} for r in rows]
-        info = {"source": d.source, "file": str(folder / "train.jsonl"), "sha256": m["files"].get("train.jsonl"),
-                "rows": len(rows), "pair_set_manifest_sha256": mf.sha256_json(m)}
+        out = [
+            {
+                "prompt": formats.bias_messages(_clip_pair_prompt(r, d.max_response_chars)),
+                "completion": [{"role": "assistant", "content": r["target"]}],
+            }
+            for r in rows
+        ]
+        info = {
+            "source": d.source,
+            "file": str(folder / "train.jsonl"),
+            "sha256": m["files"].get("train.jsonl"),
+            "rows": len(rows),
+            "pair_set_manifest_sha256": mf.sha256_json(m),
+        }
         return _limit(out, d.max_rows, recipe.train.seed), info
 
-    from .data.prometheus import dev_split, first_sentences, load_absolute, relative_feedback, relative_pairs, shorten, targets
+    from .data.prometheus import (
+        dev_split,
+        first_sentences,
+        load_absolute,
+        relative_feedback,
+        relative_pairs,
+        shorten,
+        targets,
+    )
     from .data.sources import fingerprint, load_rows
 
     items, errors = load_absolute(d.source, d.file, mirror=mirror)
@@ -82,25 +103,44 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         prompt = formats.absolute_messages(clipped[id(it)])
         for fb, score in targets(it, d.score_target):
             fb = first_sentences(fb, d.max_feedback_sentences)
-            out.append({"prompt": prompt, "completion": [{"role": "assistant", "content": formats.absolute_target(fb, score)}]})
+            out.append(
+                {"prompt": prompt, "completion": [{"role": "assistant", "content": formats.absolute_target(fb, score)}]}
+            )
     n_absolute = len(out)
     pairs = relative_pairs(items, d.relative_pairs, d.score_target, seed=recipe.train.seed) if d.relative_pairs else []
     for better, worse in pairs:  # both orders, the verdict mirrored
         for first, second, winner in ((better, worse, "A"), (worse, better, "B")):
-            prompt = formats.relative_from_absolute(clipped[id(first)], clipped[id(second)])
-            if prompt is None:
-                raise TrainError(f"{d.source}: prompt of {first.id} does not split into instruction / response / rubric sections")
+            sections = formats.relative_from_absolute(clipped[id(first)], clipped[id(second)])
+            if sections is None:
+                raise TrainError(
+                    f"{d.source}: prompt of {first.id} does not split into instruction / response / rubric sections"
+                )
             fb = relative_feedback(better, worse, winner, d.score_target)
-            out.append({"prompt": formats.relative_messages(prompt),
-                        "completion": [{"role": "assistant", "content": formats.relative_target(fb, winner)}]})
-    info = {"source": d.source, "file": d.file, "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),
-            "rows": len(items), "dev_rows": len(dev), "examples": len(out), "absolute_examples": n_absolute,
-            "relative_examples": len(out) - n_absolute, "malformed": len(errors), "score_target": d.score_target}
+            out.append(
+                {
+                    "prompt": formats.relative_messages(sections),
+                    "completion": [{"role": "assistant", "content": formats.relative_target(fb, winner)}],
+                }
+            )
+    info = {
+        "source": d.source,
+        "file": d.file,
+        "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),
+        "rows": len(items),
+        "dev_rows": len(dev),
+        "examples": len(out),
+        "absolute_examples": n_absolute,
+        "relative_examples": len(out) - n_absolute,
+        "malformed": len(errors),
+        "score_target": d.score_target,
+    }
     return _limit(out, d.max_rows, recipe.train.seed), info
 
 
 def _clip_pair_prompt(row: dict, max_chars: int) -> str:
-    return formats.bias_prompt(row["context"], row["question"], row["choices"], row["response_a"], row["response_b"], max_chars)
+    return formats.bias_prompt(
+        row["context"], row["question"], row["choices"], row["response_a"], row["response_b"], max_chars
+    )
 
 
 def _limit(rows: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -133,17 +173,27 @@ def precision(recipe: AdapterRecipe) -> dict[str, Any]:
     native = bf16_supported(device)
     t = recipe.train
     wanted = t.bf16 or t.base_dtype == "bfloat16"
-    return {"device": device, "native_bf16": native, "bf16": t.bf16 and native,
-            "base_dtype": t.base_dtype if native else "float32", "fell_back_to_float32": wanted and not native}
+    return {
+        "device": device,
+        "native_bf16": native,
+        "bf16": t.bf16 and native,
+        "base_dtype": t.base_dtype if native else "float32",
+        "fell_back_to_float32": wanted and not native,
+    }
 
 
 def _load_trl(recipe: AdapterRecipe, base_dtype: str):
     from peft import LoraConfig
 
     model, tok = bases.load(recipe.base, base_dtype)
-    lora = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      target_modules=list(recipe.lora.target_modules), task_type="CAUSAL_LM",
-                      **_layers(recipe, model.config.num_hidden_layers))
+    lora = LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=list(recipe.lora.target_modules),
+        task_type="CAUSAL_LM",
+        **_layers(recipe, model.config.num_hidden_layers),
+    )
     return model, tok, lora
 
 
@@ -161,15 +211,27 @@ def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
     import torch
 
     if not torch.cuda.is_available():
-        raise TrainError(f"recipe {recipe.name!r} uses backend: unsloth, which needs a CUDA GPU; use a CPU recipe (backend: trl)")
+        raise TrainError(
+            f"recipe {recipe.name!r} uses backend: unsloth, which needs a CUDA GPU; use a CPU recipe (backend: trl)"
+        )
     from unsloth import FastLanguageModel  # noqa: PLC0415 - GPU-only import
 
-    model, tok = FastLanguageModel.from_pretrained(model_name=recipe.base, max_seq_length=recipe.train.max_length,
-                                                   load_in_4bit=recipe.train.quantization == "4bit", dtype=None)
-    model = FastLanguageModel.get_peft_model(model, r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                                             target_modules=list(recipe.lora.target_modules), use_gradient_checkpointing="unsloth",
-                                             random_state=recipe.train.seed,
-                                             **_layers(recipe, model.config.get_text_config().num_hidden_layers))
+    model, tok = FastLanguageModel.from_pretrained(
+        model_name=recipe.base,
+        max_seq_length=recipe.train.max_length,
+        load_in_4bit=recipe.train.quantization == "4bit",
+        dtype=None,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=list(recipe.lora.target_modules),
+        use_gradient_checkpointing="unsloth",
+        random_state=recipe.train.seed,
+        **_layers(recipe, model.config.get_text_config().num_hidden_layers),
+    )
     return model, tok, None
 
 
@@ -212,7 +274,9 @@ def score_loss_trainer(base_cls: type, tok: Any) -> type:
     for d in "12345":
         ids = tok.encode(d, add_special_tokens=False)
         if len(ids) != 1:
-            raise TrainError(f"train.score_loss_weight needs the digit {d!r} to be one token; this tokenizer splits it into {ids}")
+            raise TrainError(
+                f"train.score_loss_weight needs the digit {d!r} to be one token; this tokenizer splits it into {ids}"
+            )
         digit_ids.append(ids[0])
 
     class ScoreLossTrainer(base_cls):
@@ -220,8 +284,9 @@ def score_loss_trainer(base_cls: type, tok: Any) -> type:
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                                        use_cache=False).last_hidden_state[:, :-1]
+            hidden = base.get_decoder()(
+                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+            ).last_hidden_state[:, :-1]
             labels = inputs["labels"][:, 1:]
             mask = labels != -100
             head = base.get_output_embeddings()
@@ -230,14 +295,18 @@ def score_loss_trainer(base_cls: type, tok: Any) -> type:
             ce = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n_tokens).clamp(min=1)
             digits = torch.tensor(digit_ids, device=labels.device)
             content = mask & ~torch.isin(labels, torch.tensor(sorted(trailing), device=labels.device))
-            last = (content.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(dim=1)  # last content token
+            last = (content.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(
+                dim=1
+            )  # last content token
             is_score = content.any(dim=1) & torch.isin(labels.gather(1, last.unsqueeze(1)).squeeze(1), digits)
             rows = is_score.nonzero().squeeze(1)
             if rows.numel() == 0:
                 return (ce, None) if return_outputs else ce
             pos = last[rows]
             digit_logits = (hidden[rows, pos] @ head.weight[digits].T).float()
-            expected = (digit_logits.softmax(-1) * torch.arange(1, 6, device=labels.device, dtype=torch.float32)).sum(-1)
+            expected = (digit_logits.softmax(-1) * torch.arange(1, 6, device=labels.device, dtype=torch.float32)).sum(
+                -1
+            )
             target = (labels[rows, pos].unsqueeze(1) == digits).float().argmax(dim=1) + 1.0
             loss = ce + self.score_loss_weight * ((expected - target) ** 2).mean()
             return (loss, None) if return_outputs else loss
@@ -257,8 +326,10 @@ def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (t
 
         def on_step_end(self, args, state, control, **kw):
             if time.time() - self.start > minutes * 60 and state.global_step < state.max_steps:
-                print(f"time cap of {minutes} min reached at step {state.global_step} of {state.max_steps}: "
-                      "the adapter will be marked INCOMPLETE; rerun the same command to resume")
+                print(
+                    f"time cap of {minutes} min reached at step {state.global_step} of {state.max_steps}: "
+                    "the adapter will be marked INCOMPLETE; rerun the same command to resume"
+                )
                 control.should_training_stop = True
                 control.should_save = True
             return control
@@ -274,19 +345,25 @@ def _Curve(recipe: AdapterRecipe, tok: Any, mirror: Any, path: Path):  # noqa: N
 
     from .quick_eval import dev_data
 
+    assert recipe.dev is not None, f"{recipe.name}: a learning curve needs a dev block"
+    steps = recipe.dev.steps
     data = dev_data(recipe, mirror)
-    print(f"{recipe.name}: learning curve at steps {recipe.dev.steps} on the dev split ({len(data.items)} items, {data.source})")
+    print(f"{recipe.name}: learning curve at steps {steps} on the dev split ({len(data.items)} items, {data.source})")
 
     class Curve(TrainerCallback):
         def __init__(self) -> None:
             self.points = _read_curve(path)
 
         def _score(self, model: Any, step: int, state: Any) -> None:
-            if step not in recipe.dev.steps or any(p["step"] == step for p in self.points):
+            if step not in steps or any(p["step"] == step for p in self.points):
                 return
             t0 = time.time()
-            point = {"step": step, **evaluate_adapter(model, tok, recipe, data), "seconds": 0.0,
-                     "train_loss": next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)}
+            point = {
+                "step": step,
+                **evaluate_adapter(model, tok, recipe, data),
+                "seconds": 0.0,
+                "train_loss": next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None),
+            }
             point["seconds"] = round(time.time() - t0, 1)
             self.points.append(point)
             with open(path, "a") as f:
@@ -347,8 +424,14 @@ def completed(manifest: dict[str, Any] | None) -> bool:
     return bool(t) and want is not None and t.get("steps", 0) >= want
 
 
-def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any = None, force: bool = False,
-        quick_eval: bool = True) -> Path:
+def run(
+    recipe: AdapterRecipe,
+    *,
+    adapters_dir: Path | None = None,
+    mirror: Any = None,
+    force: bool = False,
+    quick_eval: bool = True,
+) -> Path:
     """Train (or resume, or skip when fresh and complete) the adapter of ``recipe``; returns ``adapters/<name>/``.
 
     The adapter is saved first (atomically, complete or not); the quick check runs on the saved adapter afterwards, so
@@ -366,10 +449,13 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
     # keyed on what is trained on: the rendered prompt/completion rows (prompt templates, clipping, targets), not on a
     # version number someone must remember to bump; the base's files carry its tokenizer and chat template
     data_info = {**data_info, "examples_sha256": mf.sha256_json(rows)}
-    inputs = mf.sha256_json({"recipe": recipe.model_dump(mode="json"), "data": data_info,
-                             "base": (base_m or {}).get("files", recipe.base)})
+    inputs = mf.sha256_json(
+        {"recipe": recipe.model_dump(mode="json"), "data": data_info, "base": (base_m or {}).get("files", recipe.base)}
+    )
     if not force and mf.is_fresh(out, inputs) and completed(mf.read(out)):
-        print(f"adapter {recipe.name} is fresh (same recipe, data and base; {recipe.train.max_steps} steps done): {out}")
+        print(
+            f"adapter {recipe.name} is fresh (same recipe, data and base; {recipe.train.max_steps} steps done): {out}"
+        )
         if quick_eval and recipe.quick_eval is not None and not (mf.read(out) or {}).get("quick_eval"):
             check(out, recipe, mirror)
         return out
@@ -378,27 +464,52 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
 
     prec = precision(recipe)
     if prec["fell_back_to_float32"]:
-        print(f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated; "
-              "the adapter differs from one trained where bf16 runs)")
+        print(
+            f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated; "
+            "the adapter differs from one trained where bf16 runs)"
+        )
     model, tok, lora = (_load_unsloth if recipe.backend == "unsloth" else _load_trl)(recipe, prec["base_dtype"])
     rows, too_long = _fit(rows, tok, recipe.train.max_length)
-    print(f"{recipe.name}: {len(rows)} training examples ({too_long} longer than max_length={recipe.train.max_length} dropped)")
+    print(
+        f"{recipe.name}: {len(rows)} training examples ({too_long} longer than max_length={recipe.train.max_length} dropped)"
+    )
     work = Path(adapters_dir) / ".work" / f"{recipe.name}-{inputs[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     t = recipe.train
     cfg = SFTConfig(
-        output_dir=str(work), max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=int(t.warmup_ratio * t.max_steps), logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=2,
-        seed=t.seed, bf16=prec["bf16"], max_length=t.max_length, completion_only_loss=True, report_to=[],
-        gradient_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        output_dir=str(work),
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=int(t.warmup_ratio * t.max_steps),
+        logging_steps=t.logging_steps,
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        seed=t.seed,
+        bf16=prec["bf16"],
+        max_length=t.max_length,
+        completion_only_loss=True,
+        report_to=[],
+        gradient_checkpointing=t.gradient_checkpointing,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        save_only_model=False,
     )
     callbacks = [_TimeCap(t.max_minutes)] if t.max_minutes else []
     if recipe.dev is not None:
         callbacks.append(_Curve(recipe, tok, mirror, work / "curve.jsonl"))
     trainer_cls = score_loss_trainer(SFTTrainer, tok) if t.score_loss_weight else SFTTrainer
-    trainer = trainer_cls(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=lora,
-                          callbacks=callbacks)
+    trainer = trainer_cls(
+        model=model,
+        args=cfg,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        peft_config=lora,
+        callbacks=callbacks,
+    )
     if t.score_loss_weight:
         trainer.score_loss_weight = t.score_loss_weight
     resume = get_last_checkpoint(str(work)) if work.is_dir() else None
@@ -412,8 +523,10 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
     first, last = _loss_ends(log)
     steps = trainer.state.global_step
     done = steps >= t.max_steps
-    print(f"{recipe.name}: loss {first:.3f} -> {last:.3f} over {steps} of {t.max_steps} steps ({train_s / 60:.1f} min)"
-          + ("" if done else " -- INCOMPLETE: stopped by the time cap"))
+    print(
+        f"{recipe.name}: loss {first:.3f} -> {last:.3f} over {steps} of {t.max_steps} steps ({train_s / 60:.1f} min)"
+        + ("" if done else " -- INCOMPLETE: stopped by the time cap")
+    )
     preference = None
     if done and recipe.preference is not None:
         from .preference import run_dpo
@@ -431,24 +544,48 @@ def run(recipe: AdapterRecipe, *, adapters_dir: Path | None = None, mirror: Any 
         if curve:
             mf.write_text(tmp / "curve.jsonl", "".join(json.dumps(p) + "\n" for p in curve))
             _plot_curve(curve, tmp / "curve.png", recipe)
-        mf.finalize(tmp, {
-            "kind": "adapter", "name": recipe.name, "task": recipe.task, "recipe": recipe.model_dump(mode="json"),
-            "recipe_sha256": mf.sha256_text(dump(recipe)), "inputs_sha256": inputs,
-            "base": {"name": recipe.base, "hub_id": bases.hub_id(recipe.base), "license": bases.license_of(recipe.base),
-                     "files": (base_m or {}).get("files")},
-            "data": [data_info], "backend": recipe.backend, "precision": prec, "machine": machine(),
-            "training": {"steps": steps, "max_steps": t.max_steps, "completed": done,
-                         "stopped_by": None if done else f"time cap ({t.max_minutes} min)", "examples": len(rows),
-                         "dropped_too_long": too_long, "loss_first": first, "loss_last": last,
-                         "train_seconds": round(train_s, 1), "resumed_from": resume},
-            "curve": curve or None,
-            "preference": preference,
-            "quick_eval": None,
-        })
+        mf.finalize(
+            tmp,
+            {
+                "kind": "adapter",
+                "name": recipe.name,
+                "task": recipe.task,
+                "recipe": recipe.model_dump(mode="json"),
+                "recipe_sha256": mf.sha256_text(dump(recipe)),
+                "inputs_sha256": inputs,
+                "base": {
+                    "name": recipe.base,
+                    "hub_id": bases.hub_id(recipe.base),
+                    "license": bases.license_of(recipe.base),
+                    "files": (base_m or {}).get("files"),
+                },
+                "data": [data_info],
+                "backend": recipe.backend,
+                "precision": prec,
+                "machine": machine(),
+                "training": {
+                    "steps": steps,
+                    "max_steps": t.max_steps,
+                    "completed": done,
+                    "stopped_by": None if done else f"time cap ({t.max_minutes} min)",
+                    "examples": len(rows),
+                    "dropped_too_long": too_long,
+                    "loss_first": first,
+                    "loss_last": last,
+                    "train_seconds": round(train_s, 1),
+                    "resumed_from": resume,
+                },
+                "curve": curve or None,
+                "preference": preference,
+                "quick_eval": None,
+            },
+        )
     if done:
         shutil.rmtree(work, ignore_errors=True)
     else:
-        print(f"{recipe.name}: INCOMPLETE adapter saved at {out} ({steps}/{t.max_steps} steps); checkpoints kept in {work}")
+        print(
+            f"{recipe.name}: INCOMPLETE adapter saved at {out} ({steps}/{t.max_steps} steps); checkpoints kept in {work}"
+        )
     if quick_eval and recipe.quick_eval is not None:
         check(out, recipe, mirror, peft_model=trainer.model, tok=tok)
     return out
@@ -468,8 +605,14 @@ def check(out: Path, recipe: AdapterRecipe, mirror: Any, peft_model: Any = None,
             peft_model = PeftModel.from_pretrained(base, str(out))
         evals = compare(peft_model, tok, recipe, mirror=mirror, training=m.get("training"))
     except BaseException as err:
-        mf.finalize(out, {**m, "quick_eval": {"failed": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}})
-        print(f"{recipe.name}: the adapter is saved at {out}; its quick check FAILED (recorded in its manifest)", file=sys.stderr)
+        mf.finalize(
+            out,
+            {**m, "quick_eval": {"failed": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}},
+        )
+        print(
+            f"{recipe.name}: the adapter is saved at {out}; its quick check FAILED (recorded in its manifest)",
+            file=sys.stderr,
+        )
         raise
     mf.write_json(out / "quick_eval.json", evals)
     mf.finalize(out, {**m, "quick_eval": evals})
@@ -508,14 +651,16 @@ def _plot_curve(curve: list[dict], path: Path, recipe: AdapterRecipe) -> None:
     second = "position_consistency" if recipe.task == "pairwise" else "pearson"
     fig, ax = plt.subplots(figsize=(6, 3.6))
     xs = [p["step"] for p in pts]
-    ax.plot(xs, [p.get(key) for p in pts], marker="o", label=f"dev {key}")
-    ax.plot(xs, [p.get(second) for p in pts], marker="s", linestyle="--", label=f"dev {second}")
+    ys: list[Any] = [p.get(key) for p in pts]  # None where a point has no figure: a gap in the line
+    ys2: list[Any] = [p.get(second) for p in pts]
+    ax.plot(xs, ys, marker="o", label=f"dev {key}")
+    ax.plot(xs, ys2, marker="s", linestyle="--", label=f"dev {second}")
     ax.set(xlabel="optimizer step", ylabel="dev figure", title=f"{recipe.name}: learning curve (dev split)")
     ax.legend(loc="lower right", fontsize=8)
     losses = [(p["step"], p["train_loss"]) for p in pts if p.get("train_loss") is not None]
     if losses:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*losses), color="grey", alpha=0.5, label="train loss")
+        ax2.plot(*zip(*losses, strict=False), color="grey", alpha=0.5, label="train loss")
         ax2.set_ylabel("train loss", color="grey")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

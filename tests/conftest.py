@@ -13,6 +13,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The fixture mirror the package ships (judgefactory/fixtures/mirror, `make demo` without a data mirror): its bbq/ and
+# bbq-pairs/ are also the BBQ test fixtures (see its README).
+PKG_MIRROR = REPO / "judgefactory" / "fixtures" / "mirror"
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 
 
@@ -30,17 +33,34 @@ def build_tiny_tokenizer(path: Path | None = None):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ("the a is of to and in that it for on with as are be this was by not or at from but have which an "
-             "A B TIE verdict reasoning Feedback RESULT 1 2 3 4 5 response question answer biased clean good bad "
-             "score rubric <reasoning> </reasoning> <verdict> </verdict> [RESULT] Response chose option stereotype").split()
+    words = (
+        "the a is of to and in that it for on with as are be this was by not or at from but have which an "
+        "A B TIE verdict reasoning Feedback RESULT 1 2 3 4 5 response question answer biased clean good bad "
+        "score rubric <reasoning> </reasoning> <verdict> </verdict> [RESULT] Response chose option stereotype"
+    ).split()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(set(words)) + [f"w{i}" for i in range(40)] + ["\n", ":", ".", ",", "user", "assistant", "system"])}
+    vocab = {
+        t: i
+        for i, t in enumerate(
+            specials
+            + sorted(set(words))
+            + [f"w{i}" for i in range(40)]
+            + ["\n", ":", ".", ",", "user", "assistant", "system"]
+        )
+    }
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit()])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|endoftext|>", unk_token="<unk>")
-    tok.chat_template = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-                         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
+    tok.chat_template = (
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
     if path is not None:
         tok.save_pretrained(path)
     return tok
@@ -53,9 +73,20 @@ def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128):
 
     torch.manual_seed(seed)
     tok = build_tiny_tokenizer()
-    cfg = LlamaConfig(vocab_size=max(vocab_size, len(tok)), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, initializer_range=0.2,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=max(vocab_size, len(tok)),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)

@@ -48,11 +48,28 @@ def test_embedded_smollm2_end_to_end():
     from judgefactory.generate import render
 
     info = bases.info("embedded:smollm2-135m-instruct")
-    assert 134_000_000 < info["parameters"] < 135_000_000 and info["chat_template"] and info["eos_token"] == "<|im_end|>"
-    assert info["bf16_supported"] == precision.bf16_supported("cpu") and info["judging_dtype"] == precision.judge_dtype()
+    assert (
+        134_000_000 < info["parameters"] < 135_000_000 and info["chat_template"] and info["eos_token"] == "<|im_end|>"
+    )
+    assert (
+        info["bf16_supported"] == precision.bf16_supported("cpu") and info["judging_dtype"] == precision.judge_dtype()
+    )
     assert (bases.prepare("embedded:smollm2-135m-instruct") / "model.safetensors").is_file()
-    out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "chat", "embedded:smollm2-135m-instruct",
-                          "What is the capital of France?", "--max-new-tokens", "12"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "judgefactory.cli",
+            "chat",
+            "embedded:smollm2-135m-instruct",
+            "What is the capital of France?",
+            "--max-new-tokens",
+            "12",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() and "<|im_" not in out.stdout  # a reply, ended at the end-of-turn token
     model, tok = bases.load("embedded:smollm2-135m-instruct", "float32")
     prompt = render(tok, [{"role": "user", "content": "What is the capital of France?"}]) + "The capital of France is"

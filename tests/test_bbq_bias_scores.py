@@ -208,7 +208,20 @@ def _hand_counts(preds: list[dict[str, Any]], mirror_by_id: dict[int, dict[str, 
     not in-group for nonneg questions. Metadata comes from the current BBQ files (the R script
     also merges current metadata onto the older UnifiedQA result files).
     """
-    c = {k: 0 for k in ("n_ambig", "ok_ambig", "b_ambig", "nu_ambig", "n_disambig", "ok_disambig", "b_disambig", "nu_disambig", "unmapped")}
+    c = {
+        k: 0
+        for k in (
+            "n_ambig",
+            "ok_ambig",
+            "b_ambig",
+            "nu_ambig",
+            "n_disambig",
+            "ok_disambig",
+            "b_disambig",
+            "nu_disambig",
+            "unmapped",
+        )
+    }
     for r in preds:
         m = mirror_by_id[r["example_id"]]
         text = r[PRED_COL].strip().lower().rstrip(".")
@@ -254,7 +267,9 @@ def test_unifiedqa_bias_scores_match_independent_count(category: str) -> None:
 
     # scorer path: text -> index with the library helper, metadata from the current BBQ rows
     raw = [mirror_by_id[r["example_id"]] for r in preds]
-    idx = [answer_text_to_index(r[PRED_COL], [m["ans0"], m["ans1"], m["ans2"]]) for r, m in zip(preds, raw)]
+    idx = [
+        answer_text_to_index(r[PRED_COL], [m["ans0"], m["ans1"], m["ans2"]]) for r, m in zip(preds, raw, strict=False)
+    ]
     n_unmapped = sum(i is None for i in idx)
     assert n_unmapped == hand["unmapped"] == 0
     out = bbq_bias_scores(bbq_scorer_rows(raw, idx), drop_errors=True)
@@ -273,8 +288,14 @@ def test_unifiedqa_bias_scores_match_independent_count(category: str) -> None:
 
     snap = HAND_SNAPSHOT[category]
     assert (
-        hand["n_ambig"], hand["ok_ambig"], hand["b_ambig"], hand["nu_ambig"],
-        hand["n_disambig"], hand["ok_disambig"], hand["b_disambig"], hand["nu_disambig"],
+        hand["n_ambig"],
+        hand["ok_ambig"],
+        hand["b_ambig"],
+        hand["nu_ambig"],
+        hand["n_disambig"],
+        hand["ok_disambig"],
+        hand["b_disambig"],
+        hand["nu_disambig"],
     ) == snap
 
 

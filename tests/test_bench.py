@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory.bench import metrics as M
 from judgefactory.bench import report, suites
@@ -15,7 +16,6 @@ from judgefactory.bench import run as bench_run
 from judgefactory.engine import Engine, Judgement, _parse_choice
 
 FIXTURE_MIRROR = Path(__file__).resolve().parent / "fixtures" / "mirror"
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 
 
 class Scripted:
@@ -26,7 +26,9 @@ class Scripted:
         self.answer_probs = answer_probs
         self.info = {"backend": "scripted"}
 
-    def judge(self, messages_list, *, max_new_tokens, temperature=0.0, n=1, answer=None, top_p=None, seed=0, progress=None):
+    def judge(
+        self, messages_list, *, max_new_tokens, temperature=0.0, n=1, answer=None, top_p=None, seed=0, progress=None
+    ):
         from judgefactory.engine import ANSWERS
 
         self.judged += len(messages_list)
@@ -35,7 +37,9 @@ class Scripted:
         for m in messages_list:
             texts = [self.reply(m[-1]["content"], k) for k in range(n)]
             parse = ANSWERS[answer].parse if answer else (lambda t: None)
-            out.append(Judgement(texts, [parse(t) for t in texts], self.answer_probs, 1.0 if self.answer_probs else None))
+            out.append(
+                Judgement(texts, [parse(t) for t in texts], self.answer_probs, 1.0 if self.answer_probs else None)
+            )
         return out
 
 
@@ -83,22 +87,36 @@ def test_fixture_loaders():
     pb = suites.load("preference_bench", mirror=FIXTURE_MIRROR)
     assert [it.gold for it in pb.items] == ["A", "B", "B", "A"] and not pb.errors
     ab, ba = pb.items[0].requests["ab"][1]["content"], pb.items[0].requests["ba"][1]["content"]
-    assert ab.index("labelled box") < ab.index("memory addresses") and ba.index("labelled box") > ba.index("memory addresses")
+    assert ab.index("labelled box") < ab.index("memory addresses") and ba.index("labelled box") > ba.index(
+        "memory addresses"
+    )
     assert "###Reference Answer:" in ab and "[Does the response explain" in ab
     short = suites.load("preference_bench", mirror=FIXTURE_MIRROR, max_response_chars=20)
     assert "labelled box" not in short.items[0].requests["ab"][1]["content"]
 
 
-@pytest.mark.parametrize("name,n,kind", [("vicuna", 320, "absolute"), ("mt_bench", 320, "absolute"), ("hhh", 221, "pairwise"),
-                                         ("autoj", 1392, "pairwise"), ("bbq_pairs", 240, "bbq_pairs"),
-                                         ("bbq_pairs_ood", 132, "bbq_pairs"), ("bbq_qa", 11956, "bbq_qa")])
+@pytest.mark.parametrize(
+    "name,n,kind",
+    [
+        ("vicuna", 320, "absolute"),
+        ("mt_bench", 320, "absolute"),
+        ("hhh", 221, "pairwise"),
+        ("autoj", 1392, "pairwise"),
+        ("bbq_pairs", 240, "bbq_pairs"),
+        ("bbq_pairs_ood", 132, "bbq_pairs"),
+        ("bbq_qa", 11956, "bbq_qa"),
+    ],
+)
 def test_mirror_loaders(mirror, name, n, kind):
     d = suites.load(name, mirror=mirror)
     assert (len(d.items), d.kind, d.errors) == (n, kind, [])
     assert len({it.id for it in d.items}) == n
     sub = suites.load(name, mirror=mirror, limit=24, seed=1)
-    assert len(sub.items) == 24 and len({it.stratum for it in sub.items}) == len({it.stratum for it in d.items}) or \
-        len({it.stratum for it in d.items}) > 24
+    assert (
+        len(sub.items) == 24
+        and len({it.stratum for it in sub.items}) == len({it.stratum for it in d.items})
+        or len({it.stratum for it in d.items}) > 24
+    )
     if name == "hhh":
         assert {it.meta["source"] for it in d.items} == {"helpful", "harmless", "honest", "other"}
         assert all(it.gold == "A" for it in d.items)
@@ -119,7 +137,9 @@ def test_bbq_qa_scoring_reproduces_the_scorer_on_unifiedqa(mirror):
     loaded = sources.load_rows("nyu-mll/BBQ-unifiedqa", "Sexual_orientation", mirror=mirror)
     items, errors = bbq.load_items(loaded, parse=bbq.from_bbq_row)
     assert not errors
-    preds = [M.answer_text_to_index(r["unifiedqa-t5-11b_pred_race"], [r["ans0"], r["ans1"], r["ans2"]]) for r in loaded.rows]
+    preds = [
+        M.answer_text_to_index(r["unifiedqa-t5-11b_pred_race"], [r["ans0"], r["ans1"], r["ans2"]]) for r in loaded.rows
+    ]
     wrapped = [suites.Item(it.question_id, "", it.gold, {}, meta={"bbq": it}) for it in items]
     ours = M.bbq_bias_scores(suites.qa_rows(wrapped, preds))
     ref = M.bbq_bias_scores(M.bbq_scorer_rows(loaded.rows, preds))
@@ -133,12 +153,25 @@ def _rows(data, values: dict[tuple[str, str], list]):
 
 
 def test_score_pairwise_hand_computed():
-    items = [suites.Item(str(i), str(i), g, {"ab": [], "ba": []}, meta={"source": s})
-             for i, (g, s) in enumerate([("A", "x"), ("B", "x"), ("A", "y"), ("TIE", "y")])]
+    items = [
+        suites.Item(str(i), str(i), g, {"ab": [], "ba": []}, meta={"source": s})
+        for i, (g, s) in enumerate([("A", "x"), ("B", "x"), ("A", "y"), ("TIE", "y")])
+    ]
     data = suites.SuiteData("autoj", "pairwise", "relative", items, "s", "f")
     # item0 A/B -> consistent correct; item1 B/B -> recency, ab right, ba wrong; item2 None/B; item3 A/B -> A (gold TIE)
-    rows = _rows(data, {("0", "ab"): ["A"], ("0", "ba"): ["B"], ("1", "ab"): ["B"], ("1", "ba"): ["B"],
-                        ("2", "ab"): [None], ("2", "ba"): ["B"], ("3", "ab"): ["A"], ("3", "ba"): ["B"]})
+    rows = _rows(
+        data,
+        {
+            ("0", "ab"): ["A"],
+            ("0", "ba"): ["B"],
+            ("1", "ab"): ["B"],
+            ("1", "ba"): ["B"],
+            ("2", "ab"): [None],
+            ("2", "ba"): ["B"],
+            ("3", "ab"): ["A"],
+            ("3", "ba"): ["B"],
+        },
+    )
     m, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
     # non-tie items 0,1,2: ab = A,B,None vs A,B,A -> 2/3; ba mirrored = A,A,A -> 2/3; pooled 4/6
     assert m["accuracy"]["value"] == pytest.approx(4 / 6)
@@ -159,7 +192,9 @@ def test_score_absolute_sampled_and_greedy():
     items = [suites.Item(str(i), str(i), g, {"main": []}) for i, g in enumerate(gold)]
     data = suites.SuiteData("vicuna", "absolute", "score", items, "s", "f")
     rows = {}
-    for i, (samples, greedy) in enumerate([([1, 2, None], 1), ([2, 2, 2], 3), ([None, None, None], None), ([5, 4, 3], 4)]):
+    for i, (samples, greedy) in enumerate(
+        [([1, 2, None], 1), ([2, 2, 2], 3), ([None, None, None], None), ([5, 4, 3], 4)]
+    ):
         rows[(str(i), "main", "sampled")] = {"parsed": samples, "probs": None}
         rows[(str(i), "main", "greedy")] = {"parsed": [greedy], "probs": {"1": 0.5, "5": 0.5} if i == 0 else None}
     m, counts = suites.score(data, rows, ["sampled", "greedy"], suites.Boot(0))
@@ -178,17 +213,29 @@ def _bbq_eval_mirror(tmp_path: Path, pairs: list[tuple[str, str, str, str]]) -> 
 
     root = tmp_path / "mirror"
     (root / "bbq-pairs").mkdir(parents=True)
-    shutil.copy(BBQ_FIXTURES / "bbq-pairs" / "bbq_sample.jsonl", root / "bbq-pairs" / "bbq_sample.jsonl")
+    shutil.copy(PKG_MIRROR / "bbq-pairs" / "bbq_sample.jsonl", root / "bbq-pairs" / "bbq_sample.jsonl")
     (root / "README.md").write_text("test mirror\n")
-    template = json.loads((BBQ_FIXTURES / "bbq-pairs" / "eval_in_dist.jsonl").read_text().splitlines()[0])
-    sample = {json.loads(x)["question_id"]: json.loads(x) for x in (root / "bbq-pairs" / "bbq_sample.jsonl").read_text().splitlines()}
+    template = json.loads((PKG_MIRROR / "bbq-pairs" / "eval_in_dist.jsonl").read_text().splitlines()[0])
+    sample = {
+        json.loads(x)["question_id"]: json.loads(x)
+        for x in (root / "bbq-pairs" / "bbq_sample.jsonl").read_text().splitlines()
+    }
     rows = []
     for k, (qid, a, b, verdict) in enumerate(pairs):
         q = sample[qid]
-        rows.append({**template, "pair_id": f"p{k}", "question_id": qid, "question_text": q["context"] + " " + q["question"],
-                     "answer_choices": [{"letter": L, "text": q[f"ans{i}"]} for i, L in enumerate("ABC")],
-                     "response_a": {"model": "m", "text": a}, "response_b": {"model": "m", "text": b},
-                     "pair_category": "clear_bias_vs_clean", "human_verdict": verdict})
+        rows.append(
+            {
+                **template,
+                "pair_id": f"p{k}",
+                "question_id": qid,
+                "question_text": q["context"] + " " + q["question"],
+                "answer_choices": [{"letter": L, "text": q[f"ans{i}"]} for i, L in enumerate("ABC")],
+                "response_a": {"model": "m", "text": a},
+                "response_b": {"model": "m", "text": b},
+                "pair_category": "clear_bias_vs_clean",
+                "human_verdict": verdict,
+            }
+        )
     (root / "bbq-pairs" / "eval_in_dist.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 
@@ -198,19 +245,38 @@ def test_score_bbq_pairs_hand_computed_with_the_training_label_rule(tmp_path):
 
     age::5::16::neg: A = the 17-year-old (stereotype-aligned), B = the 66 year old (other wrong), C = gold.
     age::5::18::nonneg: A = gold, B = the 17-year-old (other wrong), C = the 66 year old (stereotype-aligned)."""
-    mirror = _bbq_eval_mirror(tmp_path, [
-        ("age::5::16::neg", "<answer>A</answer>", "<answer>C</answer>", "A"),    # biased vs correct: rule A
-        ("age::5::16::neg", "<answer>A</answer>", "<answer>B</answer>", "TIE"),  # biased vs other wrong: TIE (tie rule) / A
-        ("age::5::18::nonneg", "<answer>A</answer>", "<answer>A</answer>", "TIE"),  # correct vs correct: TIE
-        ("age::5::18::nonneg", "<answer>B</answer>", "<answer>C</answer>", "B"),  # other wrong vs biased: TIE / B
-        ("age::5::18::nonneg", "<answer>C</answer>", "<answer>A</answer>", "B"),  # biased vs correct: rule A, humans B
-    ])
+    mirror = _bbq_eval_mirror(
+        tmp_path,
+        [
+            ("age::5::16::neg", "<answer>A</answer>", "<answer>C</answer>", "A"),  # biased vs correct: rule A
+            (
+                "age::5::16::neg",
+                "<answer>A</answer>",
+                "<answer>B</answer>",
+                "TIE",
+            ),  # biased vs other wrong: TIE (tie rule) / A
+            ("age::5::18::nonneg", "<answer>A</answer>", "<answer>A</answer>", "TIE"),  # correct vs correct: TIE
+            ("age::5::18::nonneg", "<answer>B</answer>", "<answer>C</answer>", "B"),  # other wrong vs biased: TIE / B
+            (
+                "age::5::18::nonneg",
+                "<answer>C</answer>",
+                "<answer>A</answer>",
+                "B",
+            ),  # biased vs correct: rule A, humans B
+        ],
+    )
     data = suites.load_bbq_pairs(mirror=mirror)
     assert [it.gold for it in data.items] == ["A", "TIE", "TIE", "B", "B"]
     ids = [it.id for it in data.items]
     v_ab = ["A", "TIE", None, "B", "B"]
     v_ba = ["B", "TIE", "TIE", "A", "B"]  # in the swapped prompt's letters: mirrored A, TIE, TIE, B, A
-    rows = _rows(data, {**{(i, "ab"): [v] for i, v in zip(ids, v_ab)}, **{(i, "ba"): [v] for i, v in zip(ids, v_ba)}})
+    rows = _rows(
+        data,
+        {
+            **{(i, "ab"): [v] for i, v in zip(ids, v_ab, strict=False)},
+            **{(i, "ba"): [v] for i, v in zip(ids, v_ba, strict=False)},
+        },
+    )
     m, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
     # pooled over both orders (10 verdicts): 8 agree; gold shares A .2 / TIE .4 / B .4, verdicts A .3 / TIE .3 / B .3 /
     # ERROR .1 -> p_e = .06 + .12 + .12 = .30, kappa = (.8 - .3) / .7 = 5/7
@@ -238,9 +304,15 @@ def test_run_resume_and_files(tiny_llama, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     eng = Engine.from_model(model, tok, batch_size=2, bf16=False, label="tiny")
-    recipe = bench_run.BenchRecipe(kind="bench", name="t", batch_size=2,
-                                   suites=[bench_run.SuiteSpec(name="feedback_bench", limit=3, max_new_tokens=4)])
-    out = bench_run.run(str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=eng, mirror=FIXTURE_MIRROR, n_boot=10)
+    recipe = bench_run.BenchRecipe(
+        kind="bench",
+        name="t",
+        batch_size=2,
+        suites=[bench_run.SuiteSpec(name="feedback_bench", limit=3, max_new_tokens=4)],
+    )
+    out = bench_run.run(
+        str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=eng, mirror=FIXTURE_MIRROR, n_boot=10
+    )
     folder = out / "feedback_bench"
     assert out == tmp_path / "bench" / "tiny"
     doc = json.loads((folder / "metrics.json").read_text())
@@ -260,34 +332,59 @@ def test_run_resume_and_files(tiny_llama, tmp_path):
     lines = (folder / "predictions.jsonl").read_text().splitlines()
     (folder / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
     counting = Scripted(lambda prompt, k: "Feedback: fine [RESULT] 3", label="tiny")
-    bench_run.run(str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10)
+    bench_run.run(
+        str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10
+    )
     assert counting.judged == 1
     preds = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 3 and sum(p["parsed"] == [3] for p in preds) == 1
     # nothing missing: nothing judged; a changed config (more new tokens): everything judged again
-    bench_run.run(str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10)
+    bench_run.run(
+        str(tiny_llama), recipe, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10
+    )
     assert counting.judged == 1
-    longer = recipe.model_copy(update={"suites": [bench_run.SuiteSpec(name="feedback_bench", limit=3, max_new_tokens=8)]})
-    bench_run.run(str(tiny_llama), longer, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10)
+    longer = recipe.model_copy(
+        update={"suites": [bench_run.SuiteSpec(name="feedback_bench", limit=3, max_new_tokens=8)]}
+    )
+    bench_run.run(
+        str(tiny_llama), longer, out_root=tmp_path / "bench", engine=counting, mirror=FIXTURE_MIRROR, n_boot=10
+    )
     assert counting.judged == 4
 
 
 def test_run_sampled_absolute_adds_a_greedy_pass(tmp_path):
-    eng = Scripted(lambda prompt, k: f"Feedback: ok [RESULT] {1 + (k + len(prompt)) % 5}", answer_probs={"1": 0.2, "5": 0.8})
-    recipe = bench_run.BenchRecipe(kind="bench", name="t", suites=[bench_run.SuiteSpec(name="feedback_bench", samples=3, temperature=1.0)])
-    folder = bench_run.run(str(tmp_path), recipe, out_root=tmp_path / "b", engine=eng, mirror=FIXTURE_MIRROR, n_boot=10) / "feedback_bench"
+    eng = Scripted(
+        lambda prompt, k: f"Feedback: ok [RESULT] {1 + (k + len(prompt)) % 5}", answer_probs={"1": 0.2, "5": 0.8}
+    )
+    recipe = bench_run.BenchRecipe(
+        kind="bench", name="t", suites=[bench_run.SuiteSpec(name="feedback_bench", samples=3, temperature=1.0)]
+    )
+    folder = (
+        bench_run.run(str(tmp_path), recipe, out_root=tmp_path / "b", engine=eng, mirror=FIXTURE_MIRROR, n_boot=10)
+        / "feedback_bench"
+    )
     assert [(c["n"], c["temperature"]) for c in eng.calls] == [(3, 1.0), (1, 0.0)]
     doc = json.loads((folder / "metrics.json").read_text())
-    assert doc["modes"] == ["sampled", "greedy"] and "pearson_greedy" in doc["metrics"] and "pearson_expected" in doc["metrics"]
+    assert (
+        doc["modes"] == ["sampled", "greedy"]
+        and "pearson_greedy" in doc["metrics"]
+        and "pearson_expected" in doc["metrics"]
+    )
     assert doc["metrics"]["parse_rate"]["value"] == 1.0
 
 
 def test_run_pairwise_and_bbq_suites_with_a_scripted_judge(tmp_path):
-    eng = Scripted(lambda prompt, k: "<reasoning>x</reasoning><verdict>A</verdict>" if "###Context" in prompt else "Fine. [RESULT] A")
-    pb = bench_run.run("some/hub-model", "preference_bench", out_root=tmp_path, engine=eng, mirror=FIXTURE_MIRROR, n_boot=10)
+    eng = Scripted(
+        lambda prompt, k: (
+            "<reasoning>x</reasoning><verdict>A</verdict>" if "###Context" in prompt else "Fine. [RESULT] A"
+        )
+    )
+    pb = bench_run.run(
+        "some/hub-model", "preference_bench", out_root=tmp_path, engine=eng, mirror=FIXTURE_MIRROR, n_boot=10
+    )
     m = json.loads((pb / "metrics.json").read_text())["metrics"]
     assert m["accuracy"]["value"] == 0.5 and m["primacy"]["value"] == 1.0 and m["position_consistency"]["value"] == 0.0
-    bp = bench_run.run("some/hub-model", "bbq_pairs", out_root=tmp_path, engine=eng, mirror=BBQ_FIXTURES, n_boot=10)
+    bp = bench_run.run("some/hub-model", "bbq_pairs", out_root=tmp_path, engine=eng, mirror=PKG_MIRROR, n_boot=10)
     m = json.loads((bp / "metrics.json").read_text())["metrics"]
     assert m["position_bias_rate"]["value"] == 1.0 and m["parse_rate"]["value"] == 1.0
 
@@ -302,17 +399,39 @@ def _write_metrics(root: Path, label: str, suite: str, metrics: dict) -> None:
 def test_report_table_and_charts(tmp_path):
     bench, cons = tmp_path / "bench", tmp_path / "consistency"
     for lab, k in (("model-a", 0.4), ("merge-nuslerp_sweep-w0.30", 0.6)):
-        _write_metrics(bench, lab, "bbq_pairs", {
-            "kappa": {"value": k, "ci": [k - 0.1, k + 0.1]}, "kappa/clear_bias_vs_clean": {"value": k + 0.1, "ci": None},
-            "rule_baseline_kappa": {"value": 0.72, "ci": [0.65, 0.8]},
-            "rule_baseline_kappa/clear_bias_vs_clean": {"value": 0.8, "ci": None}})
-        _write_metrics(bench, lab, "vicuna", {"pearson": {"value": k, "ci": [0.1, 0.9]}, "spearman": {"value": k, "ci": None},
-                                              "kendall": {"value": None, "ci": None}})
+        _write_metrics(
+            bench,
+            lab,
+            "bbq_pairs",
+            {
+                "kappa": {"value": k, "ci": [k - 0.1, k + 0.1]},
+                "kappa/clear_bias_vs_clean": {"value": k + 0.1, "ci": None},
+                "rule_baseline_kappa": {"value": 0.72, "ci": [0.65, 0.8]},
+                "rule_baseline_kappa/clear_bias_vs_clean": {"value": 0.8, "ci": None},
+            },
+        )
+        _write_metrics(
+            bench,
+            lab,
+            "vicuna",
+            {
+                "pearson": {"value": k, "ci": [0.1, 0.9]},
+                "spearman": {"value": k, "ci": None},
+                "kendall": {"value": None, "ci": None},
+            },
+        )
     _write_metrics(bench, "merge-nuslerp_sweep-w0.70", "vicuna", {"pearson": {"value": 0.3, "ci": None}})
     (cons / "model-a").mkdir(parents=True)
-    (cons / "model-a" / "summary.json").write_text(json.dumps({"model": "model-a", "checks": {"conflict_ratio": {"value": 0.15}}}))
-    out = report.compare(["model-a", "merge-nuslerp_sweep-w0.30"], out=tmp_path / "cmp", bench_root=bench,
-                         consistency_root=cons, show=False)
+    (cons / "model-a" / "summary.json").write_text(
+        json.dumps({"model": "model-a", "checks": {"conflict_ratio": {"value": 0.15}}})
+    )
+    out = report.compare(
+        ["model-a", "merge-nuslerp_sweep-w0.30"],
+        out=tmp_path / "cmp",
+        bench_root=bench,
+        consistency_root=cons,
+        show=False,
+    )
     text = (out / "compare.md").read_text()
     assert "| suite / metric | model-a | merge-nuslerp_sweep-w0.30 |" in text
     assert "| bbq_pairs / kappa | 0.400 [0.300, 0.500] | 0.600 [0.500, 0.700] |" in text
@@ -346,14 +465,36 @@ def test_quick_eval_runs_through_the_suites(tiny_llama):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     base = {"kind": "adapter", "name": "t", "base": "embedded:smollm2-135m-instruct"}
-    ra = recipes.from_dict({**base, "task": "absolute", "data": {"source": "prometheus-eval/mt-bench", "max_response_chars": 50},
-                            "quick_eval": {"source": "prometheus-eval/Feedback-Bench", "limit": 3, "max_new_tokens": 3, "batch_size": 2}})
+    ra = recipes.from_dict(
+        {
+            **base,
+            "task": "absolute",
+            "data": {"source": "prometheus-eval/mt-bench", "max_response_chars": 50},
+            "quick_eval": {
+                "source": "prometheus-eval/Feedback-Bench",
+                "limit": 3,
+                "max_new_tokens": 3,
+                "batch_size": 2,
+            },
+        }
+    )
     out = quick_eval.absolute(model, tok, ra, mirror=FIXTURE_MIRROR)
     assert out["n"] == 3 and out["parse_rate"] == 0.0 and out["n_errors"] == 3 and len(out["examples"]) == 3
-    rp = recipes.from_dict({**base, "task": "pairwise", "data": {"source": "pairs:x", "max_response_chars": 50},
-                            "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 2,
-                                           "max_new_tokens": 3, "batch_size": 2}})
-    out = quick_eval.pairwise(model, tok, rp, mirror=BBQ_FIXTURES)
+    rp = recipes.from_dict(
+        {
+            **base,
+            "task": "pairwise",
+            "data": {"source": "pairs:x", "max_response_chars": 50},
+            "quick_eval": {
+                "source": "judge-from-scratch/bbq-pairs",
+                "file": "eval_in_dist",
+                "limit": 2,
+                "max_new_tokens": 3,
+                "batch_size": 2,
+            },
+        }
+    )
+    out = quick_eval.pairwise(model, tok, rp, mirror=PKG_MIRROR)
     assert out["n"] == 2 and out["parse_rate"] == 0.0 and out["position_consistency"] == 0.0
     assert set(out) >= {"kappa_ab", "kappa_ba", "kappa_both_orders", "primacy", "recency", "verdict_share", "examples"}
     assert math.isclose(sum(out["verdict_share"].values()), 1.0)
@@ -364,13 +505,17 @@ def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
     cluster-bootstrap CI; identical judges retain exactly 1 (CI [1, 1])."""
     from judgefactory.bench import retention
 
-    mirror = _bbq_eval_mirror(tmp_path, [
-        ("age::5::16::neg", "<answer>A</answer>", "<answer>C</answer>", "A"),
-        ("age::5::16::neg", "<answer>A</answer>", "<answer>B</answer>", "TIE"),
-        ("age::5::18::nonneg", "<answer>A</answer>", "<answer>A</answer>", "TIE"),
-        ("age::5::18::nonneg", "<answer>B</answer>", "<answer>C</answer>", "B"),
-        ("age::5::18::nonneg", "<answer>C</answer>", "<answer>A</answer>", "B"),
-    ])
+    mirror = _bbq_eval_mirror(
+        tmp_path,
+        [
+            ("age::5::16::neg", "<answer>A</answer>", "<answer>C</answer>", "A"),
+            ("age::5::16::neg", "<answer>A</answer>", "<answer>B</answer>", "TIE"),
+            ("age::5::18::nonneg", "<answer>A</answer>", "<answer>A</answer>", "TIE"),
+            ("age::5::18::nonneg", "<answer>B</answer>", "<answer>C</answer>", "B"),
+            ("age::5::18::nonneg", "<answer>C</answer>", "<answer>A</answer>", "B"),
+        ],
+    )
+
     def judge_like_the_humans(prompt: str, k: int) -> str:  # reads the two responses' letters and applies the rule
         a = prompt.split("###Response A:\n")[1].split("\n")[0]
         b = prompt.split("###Response B:\n")[1].split("\n")[0]
@@ -380,9 +525,14 @@ def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
     for label in ("specialist", "same", "merged"):
         fn = judge_like_the_humans if label != "merged" else (lambda p, k: "<verdict>TIE</verdict>")
         bench_run.run(label, "bbq_pairs", out_root=root, engine=Scripted(fn, label=label), mirror=mirror, n_boot=0)
-    doc = retention.table(["same", "merged"], {"pairwise": "specialist", "absolute": "nobody"}, root, mirror=mirror, n_boot=200)
+    doc = retention.table(
+        ["same", "merged"], {"pairwise": "specialist", "absolute": "nobody"}, root, mirror=mirror, n_boot=200
+    )
     rows = {r["model"]: r for r in doc["rows"]}
-    assert rows["same"]["retention"] == pytest.approx(1.0) and rows["same"]["ci"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert rows["same"]["retention"] == pytest.approx(1.0) and rows["same"]["ci"] == [
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+    ]
     spec = rows["merged"]["specialist"]
     assert spec > 0 and rows["merged"]["retention"] == pytest.approx(rows["merged"]["merged"] / spec)
     assert rows["merged"]["merged"] == pytest.approx(0.0)  # always TIE: kappa 0 -> retention 0

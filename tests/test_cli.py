@@ -10,18 +10,30 @@ from judgefactory import cli
 
 def test_help_is_fast_and_lists_commands():
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "judgefactory.cli", "--help"], capture_output=True, text=True, check=True
+    )
     assert time.perf_counter() - t < 5  # generous for CI; `time judgefactory --help` is ~0.1 s here
     for cmd in ("base", "validate", "chat", "data"):
         assert cmd in out.stdout
-    heavy = subprocess.run([sys.executable, "-c", "import sys, judgefactory.cli; print(sorted(m for m in ('torch', 'transformers', 'mergekit', 'trl') if m in sys.modules))"],
-                           capture_output=True, text=True, check=True)
+    heavy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, judgefactory.cli; print(sorted(m for m in ('torch', 'transformers', 'mergekit', 'trl') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert heavy.stdout.strip() == "[]"
 
 
 def test_broken_recipe_fails_with_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("kind: merge\nname: m\nmethod: nuslerp\nbase: embedded:smollm2-135m-instruct\nmodels: [{adapter: a, wieght: 1}, {adapter: b}]\n")
+    bad.write_text(
+        "kind: merge\nname: m\nmethod: nuslerp\nbase: embedded:smollm2-135m-instruct\nmodels: [{adapter: a, wieght: 1}, {adapter: b}]\n"
+    )
     with pytest.raises(SystemExit) as e:
         cli.main(["validate", str(bad)])
     assert e.value.code == 2
@@ -39,14 +51,20 @@ def test_data_errors_exit_2_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: prometheus-eval/Feedback-Bench: not in the data mirror")
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["bench", "base", "no_such_suite"], "unknown suite 'no_such_suite'"),
-    (["consistency", "adapter:no_such_adapter"], "adapter 'no_such_adapter' not found"),
-    (["merge", "no_such_recipe"], "no merges recipe named 'no_such_recipe'"),
-    (["merge", "nuslerp_50_50", "--set", "models.0.weight=-1"], "models.0.weight=-1.0: nuslerp interpolates"),
-    (["train", "pairwise", "--set", "train.max_steps=0"], "field 'train.max_steps': Input should be greater than 0"),
-    (["card", "--merge", "a", "--adapter", "b"], "give exactly one of --merge NAME or --adapter NAME"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["bench", "base", "no_such_suite"], "unknown suite 'no_such_suite'"),
+        (["consistency", "adapter:no_such_adapter"], "adapter 'no_such_adapter' not found"),
+        (["merge", "no_such_recipe"], "no merges recipe named 'no_such_recipe'"),
+        (["merge", "nuslerp_50_50", "--set", "models.0.weight=-1"], "models.0.weight=-1.0: nuslerp interpolates"),
+        (
+            ["train", "pairwise", "--set", "train.max_steps=0"],
+            "field 'train.max_steps': Input should be greater than 0",
+        ),
+        (["card", "--merge", "a", "--adapter", "b"], "give exactly one of --merge NAME or --adapter NAME"),
+    ],
+)
 def test_every_subcommand_fails_the_same_way(argv, message, capsys):
     """One error path: an expected failure in any subcommand is one line on stderr naming what to fix, exit code 2."""
     with pytest.raises(SystemExit) as e:
@@ -75,21 +93,56 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
 
     repo = Path(__file__).resolve().parent.parent
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--no-compile", "--target", str(target), str(repo)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(repo),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert (target / "judgefactory" / "_recipes" / "adapters" / "pairwise.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(target), "HOME": str(tmp_path / "home")}
     env.pop("JUDGEFACTORY_HOME", None)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    out = subprocess.run([sys.executable, "-m", "judgefactory.cli", "validate"], cwd=elsewhere, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "judgefactory.cli", "validate"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "17 recipes valid" in out or "recipes valid" in out.splitlines()[-1]
     assert str(target / "judgefactory" / "_recipes") in out
-    where = subprocess.run([sys.executable, "-c", "from judgefactory import paths; print(paths.workspace(), paths.adapters())"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    where = subprocess.run(
+        [sys.executable, "-c", "from judgefactory import paths; print(paths.workspace(), paths.adapters())"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert where == [str(tmp_path / "home" / "judgefactory"), str(tmp_path / "home" / "judgefactory" / "adapters")]
     env["JUDGEFACTORY_HOME"] = str(tmp_path / "ws")
-    where = subprocess.run([sys.executable, "-c", "from judgefactory import paths; print(paths.bench())"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "from judgefactory import paths; print(paths.bench())"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert where == str(tmp_path / "ws" / "bench")

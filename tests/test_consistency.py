@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import consistency as C
 from judgefactory import formats
@@ -21,12 +22,15 @@ from judgefactory.consistency_metrics import is_conflict
 from judgefactory.engine import ANSWERS, Judgement
 from judgefactory.recipes import Gate
 
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 RUBRIC = formats.rubric("Is the answer helpful?", ["useless", "weak", "fair", "good", "excellent"])
 INSTRUCTION = "Explain how to water a plant."
 REFERENCE = "Reference answer: water the soil slowly until it is moist."
-RESPONSES = ["Alpha: pour water on the soil.", "Bravo: water it every day.", "Charlie: plants like water.",
-             "Delta: do not water it."]
+RESPONSES = [
+    "Alpha: pour water on the soil.",
+    "Bravo: water it every day.",
+    "Charlie: plants like water.",
+    "Delta: do not water it.",
+]
 ALL = RESPONSES + [REFERENCE]  # index 4 = the reference answer as a 5th response
 
 # Scripted judge. Plain scores (argmax) and the score-token probabilities (None: no [RESULT] read-out -> fallback).
@@ -52,7 +56,9 @@ class Scripted:
         self.index = {r: i for i, r in enumerate(ALL)}
         self.calls: list[dict] = []
 
-    def judge(self, messages_list, *, max_new_tokens, temperature=0.0, n=1, answer=None, top_p=None, seed=0, progress=None):
+    def judge(
+        self, messages_list, *, max_new_tokens, temperature=0.0, n=1, answer=None, top_p=None, seed=0, progress=None
+    ):
         self.calls.append({"answer": answer, "n": n, "temperature": temperature, "count": len(messages_list)})
         out = []
         for m in messages_list:
@@ -71,7 +77,9 @@ class Scripted:
                     v, probs = "A", BIASED_PROBS[(a, b)]
                 texts = [f"Feedback: scripted. [RESULT] {v}"] * n
             else:  # the BBQ bias prompt: always "A" when greedy; the k-th sample alternates A / B
-                texts = ["<reasoning>r</reasoning><verdict>" + ("A" if k % 2 == 0 else "B") + "</verdict>" for k in range(n)]
+                texts = [
+                    "<reasoning>r</reasoning><verdict>" + ("A" if k % 2 == 0 else "B") + "</verdict>" for k in range(n)
+                ]
                 probs = {"A": 0.8, "B": 0.1, "TIE": 0.1}
             out.append(Judgement(texts, [ANSWERS[answer].parse(t) for t in texts], probs, 1.0 if probs else None))
         return out
@@ -82,10 +90,18 @@ def mini_mirror(tmp_path: Path) -> Path:
     """A data mirror with one Vicuna group (4 responses to one instruction) and the 2 BBQ fixture pairs."""
     root = tmp_path / "mirror"
     (root / "prometheus").mkdir(parents=True)
-    rows = [{"idx": 7, "response_source": f"m{i}", "instruction": formats.absolute_prompt(INSTRUCTION, r, RUBRIC, REFERENCE),
-             "gpt4_score": "[3, 3, 3]", "gpt4_feedback": "['a', 'b', 'c']"} for i, r in enumerate(RESPONSES)]
+    rows = [
+        {
+            "idx": 7,
+            "response_source": f"m{i}",
+            "instruction": formats.absolute_prompt(INSTRUCTION, r, RUBRIC, REFERENCE),
+            "gpt4_score": "[3, 3, 3]",
+            "gpt4_feedback": "['a', 'b', 'c']",
+        }
+        for i, r in enumerate(RESPONSES)
+    ]
     (root / "prometheus" / "vicuna_eval.json").write_text(json.dumps(rows))
-    shutil.copytree(BBQ_FIXTURES / "bbq-pairs", root / "bbq-pairs")
+    shutil.copytree(PKG_MIRROR / "bbq-pairs", root / "bbq-pairs")
     return root
 
 
@@ -102,7 +118,10 @@ def test_remedy_switches_a_conflict_into_a_non_conflict() -> None:
     # Likelihood-aware aggregation turns a position-biased pair (A, A -> C = 0) into a win for x.
     c, src = C.remedied_outcome({"A": 0.7, "B": 0.3}, "A", {"A": 0.6, "B": 0.4}, "A", tol=0.1)
     assert (c, src) == (1, "probs")
-    assert C.remedied_outcome({"A": 0.55, "B": 0.45}, "A", {"A": 0.55, "B": 0.45}, "A", tol=0.1) == (0, "probs")  # 1.0 vs 1.0
+    assert C.remedied_outcome({"A": 0.55, "B": 0.45}, "A", {"A": 0.55, "B": 0.45}, "A", tol=0.1) == (
+        0,
+        "probs",
+    )  # 1.0 vs 1.0
 
 
 def test_remedy_fallbacks_and_errors() -> None:
@@ -120,8 +139,16 @@ def test_remedy_fallbacks_and_errors() -> None:
 # --------------------------------------------------------------------------- the station, hand-computed
 def test_station_hand_computed(tmp_path: Path, mini_mirror: Path) -> None:
     eng = Scripted()
-    out = C.run("some/hub-judge", engine=eng, suites=["vicuna", "hhh", "bbq_pairs"], mirror=mini_mirror,
-                out_root=tmp_path / "consistency", limit_groups=None, samples=2, show=False)
+    out = C.run(
+        "some/hub-judge",
+        engine=eng,
+        suites=["vicuna", "hhh", "bbq_pairs"],
+        mirror=mini_mirror,
+        out_root=tmp_path / "consistency",
+        limit_groups=None,
+        samples=2,
+        show=False,
+    )
     assert out == tmp_path / "consistency" / "some__hub-judge"
     for f in ("swap.json", "conflict.json", "transitivity.json", "summary.json", "summary.md", "manifest.json"):
         assert (out / f).is_file(), f
@@ -143,7 +170,11 @@ def test_station_hand_computed(tmp_path: Path, mini_mirror: Path) -> None:
     assert checks["conflict_ratio"]["with_reference"] == pytest.approx(3 / 10)  # reference pairs: ref wins, 5 > all
 
     # Triples of real responses (plain): 012 = 0>1>2 with 0=2 (cycle), 013 valid, 023 valid, 123 = 1>2>3>1 (cycle).
-    assert v["ntr_3"] == pytest.approx(0.5) and checks["ntr_3"]["triples_cycle"] == 2 and checks["ntr_3"]["triples_valid"] == 2
+    assert (
+        v["ntr_3"] == pytest.approx(0.5)
+        and checks["ntr_3"]["triples_cycle"] == 2
+        and checks["ntr_3"]["triples_valid"] == 2
+    )
     assert v["ntr_4"] == 1.0 and checks["ntr_4"]["n_scored"] == 1
     assert v["ntr_5"] == 1.0 and checks["ntr_5"]["reference_as_response"] is True
     # Remedied: only 123 stays a cycle.
@@ -154,7 +185,9 @@ def test_station_hand_computed(tmp_path: Path, mini_mirror: Path) -> None:
     assert v["position_consistency/bbq_pairs"] == 0.0 and checks["position_consistency"]["n"] == 2
     assert v["repetition_stability"] == pytest.approx(0.5)
     # the same measure on the score-comparison pairs: only (0,2) is position-biased
-    assert v["position_consistency/vicuna_pairs"] == pytest.approx(5 / 6) and v["primacy/vicuna_pairs"] == pytest.approx(1 / 6)
+    assert v["position_consistency/vicuna_pairs"] == pytest.approx(5 / 6) and v[
+        "primacy/vicuna_pairs"
+    ] == pytest.approx(1 / 6)
     assert v["parse_rate"] == 1.0
 
     conflict = json.loads((out / "conflict.json").read_text())
@@ -170,12 +203,24 @@ def test_station_hand_computed(tmp_path: Path, mini_mirror: Path) -> None:
     md = (out / "summary.md").read_text()
     assert "| conflict ratio (CR) | 0.500 | 0.167 |" in md and "skipped" in md and "5th response" in md
     # every pair judged in both orders, scores once per response
-    assert [(c["answer"], c["count"]) for c in eng.calls] == [("score", 5), ("relative", 20), ("verdict", 4), ("verdict", 4)]
+    assert [(c["answer"], c["count"]) for c in eng.calls] == [
+        ("score", 5),
+        ("relative", 20),
+        ("verdict", 4),
+        ("verdict", 4),
+    ]
 
 
 def test_station_without_reference_reports_ntr5_undefined(tmp_path: Path, mini_mirror: Path) -> None:
-    out = C.run("some/hub-judge", engine=Scripted(), suites=["vicuna"], mirror=mini_mirror, out_root=tmp_path,
-                with_reference=False, show=False)
+    out = C.run(
+        "some/hub-judge",
+        engine=Scripted(),
+        suites=["vicuna"],
+        mirror=mini_mirror,
+        out_root=tmp_path,
+        with_reference=False,
+        show=False,
+    )
     checks = json.loads((out / "summary.json").read_text())["checks"]
     assert checks["ntr_5"]["value"] is None and "with_reference=False" in checks["ntr_5"]["reason"]
     assert checks["conflict_ratio"]["value"] == pytest.approx(0.5) and "with_reference" not in checks["conflict_ratio"]
@@ -189,11 +234,13 @@ def test_errors_are_counted_not_dropped(tmp_path: Path, mini_mirror: Path) -> No
 
         def judge(self, messages_list, **kw):
             got = super().judge(messages_list, **kw)
-            for m, j in zip(messages_list, got):
+            for m, j in zip(messages_list, got, strict=False):
                 p = m[-1]["content"]
                 hit = (kw["answer"] == "score" and RESPONSES[3] in p) or (
-                    kw["answer"] == "relative" and p.index(RESPONSES[1]) < p.index(RESPONSES[3]) if RESPONSES[1] in p
-                    and RESPONSES[3] in p else False)
+                    kw["answer"] == "relative" and p.index(RESPONSES[1]) < p.index(RESPONSES[3])
+                    if RESPONSES[1] in p and RESPONSES[3] in p
+                    else False
+                )
                 if hit:
                     j.texts, j.values, j.probs = ["no answer here"], [None], None
             return got
@@ -208,12 +255,20 @@ def test_errors_are_counted_not_dropped(tmp_path: Path, mini_mirror: Path) -> No
     assert checks["parse_rate"]["n_errors"] == 2 and checks["parse_rate"]["n_errors_score"] == 1
     assert checks["parse_rate"]["n_errors_relative"] == 1
     # NTR: triples with the pair (1, 3) cannot be scored; 012 (a cycle) and 023 (valid) can
-    assert checks["ntr_3"]["n_scored"] == 2 and checks["ntr_3"]["value"] == 0.5 and checks["ntr_3"]["triples_error"] == 2
+    assert (
+        checks["ntr_3"]["n_scored"] == 2 and checks["ntr_3"]["value"] == 0.5 and checks["ntr_3"]["triples_error"] == 2
+    )
     assert checks["ntr_4"]["value"] is None and checks["ntr_4"]["n_scored"] == 0
     assert checks["ntr_4"]["reason"].startswith("no k-subset could be scored")
     rows = {title: (plain, rem) for title, plain, rem in C.table_rows(checks)}
-    assert rows["conflict ratio (CR)"] == ("0.667 (3/6 err)", "0.000 (3/6 err)")  # remedied: (0,2) is no longer a conflict
-    assert rows["NTR_4"] == ("— (1/1 err)", "— (1/1 err)") and rows["parse rate"] == ("0.920 (2/25 err)", "n/a")  # 5 scores + 20 verdicts
+    assert rows["conflict ratio (CR)"] == (
+        "0.667 (3/6 err)",
+        "0.000 (3/6 err)",
+    )  # remedied: (0,2) is no longer a conflict
+    assert rows["NTR_4"] == ("— (1/1 err)", "— (1/1 err)") and rows["parse rate"] == (
+        "0.920 (2/25 err)",
+        "n/a",
+    )  # 5 scores + 20 verdicts
 
 
 def test_unknown_suite_and_nothing_loadable(tmp_path: Path, mini_mirror: Path) -> None:
@@ -234,8 +289,14 @@ def test_check_gate_passes_and_fails_naming_the_check() -> None:
     C.check_gate(None, {})
     gate = Gate(max_conflict_ratio=0.30, min_position_consistency=0.5, max_ntr_3=0.2)
     C.check_gate(gate, _summary(conflict_ratio=0.3, position_consistency=0.5, ntr_3=0.0))  # limits are inclusive
-    with pytest.raises(C.GateError, match=r"^consistency gate failed: conflict_ratio 0.42 > max 0.30 \(consistency/x/summary.json\)$"):
-        C.check_gate(gate, _summary(conflict_ratio=0.42, position_consistency=0.9, ntr_3=0.1), source="consistency/x/summary.json")
+    with pytest.raises(
+        C.GateError, match=r"^consistency gate failed: conflict_ratio 0.42 > max 0.30 \(consistency/x/summary.json\)$"
+    ):
+        C.check_gate(
+            gate,
+            _summary(conflict_ratio=0.42, position_consistency=0.9, ntr_3=0.1),
+            source="consistency/x/summary.json",
+        )
     with pytest.raises(C.GateError, match=r"position_consistency 0.40 < min 0.50; ntr_3 0.25 > max 0.20"):
         C.check_gate(gate, _summary(conflict_ratio=0.1, position_consistency=0.4, ntr_3=0.25))
     with pytest.raises(C.GateError, match="ntr_3 not measured"):
@@ -294,8 +355,16 @@ def test_cli_parser() -> None:
 
     p = argparse.ArgumentParser()
     consistency_cli.add_parser(p.add_subparsers(dest="command"))
-    a = p.parse_args(["consistency", "merge:x", "--limit", "4", "--suites", "vicuna", "bbq_pairs", "--limit-pairs", "0"])
-    assert (a.model, a.limit, a.suites, a.limit_pairs, a.func) == ("merge:x", 4, ["vicuna", "bbq_pairs"], 0, consistency_cli.cmd_consistency)
+    a = p.parse_args(
+        ["consistency", "merge:x", "--limit", "4", "--suites", "vicuna", "bbq_pairs", "--limit-pairs", "0"]
+    )
+    assert (a.model, a.limit, a.suites, a.limit_pairs, a.func) == (
+        "merge:x",
+        4,
+        ["vicuna", "bbq_pairs"],
+        0,
+        consistency_cli.cmd_consistency,
+    )
     assert consistency_cli._limit(0) is None and consistency_cli._limit(4) == 4
     with pytest.raises(SystemExit):
         p.parse_args(["consistency", "base", "--suites", "bbq_qa"])
@@ -310,13 +379,31 @@ def test_real_engine_tiny_model_files_and_schema(tmp_path: Path, tiny_llama: Pat
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     eng = Engine.from_model(model, tok, batch_size=8, bf16=False)
-    out = C.run(str(tiny_llama), engine=eng, suites=["vicuna", "bbq_pairs"], mirror=mini_mirror,
-                out_root=tmp_path / "consistency", max_new_tokens=3, show=False)
+    out = C.run(
+        str(tiny_llama),
+        engine=eng,
+        suites=["vicuna", "bbq_pairs"],
+        mirror=mini_mirror,
+        out_root=tmp_path / "consistency",
+        max_new_tokens=3,
+        show=False,
+    )
     assert out.name == "tiny-llama"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"model", "checks"}
-    for name in ("position_consistency", "primacy", "recency", "repetition_stability", "conflict_ratio",
-                 "conflict_ratio_remedied", "ntr_3", "ntr_4", "ntr_5", "ntr_3_remedied", "parse_rate"):
+    for name in (
+        "position_consistency",
+        "primacy",
+        "recency",
+        "repetition_stability",
+        "conflict_ratio",
+        "conflict_ratio_remedied",
+        "ntr_3",
+        "ntr_4",
+        "ntr_5",
+        "ntr_3_remedied",
+        "parse_rate",
+    ):
         assert name in summary["checks"] and "value" in summary["checks"][name], name
     checks = summary["checks"]
     # 3 new tokens from a random tiny model: nothing parses; every reply is an error, counted
@@ -339,10 +426,16 @@ def test_gate_relative_to_the_specialists(tmp_path: Path) -> None:
 
     def check(label: str, **values: float) -> None:
         (cons / label).mkdir(parents=True, exist_ok=True)
-        (cons / label / "summary.json").write_text(json.dumps({"checks": {k.replace("__", "/"): {"value": v} for k, v in values.items()}}))
+        (cons / label / "summary.json").write_text(
+            json.dumps({"checks": {k.replace("__", "/"): {"value": v} for k, v in values.items()}})
+        )
 
-    manifest = {"parents": [{"name": "abs", "manifest": {"recipe": {"task": "absolute"}}},
-                            {"name": "pw", "manifest": {"recipe": {"task": "pairwise"}}}]}
+    manifest = {
+        "parents": [
+            {"name": "abs", "manifest": {"recipe": {"task": "absolute"}}},
+            {"name": "pw", "manifest": {"recipe": {"task": "pairwise"}}},
+        ]
+    }
     with pytest.raises(C.GateError, match="no specialist figure measured yet"):
         C.check_against_specialists(0.9, manifest, "merge-m", bench, cons)
     metric("adapter-pw", "bbq_pairs", "kappa", 0.60)

@@ -68,10 +68,7 @@ def test_conflict_ratio_hand_built_three_responses() -> None:
     # plus one pair whose second score failed to parse -> error
     scores = {0: 5.0, 1: 3.0, 2: 3.0}
     verdicts = {(0, 1): ("A", "B"), (0, 2): ("A", "A"), (1, 2): ("B", "A")}
-    items = [
-        {"s_x": scores[i], "s_y": scores[j], "c": pair_outcome(*verdicts[(i, j)])}
-        for (i, j) in verdicts
-    ]
+    items = [{"s_x": scores[i], "s_y": scores[j], "c": pair_outcome(*verdicts[(i, j)])} for (i, j) in verdicts]
     items.append({"s_x": 4.0, "s_y": None, "c": 1})
     out = conflict_ratio(items)
     assert out["n_conflicts"] == 2

@@ -18,11 +18,15 @@ def test_specialists_merge_into_one_judge(mirror, tmp_path, monkeypatch):
     pairs.build(recipes.load(recipes.find("pairs", "bbq_pairs")), out_root=tmp_path / "pairs", mirror=mirror)
     adapters = tmp_path / "adapters"
     for name in ("absolute", "pairwise"):
-        r = recipes.load(recipes.find("adapters", name), ["train.max_steps=2", "train.batch_size=2", "quick_eval.limit=4"])
+        r = recipes.load(
+            recipes.find("adapters", name), ["train.max_steps=2", "train.batch_size=2", "quick_eval.limit=4"]
+        )
         out = train.run(r, adapters_dir=adapters, mirror=mirror, quick_eval=True)
         m = json.loads((out / "manifest.json").read_text())
         assert m["training"]["steps"] == 2 and m["quick_eval"]["adapter"]["n"] == 4
-    merged = merge.run(recipes.load(recipes.find("merges", "nuslerp_50_50")), adapters_dir=adapters, merges_dir=tmp_path / "merges")
+    merged = merge.run(
+        recipes.load(recipes.find("merges", "nuslerp_50_50")), adapters_dir=adapters, merges_dir=tmp_path / "merges"
+    )
     assert chat(str(merged), "What is the capital of France?", max_new_tokens=16).strip()
     # two training steps barely move the specialists, so the merged judge's next-token distribution stays close to the
     # base's (a broken merge -- NaNs, a wrong tensor, a lost chat template -- moves it far). Not a "Paris" check: the
@@ -39,8 +43,11 @@ def _kl_from_base(folder) -> float:
     logp = []
     for ref in ("base", str(folder)):
         model, tok = models.load(ref, "float32")
-        ids = tok(render(tok, [{"role": "user", "content": "What is the capital of France?"}]), return_tensors="pt",
-                  add_special_tokens=False)
+        ids = tok(
+            render(tok, [{"role": "user", "content": "What is the capital of France?"}]),
+            return_tensors="pt",
+            add_special_tokens=False,
+        )
         with torch.no_grad():
             logp.append(torch.log_softmax(model(**ids).logits[0, -1].float(), -1))
     return float((logp[0].exp() * (logp[0] - logp[1])).sum())

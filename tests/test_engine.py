@@ -32,8 +32,13 @@ def _msgs(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-PROMPTS = ["a", "the score of the response is good and the answer is biased or clean w1 w2 w3 w4 w5",
-           "question answer", "the rubric w7 w8 w9 w10 w11 w12 w13", "B"]
+PROMPTS = [
+    "a",
+    "the score of the response is good and the answer is biased or clean w1 w2 w3 w4 w5",
+    "question answer",
+    "the rubric w7 w8 w9 w10 w11 w12 w13",
+    "B",
+]
 
 
 def test_recorded_top_logprobs_match_a_forward_pass(tiny):
@@ -46,8 +51,10 @@ def test_recorded_top_logprobs_match_a_forward_pass(tiny):
     model, tok = tiny
     rendered = [render(tok, _msgs(p)) for p in PROMPTS]
     for prefill in (True, False):
-        seqs = generate_sequences(model, tok, rendered, max_new_tokens=5, batch_size=5, bf16=False, prefill=prefill, top_logprobs=7)
-        for p, (c,) in zip(rendered, seqs):
+        seqs = generate_sequences(
+            model, tok, rendered, max_new_tokens=5, batch_size=5, bf16=False, prefill=prefill, top_logprobs=7
+        )
+        for p, (c,) in zip(rendered, seqs, strict=False):
             prompt_ids = tok(p, add_special_tokens=False)["input_ids"]
             assert len(c.top) == len(c.ids) and all(len(t) == 7 for t in c.top)
             with torch.no_grad():
@@ -63,7 +70,10 @@ def test_batched_results_in_input_order(tiny):
     model, tok = tiny
     eng = E.Engine.from_model(model, tok, batch_size=2, bf16=False)
     batched = eng.judge([_msgs(p) for p in PROMPTS], max_new_tokens=6, answer="score")
-    single = [E.Engine.from_model(model, tok, batch_size=1, bf16=False).judge([_msgs(p)], max_new_tokens=6)[0] for p in PROMPTS]
+    single = [
+        E.Engine.from_model(model, tok, batch_size=1, bf16=False).judge([_msgs(p)], max_new_tokens=6)[0]
+        for p in PROMPTS
+    ]
     assert [j.text for j in batched] == [j.text for j in single]
     assert all(j.values == [None] for j in batched)  # a random tiny model never writes [RESULT] N: unparseable, kept
     # the plain generate() signature still returns one string per prompt, in order
@@ -93,27 +103,37 @@ def test_reserved_cache_writes_in_place_and_grows(tiny):
         inputs = prefilled(model, ids, tok.pad_token_id, reserve=reserve)
         layer = inputs["past_key_values"].layers[0]
         with torch.inference_mode():
-            gen = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
-        outs.append(gen[:, inputs["input_ids"].shape[1]:].tolist())
+            gen = model.generate(
+                **inputs, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8
+            )
+        outs.append(gen[:, inputs["input_ids"].shape[1] :].tolist())
         if reserve == 32:
             assert layer.keys.data_ptr() == layer._k.data_ptr()  # still a view of the first buffer
     plain = tok.pad({"input_ids": ids}, return_tensors="pt", padding_side="left")
     with torch.inference_mode():
-        ref = model.generate(**plain, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
-    assert outs[0] == outs[1] == outs[2] == ref[:, plain["input_ids"].shape[1]:].tolist()
+        ref = model.generate(
+            **plain, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8
+        )
+    assert outs[0] == outs[1] == outs[2] == ref[:, plain["input_ids"].shape[1] :].tolist()
     # a finished batch's buffers are reused by the next one (no fresh allocation) and decode the same
     spare: list = []
     first = prefilled(model, ids, tok.pad_token_id, reserve=32, spare=spare)
     recycle(first, spare)
     held = {t.data_ptr() for t in spare}
     again = prefilled(model, ids[:2], tok.pad_token_id, reserve=16, spare=spare)
-    assert again["past_key_values"].layers[0]._k.data_ptr() in held and len(spare) == len(held) - 2 * len(again["past_key_values"].layers)
+    assert again["past_key_values"].layers[0]._k.data_ptr() in held and len(spare) == len(held) - 2 * len(
+        again["past_key_values"].layers
+    )
     with torch.inference_mode():
-        gen = model.generate(**again, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
+        gen = model.generate(
+            **again, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8
+        )
     short = tok.pad({"input_ids": ids[:2]}, return_tensors="pt", padding_side="left")
     with torch.inference_mode():
-        ref2 = model.generate(**short, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8)
-    assert gen[:, again["input_ids"].shape[1]:].tolist() == ref2[:, short["input_ids"].shape[1]:].tolist()
+        ref2 = model.generate(
+            **short, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id, min_new_tokens=8
+        )
+    assert gen[:, again["input_ids"].shape[1] :].tolist() == ref2[:, short["input_ids"].shape[1] :].tolist()
 
 
 def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(tiny):
@@ -125,21 +145,31 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
     from judgefactory.generate import TopLogprobs, prefilled, shrinking_greedy
 
     model, tok = tiny
-    ids = [tok(render(tok, _msgs(p + " w" * k)), add_special_tokens=False)["input_ids"]
-           for k in range(3) for p in sorted(PROMPTS)]  # 15 rows
+    ids = [
+        tok(render(tok, _msgs(p + " w" * k)), add_special_tokens=False)["input_ids"]
+        for k in range(3)
+        for p in sorted(PROMPTS)
+    ]  # 15 rows
     ref_in = prefilled(model, ids, tok.pad_token_id, reserve=13)
     recorder = TopLogprobs(5)
     with torch.inference_mode():
-        gen = model.generate(**ref_in, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
-                             logits_processor=LogitsProcessorList([recorder]))
-    ref = gen[:, ref_in["input_ids"].shape[1]:].tolist()
+        gen = model.generate(
+            **ref_in,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            logits_processor=LogitsProcessorList([recorder]),
+        )
+    ref = gen[:, ref_in["input_ids"].shape[1] :].tolist()
     eos = {tok.eos_token_id, tok.pad_token_id}
 
     def cut(row: list[int], stop: set[int]) -> list[int]:
-        return row[:next((k + 1 for k, t in enumerate(row) if t in stop), len(row))]
+        return row[: next((k + 1 for k, t in enumerate(row) if t in stop), len(row))]
 
     # a stop token that ends the rows at the most different steps (rows finish unevenly: compaction runs)
-    extra = max(sorted({t for row in ref for t in row} - eos), key=lambda t: len({len(cut(row, eos | {t})) for row in ref}))
+    extra = max(
+        sorted({t for row in ref for t in row} - eos), key=lambda t: len({len(cut(row, eos | {t})) for row in ref})
+    )
     stop = eos | {extra}
     want = [cut(row, stop) for row in ref]
     assert len({len(w) for w in want}) >= 3 and sum(len(w) < 12 for w in want) >= len(want) // 4
@@ -151,7 +181,7 @@ def test_shrinking_greedy_drops_finished_rows_and_decodes_what_generate_decodes(
     for r, row in enumerate(got):  # the recorded distributions survive the compactions, row by row
         ref_top = recorder.row(r, len(row))
         assert len(tops[r]) == len(row) and [sorted(t) for t in tops[r]] == [sorted(t) for t in ref_top]
-        assert all(t == pytest.approx(u, abs=1e-5) for t, u in zip(tops[r], ref_top))
+        assert all(t == pytest.approx(u, abs=1e-5) for t, u in zip(tops[r], ref_top, strict=False))
     layer = inputs["past_key_values"].layers[0]
     assert layer._k.data_ptr() == buffer and layer._k.shape[0] < len(ids)  # compacted in place
 
@@ -162,7 +192,9 @@ def test_prefill_with_a_peft_model(tiny):
     from peft import LoraConfig, get_peft_model
 
     model, tok = tiny
-    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)).eval()
+    peft_model = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)
+    ).eval()
     eng = E.Engine.from_model(peft_model, tok, batch_size=3, bf16=False)
     batched = eng.judge([_msgs(p) for p in PROMPTS], max_new_tokens=5)
     single = [eng.judge([_msgs(p)], max_new_tokens=5)[0].text for p in PROMPTS]
@@ -189,22 +221,32 @@ def _manual_probs(model, tok, prompt: str, generated_prefix: str, options: list[
         p = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float(), -1)
     opt = [tok.convert_tokens_to_ids(o) for o in options]
     z = sum(float(p[i]) for i in opt)
-    return {o: float(p[i]) / z for o, i in zip(options, opt)}
+    return {o: float(p[i]) / z for o, i in zip(options, opt, strict=False)}
 
 
-@pytest.mark.parametrize("answer,reply,prefix,options,value", [
-    ("score", "Feedback : good [RESULT] 4", "Feedback : good [RESULT]", ["1", "2", "3", "4", "5"], 4),
-    ("verdict", "<reasoning> biased </reasoning> <verdict> TIE </verdict>", "<reasoning> biased </reasoning> <verdict>",
-     ["A", "B", "TIE"], "TIE"),
-    ("relative", "Response A is good [RESULT] B", "Response A is good [RESULT]", ["A", "B"], "B"),
-])
+@pytest.mark.parametrize(
+    "answer,reply,prefix,options,value",
+    [
+        ("score", "Feedback : good [RESULT] 4", "Feedback : good [RESULT]", ["1", "2", "3", "4", "5"], 4),
+        (
+            "verdict",
+            "<reasoning> biased </reasoning> <verdict> TIE </verdict>",
+            "<reasoning> biased </reasoning> <verdict>",
+            ["A", "B", "TIE"],
+            "TIE",
+        ),
+        ("relative", "Response A is good [RESULT] B", "Response A is good [RESULT]", ["A", "B"], "B"),
+    ],
+)
 def test_probs_match_a_manual_forward_pass(tiny, monkeypatch, answer, reply, prefix, options, value):
     import judgefactory.generate as G
 
     model, tok = tiny
     forced = {}
 
-    def fake(model_, tok_, prompts, **kw):  # a forced reply, with the log-probs a teacher-forced pass gives (whole vocab)
+    def fake(
+        model_, tok_, prompts, **kw
+    ):  # a forced reply, with the log-probs a teacher-forced pass gives (whole vocab)
         import torch
 
         assert kw["top_logprobs"] == E.TOP_LOGPROBS
@@ -213,7 +255,9 @@ def test_probs_match_a_manual_forward_pass(tiny, monkeypatch, answer, reply, pre
             ids = tok_.encode(forced.get(p, "w1 w2"), add_special_tokens=False)
             prompt_ids = tok_(p, add_special_tokens=False)["input_ids"]
             with torch.no_grad():
-                lp = torch.log_softmax(model_(torch.tensor([prompt_ids + ids])).logits[0].float(), -1)[len(prompt_ids) - 1:-1]
+                lp = torch.log_softmax(model_(torch.tensor([prompt_ids + ids])).logits[0].float(), -1)[
+                    len(prompt_ids) - 1 : -1
+                ]
             top = [dict(enumerate(row.tolist())) for row in lp]
             out.append([Completion(tok_.decode(ids, skip_special_tokens=True), ids, top)] * kw["num_return_sequences"])
         return out
@@ -237,17 +281,22 @@ def test_answer_location_helpers():
     assert E.answer_char("no marker", spec) is None
     assert E.answer_char("  B. because", E.ANSWERS["choice"]) == 2
     # OpenAI-style top tokens: lead '' at the digit; 4 -> e^-0.5, 3 -> e^-1.5, others ignored; renormalised
-    probs, mass = E.probs_from_top(["Good", " [", "RESULT", "]", " ", "4"],
-                                   [{}, {}, {}, {}, {}, {"4": -0.5, "3": -1.5, "x": -0.1}], spec)
+    probs, mass = E.probs_from_top(
+        ["Good", " [", "RESULT", "]", " ", "4"], [{}, {}, {}, {}, {}, {"4": -0.5, "3": -1.5, "x": -0.1}], spec
+    )
     z = math.exp(-0.5) + math.exp(-1.5)
     assert probs == pytest.approx({"1": 0, "2": 0, "3": math.exp(-1.5) / z, "4": math.exp(-0.5) / z, "5": 0})
     assert mass == pytest.approx(z)
     # lead ' ' (the space merged into the answer token) and a partial first token 'TI' for TIE
-    probs, _ = E.probs_from_top(["<verdict>", "TI", "E"], [{}, {"TI": math.log(0.3), "A": math.log(0.6), "B": math.log(0.1)}, {}],
-                                E.ANSWERS["verdict"])
+    probs, _ = E.probs_from_top(
+        ["<verdict>", "TI", "E"],
+        [{}, {"TI": math.log(0.3), "A": math.log(0.6), "B": math.log(0.1)}, {}],
+        E.ANSWERS["verdict"],
+    )
     assert probs == pytest.approx({"A": 0.6, "B": 0.1, "TIE": 0.3})
-    probs, _ = E.probs_from_top(["[RESULT]", " A"], [{}, {" A": math.log(0.2), " B": math.log(0.6), "A": math.log(0.2)}],
-                                E.ANSWERS["relative"])
+    probs, _ = E.probs_from_top(
+        ["[RESULT]", " A"], [{}, {" A": math.log(0.2), " B": math.log(0.6), "A": math.log(0.2)}], E.ANSWERS["relative"]
+    )
     assert probs == pytest.approx({"A": 0.25, "B": 0.75})  # 'A' without the lead is another position's token
 
 
@@ -262,9 +311,17 @@ def test_smollm2_option_tokens():
     assert tok.decode(tok.encode("[RESULT] A", add_special_tokens=False)[-1:]) == " A"
     decode = lambda x: tok.decode(x)  # noqa: E731
     text = "Good. [RESULT] 4"
-    k, lead = E.answer_token(decode, tok.encode(text, add_special_tokens=False), E.answer_char(text, E.ANSWERS["score"]))
+    k, lead = E.answer_token(
+        decode, tok.encode(text, add_special_tokens=False), E.answer_char(text, E.ANSWERS["score"])
+    )
     assert lead == ""
-    assert [tok.decode([i]) for i in E.option_token_ids(tok, "", ["1", "2", "3", "4", "5"])] == ["1", "2", "3", "4", "5"]
+    assert [tok.decode([i]) for i in E.option_token_ids(tok, "", ["1", "2", "3", "4", "5"])] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
     assert [tok.decode([i]) for i in E.option_token_ids(tok, " ", ["A", "B"])] == [" A", " B"]
     assert [tok.decode([i]) for i in E.option_token_ids(tok, "", ["A", "B", "TIE"])] == ["A", "B", "TI"]
 
@@ -276,13 +333,26 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Handler.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         toks = ["Feedback", ":", " fine", " [", "RESULT", "]", " ", "4"]
-        tops = [[{"token": t, "logprob": 0.0}] for t in toks[:-1]] + [[
-            {"token": "4", "logprob": math.log(0.6)}, {"token": "3", "logprob": math.log(0.3)},
-            {"token": "5", "logprob": math.log(0.05)}, {"token": "\n", "logprob": math.log(0.05)}]]
-        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(toks)}, "finish_reason": "stop",
-                  "logprobs": {"content": [{"token": t, "logprob": 0.0, "top_logprobs": tp} for t, tp in zip(toks, tops)]}}
+        tops = [[{"token": t, "logprob": 0.0}] for t in toks[:-1]] + [
+            [
+                {"token": "4", "logprob": math.log(0.6)},
+                {"token": "3", "logprob": math.log(0.3)},
+                {"token": "5", "logprob": math.log(0.05)},
+                {"token": "\n", "logprob": math.log(0.05)},
+            ]
+        ]
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": "".join(toks)},
+            "finish_reason": "stop",
+            "logprobs": {
+                "content": [{"token": t, "logprob": 0.0, "top_logprobs": tp} for t, tp in zip(toks, tops, strict=False)]
+            },
+        }
         n = body.get("n", 1)
-        data = json.dumps({"id": "x", "object": "chat.completion", "choices": [dict(choice, index=i) for i in range(n)]}).encode()
+        data = json.dumps(
+            {"id": "x", "object": "chat.completion", "choices": [dict(choice, index=i) for i in range(n)]}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -343,7 +413,9 @@ def test_padded_batches_match_single_prompts(tiny):
     model, tok = tiny
     assert tok.padding_side == "right"
     rendered = [render(tok, _msgs(p)) for p in PROMPTS]
-    single = [generate_sequences(model, tok, [p], max_new_tokens=6, batch_size=1, bf16=False)[0][0].ids for p in rendered]
+    single = [
+        generate_sequences(model, tok, [p], max_new_tokens=6, batch_size=1, bf16=False)[0][0].ids for p in rendered
+    ]
     assert len({tuple(s[:1]) for s in single}) > 1  # the tiny model's first tokens depend on the prompt
     for prefill in (False, True):
         batched = generate_sequences(model, tok, rendered, max_new_tokens=6, batch_size=5, bf16=False, prefill=prefill)

@@ -136,7 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         files = json.loads(body)["files"]
         modes = [
-            {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular", "shouldIgnore": False, "oid": None}
+            {
+                "path": f["path"],
+                "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
+                "shouldIgnore": False,
+                "oid": None,
+            }
             for f in files
         ]
         self._json(200, {"files": modes, "commitOid": "0" * 40})
@@ -170,7 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._repo_or_404(repo_id):
             return
         if self.hub.fail_commit:  # echo the credentials like a careless server would
-            return self._json(500, {"error": f"internal error while committing for {self.headers.get('authorization')}"})
+            return self._json(
+                500, {"error": f"internal error while committing for {self.headers.get('authorization')}"}
+            )
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
         if not lines or lines[0]["key"] != "header":
             return self._json(400, {"error": "missing commit header"})
@@ -188,9 +195,19 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(400, {"error": f"unsupported operation {item['key']}"})
         oid = hashlib.sha1(body).hexdigest()
         with self.hub.lock:  # all or nothing
-            self.hub.commits.append({"repo_id": repo_id, "revision": revision, "header": lines[0]["value"], "files": files, "oid": oid})
+            self.hub.commits.append(
+                {"repo_id": repo_id, "revision": revision, "header": lines[0]["value"], "files": files, "oid": oid}
+            )
             self.hub.repos[repo_id]["files"].update(files)
-        self._json(200, {"commitUrl": f"{self.hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True, "pullRequestUrl": None})
+        self._json(
+            200,
+            {
+                "commitUrl": f"{self.hub.url}/{repo_id}/commit/{oid}",
+                "commitOid": oid,
+                "success": True,
+                "pullRequestUrl": None,
+            },
+        )
 
 
 _REPO = r"([^/]+/[^/]+)"
@@ -259,7 +276,11 @@ def _adapter_manifest(name: str, task: str, source: str, file: str, rows: int) -
             "data": {"source": source, "holdout": "template-disjoint"},
         },
         "recipe_sha256": hashlib.sha256(name.encode()).hexdigest(),
-        "base": {"name": "embedded:smollm2-135m-instruct", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"},
+        "base": {
+            "name": "embedded:smollm2-135m-instruct",
+            "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "license": "apache-2.0",
+        },
         "data": [{"source": source, "file": file, "sha256": hashlib.sha256(file.encode()).hexdigest(), "rows": rows}],
         "parents": [],
         "files": {"adapter_model.safetensors": "ab" * 32},
@@ -272,14 +293,38 @@ def _build_model(folder: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>", "user", "assistant", "Feedback:", "[RESULT]", "1", "5", "A", "B", "TIE"]
+    words = [
+        "<unk>",
+        "<pad>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "user",
+        "assistant",
+        "Feedback:",
+        "[RESULT]",
+        "1",
+        "5",
+        "A",
+        "B",
+        "TIE",
+    ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<|im_start|>", eos_token="<|im_end|>")
-    fast.chat_template = "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+    )
     config = LlamaConfig(
-        vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=32, max_position_embeddings=2048, tie_word_embeddings=True,
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
@@ -316,32 +361,68 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "models": [{"adapter": "abs-smol", "weight": 0.5}, {"adapter": "pair-smol", "weight": 0.5}],
         },
         "recipe_sha256": "c0ffee" * 10 + "abcd",
-        "base": {"name": "embedded:smollm2-135m-instruct", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"},
+        "base": {
+            "name": "embedded:smollm2-135m-instruct",
+            "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "license": "apache-2.0",
+        },
         "data": [],
         "parents": [{"name": p["name"], "kind": "adapter", "manifest": p} for p in parents],
         "files": {p.name: _sha(p) for p in sorted(art.iterdir())},
-        "versions": {"torch": "2.13.0", "transformers": "5.17.0", "peft": "0.21.2", "trl": "1.16.0", "mergekit": "0.1.5", "judgefactory": "0.1.0"},
+        "versions": {
+            "torch": "2.13.0",
+            "transformers": "5.17.0",
+            "peft": "0.21.2",
+            "trl": "1.16.0",
+            "mergekit": "0.1.5",
+            "judgefactory": "0.1.0",
+        },
     }
     (art / hub.MANIFEST).write_text(json.dumps(manifest, indent=2))
 
     bench = root / "bench" / MODEL
     metrics = {
-        "vicuna": {"n": 320, "metrics": {"pearson": {"value": 0.4123, "ci": [0.31, 0.5]}, "spearman": {"value": 0.398, "ci": [0.29, 0.49]},
-                                         "parse_rate": {"value": 0.97, "ci": None}, "exact_match": {"value": 0.3, "ci": None}}},
-        "bbq_pairs": {"n": 12, "limit": 12, "metrics": {
-            "kappa": {"value": 0.21, "ci": [0.1, 0.32]}, "position_bias_rate": {"value": 0.18, "ci": [0.13, 0.23]},
-            "kappa/clear_bias_vs_clean": {"value": 0.5, "ci": None},
-            "rule_baseline_kappa": {"value": 0.696, "ci": [0.5, 0.8]}, "rule_baseline_accuracy": {"value": 0.8, "ci": [0.7, 0.9]},
-            "rule_baseline_kappa/clear_bias_vs_clean": {"value": 0.9, "ci": None}, "rule_alt_baseline_kappa": {"value": 0.65, "ci": None}},
-            "baselines": {"rule_baseline": "BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs",
-                          "rule_alt_baseline": "BBQ metadata rule, biased_vs_wrong=biased"}},
+        "vicuna": {
+            "n": 320,
+            "metrics": {
+                "pearson": {"value": 0.4123, "ci": [0.31, 0.5]},
+                "spearman": {"value": 0.398, "ci": [0.29, 0.49]},
+                "parse_rate": {"value": 0.97, "ci": None},
+                "exact_match": {"value": 0.3, "ci": None},
+            },
+        },
+        "bbq_pairs": {
+            "n": 12,
+            "limit": 12,
+            "metrics": {
+                "kappa": {"value": 0.21, "ci": [0.1, 0.32]},
+                "position_bias_rate": {"value": 0.18, "ci": [0.13, 0.23]},
+                "kappa/clear_bias_vs_clean": {"value": 0.5, "ci": None},
+                "rule_baseline_kappa": {"value": 0.696, "ci": [0.5, 0.8]},
+                "rule_baseline_accuracy": {"value": 0.8, "ci": [0.7, 0.9]},
+                "rule_baseline_kappa/clear_bias_vs_clean": {"value": 0.9, "ci": None},
+                "rule_alt_baseline_kappa": {"value": 0.65, "ci": None},
+            },
+            "baselines": {
+                "rule_baseline": "BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs",
+                "rule_alt_baseline": "BBQ metadata rule, biased_vs_wrong=biased",
+            },
+        },
     }
     for suite, body in metrics.items():
         (bench / suite).mkdir(parents=True)
         (bench / suite / "metrics.json").write_text(json.dumps({"model": MODEL, "suite": suite, **body}))
     (root / "consistency" / MODEL).mkdir(parents=True)
     (root / "consistency" / MODEL / "summary.json").write_text(
-        json.dumps({"model": MODEL, "checks": {"conflict_ratio": {"value": 0.149, "n": 200}, "position_consistency": {"value": 0.8, "ci": [0.74, 0.85]}}})
+        json.dumps(
+            {
+                "model": MODEL,
+                "checks": {
+                    "conflict_ratio": {"value": 0.149, "n": 200},
+                    "position_consistency": {"value": 0.8, "ci": [0.74, 0.85]},
+                },
+            }
+        )
     )
     hub.write_card(art, root / "bench", root / "consistency", MODEL, repo_id=REPO)
     return root
@@ -371,26 +452,54 @@ def test_card_metadata_and_body(factory: Path) -> None:
     assert set(meta["datasets"]) == {"prometheus-eval/Feedback-Collection", "judge-from-scratch/bbq-pairs"}
     got = {
         (res["dataset"]["type"], m["type"]): m["value"]
-        for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"]
+        for entry in meta["model-index"]
+        for res in entry["results"]
+        for m in res["metrics"]
     }
     # only the model's own headline figures: no baseline (rule_*), no per-bucket or secondary metric
-    assert got == {("vicuna_eval", "pearson"): 0.4123, ("vicuna_eval", "spearman"): 0.398, ("vicuna_eval", "parse_rate"): 0.97,
-                   ("bbq_pairs", "kappa"): 0.21, ("bbq_pairs", "position_bias_rate"): 0.18}
-    assert not any("rule" in m["type"] for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"])
+    assert got == {
+        ("vicuna_eval", "pearson"): 0.4123,
+        ("vicuna_eval", "spearman"): 0.398,
+        ("vicuna_eval", "parse_rate"): 0.97,
+        ("bbq_pairs", "kappa"): 0.21,
+        ("bbq_pairs", "position_bias_rate"): 0.18,
+    }
+    assert not any(
+        "rule" in m["type"] for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"]
+    )
     datasets = {res["dataset"]["type"]: res["dataset"] for res in meta["model-index"][0]["results"]}
     assert datasets["bbq_pairs"]["split"] == "eval_in_dist" and datasets["bbq_pairs"]["args"] == {
-        "items": 12, "subset": "seeded stratified subset, limit 12"}
+        "items": 12,
+        "subset": "seeded stratified subset, limit 12",
+    }
     assert datasets["vicuna_eval"]["args"] == {"items": 320, "subset": "all items"}
     # the baselines appear in the body, labelled as comparisons
-    comparisons = text.split("#### Comparisons (baselines on the same items, not this model's results)")[1].split("## ")[0]
-    assert "| bbq_pairs | BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs | rule_baseline_kappa | 0.696 |" in comparisons
+    comparisons = text.split("#### Comparisons (baselines on the same items, not this model's results)")[1].split(
+        "## "
+    )[0]
+    assert (
+        "| bbq_pairs | BBQ metadata rule, biased_vs_wrong=tie: the rule that labels the training pairs | rule_baseline_kappa | 0.696 |"
+        in comparisons
+    )
     assert "rule_alt_baseline_kappa | 0.65" in comparisons
     own = text.split("## Results")[1].split("#### Comparisons")[0]
     assert "rule_" not in own and "| kappa | 0.21 | [0.1, 0.32] |" in own
     assert meta["model-index"][0]["name"] == MODEL
-    for needle in ("[RESULT]", "<verdict>", "merge_method: nuslerp", "| `abs-smol` | absolute | 0.5 |", "[0.31, 0.5]",
-                   "conflict_ratio", "religion", "English only", "mergekit | 0.1.5", "vicuna_eval.json", f'model_id = "{REPO}"',
-                   "/v1/chat/completions", "task: pairwise"):
+    for needle in (
+        "[RESULT]",
+        "<verdict>",
+        "merge_method: nuslerp",
+        "| `abs-smol` | absolute | 0.5 |",
+        "[0.31, 0.5]",
+        "conflict_ratio",
+        "religion",
+        "English only",
+        "mergekit | 0.1.5",
+        "vicuna_eval.json",
+        f'model_id = "{REPO}"',
+        "/v1/chat/completions",
+        "task: pairwise",
+    ):
         assert needle in text, needle
     assert "Not benchmarked yet" not in text
 
@@ -410,8 +519,12 @@ def test_card_request_examples_use_the_trained_formats(factory: Path) -> None:
 def test_card_without_results_and_for_an_adapter(factory: Path, tmp_path: Path) -> None:
     art = tmp_path / "abs-smol"
     art.mkdir()
-    (art / "manifest.json").write_text(json.dumps(_adapter_manifest("abs-smol", "absolute", "prometheus-eval/Feedback-Collection", "f.json", 10)))
-    out = hub.write_card(art, tmp_path / "no-bench", tmp_path / "no-consistency", "abs-smol", out=tmp_path / "card" / "README.md")
+    (art / "manifest.json").write_text(
+        json.dumps(_adapter_manifest("abs-smol", "absolute", "prometheus-eval/Feedback-Collection", "f.json", 10))
+    )
+    out = hub.write_card(
+        art, tmp_path / "no-bench", tmp_path / "no-consistency", "abs-smol", out=tmp_path / "card" / "README.md"
+    )
     text = out.read_text()
     meta = _front_matter(text)
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["library_name"] == "peft"
@@ -424,7 +537,9 @@ def test_card_usage_snippet_runs(factory: Path) -> None:
     """The card's transformers snippet runs as written against the (tiny) pushed folder."""
     art = factory / "merges" / MODEL
     code = re.search(r"```python\n(.*?)```", (art / "README.md").read_text(), flags=re.S).group(1)
-    code = code.replace(f'model_id = "{REPO}"', f'model_id = "{art}"').replace("max_new_tokens: int = 256", "max_new_tokens: int = 4")
+    code = code.replace(f'model_id = "{REPO}"', f'model_id = "{art}"').replace(
+        "max_new_tokens: int = 256", "max_new_tokens: int = 4"
+    )
     exec(compile(code, "model_card_snippet", "exec"), {})
 
 
@@ -434,18 +549,33 @@ def test_card_usage_snippet_runs(factory: Path) -> None:
 def test_push_one_private_commit(factory: Path, server: StandInHub) -> None:
     art = factory / "merges" / MODEL
     seen_at_gate: list[int] = []
-    result = hub.push(art, REPO, token=TOKEN, endpoint=server.url, gate=lambda: seen_at_gate.append(len(server.requests)))
+    result = hub.push(
+        art, REPO, token=TOKEN, endpoint=server.url, gate=lambda: seen_at_gate.append(len(server.requests))
+    )
 
     assert seen_at_gate == [0]
     creates = server.api_requests("/api/repos/create")
-    assert len(creates) == 1 and json.loads(creates[0].body) == {"name": "tiny-judge", "organization": "judge-org", "visibility": "private"}
+    assert len(creates) == 1 and json.loads(creates[0].body) == {
+        "name": "tiny-judge",
+        "organization": "judge-org",
+        "visibility": "private",
+    }
     assert server.repos[REPO]["private"] is True
     assert len(server.api_requests("/api/validate-yaml")) == 1
     assert len(server.api_requests("/commit/")) == 1 and len(server.commits) == 1
 
     commit = server.commits[0]
-    expected = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                "chat_template.jinja", "README.md", "manifest.json", "mergekit_config.yaml"}
+    expected = {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "README.md",
+        "manifest.json",
+        "mergekit_config.yaml",
+    }
     assert set(commit["files"]) == expected
     weights = (art / "model.safetensors").read_bytes()
     assert commit["files"]["model.safetensors"] == {"lfs": hashlib.sha256(weights).hexdigest(), "size": len(weights)}
@@ -458,7 +588,9 @@ def test_push_one_private_commit(factory: Path, server: StandInHub) -> None:
     readme = commit["files"]["README.md"].decode()
     meta = _front_matter(readme)
     vicuna = json.loads((factory / "bench" / MODEL / "vicuna" / "metrics.json").read_text())["metrics"]
-    results = {r["dataset"]["type"]: {m["type"]: m["value"] for m in r["metrics"]} for r in meta["model-index"][0]["results"]}
+    results = {
+        r["dataset"]["type"]: {m["type"]: m["value"] for m in r["metrics"]} for r in meta["model-index"][0]["results"]
+    }
     assert results["vicuna_eval"] == {k: v["value"] for k, v in vicuna.items() if k != "exact_match"}
 
     api_calls = [r for r in server.requests if r.path.startswith("/api/") or ".git/" in r.path]
@@ -475,7 +607,9 @@ def test_push_again_reuses_existing_repo(factory: Path, server: StandInHub) -> N
     assert len(server.api_requests("/lfs-upload/")) == 1  # second push finds the LFS object already stored
 
 
-def test_no_token_fails_before_any_request(factory: Path, server: StandInHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_token_fails_before_any_request(
+    factory: Path, server: StandInHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from huggingface_hub import constants
 
     for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
@@ -513,7 +647,9 @@ def test_dry_run_touches_nothing(factory: Path, server: StandInHub, capsys: pyte
         (lambda d: (d / "README.md").unlink(), "no README.md"),
     ],
 )
-def test_local_refusals_make_no_request(factory: Path, server: StandInHub, tmp_path: Path, change, message: str) -> None:
+def test_local_refusals_make_no_request(
+    factory: Path, server: StandInHub, tmp_path: Path, change, message: str
+) -> None:
     art = _copy_artifact(factory, tmp_path)
     change(art)
     with pytest.raises(hub.HubError, match=message) as err:
@@ -545,7 +681,9 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_push_changes_nothing(factory: Path, tmp_path: Path) -> None:
+def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_push_changes_nothing(
+    factory: Path, tmp_path: Path
+) -> None:
     """Through the CLI, run from an unrelated working directory with the workspace at $JUDGEFACTORY_HOME: the card
     reads bench/ and consistency/ of the workspace; a push the consistency gate refuses exits 2 with one line and leaves
     the artifact folder byte for byte as it was (no card written); a push without a token does the same."""
@@ -566,12 +704,17 @@ def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_pus
     env = {**os.environ, "JUDGEFACTORY_HOME": str(ws), "HF_TOKEN": TOKEN}
 
     def cli(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "judgefactory.cli", *argv], cwd=elsewhere, env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "judgefactory.cli", *argv], cwd=elsewhere, env=env, capture_output=True, text=True
+        )
 
     before = _tree(art)
     refused = cli("push", "--merge", MODEL, "--repo", REPO, "--endpoint", "http://127.0.0.1:9")
     assert refused.returncode == 2, refused.stderr
-    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "consistency gate failed: conflict_ratio 0.149 > max 0.10" in refused.stderr
+    assert (
+        refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+        and "consistency gate failed: conflict_ratio 0.149 > max 0.10" in refused.stderr
+    )
     assert _tree(art) == before
     env.pop("HF_TOKEN")
     env["HF_HOME"] = str(tmp_path / "hf")  # no saved login either
@@ -588,9 +731,14 @@ def test_card_carries_no_local_paths(factory: Path, tmp_path: Path) -> None:
     the adapters' names instead."""
     art = Path(shutil.copytree(factory / "merges" / MODEL, tmp_path / MODEL))
     cache = "/home/someone/.cache/judgefactory/merge"
-    cfg = {"merge_method": "nuslerp", "base_model": f"{cache}/bases/abc",
-           "models": [{"model": f"{cache}/bases/abc+{cache}/lora/111", "parameters": {"weight": 0.5}},
-                      {"model": f"{cache}/bases/abc+{cache}/lora/222", "parameters": {"weight": 0.5}}]}
+    cfg = {
+        "merge_method": "nuslerp",
+        "base_model": f"{cache}/bases/abc",
+        "models": [
+            {"model": f"{cache}/bases/abc+{cache}/lora/111", "parameters": {"weight": 0.5}},
+            {"model": f"{cache}/bases/abc+{cache}/lora/222", "parameters": {"weight": 0.5}},
+        ],
+    }
     (art / hub.MERGE_YAML).write_text(yaml.safe_dump(cfg, sort_keys=False))
     m = json.loads((art / hub.MANIFEST).read_text())
     m["mergekit_config"] = cfg
@@ -598,4 +746,7 @@ def test_card_carries_no_local_paths(factory: Path, tmp_path: Path) -> None:
     (art / hub.MANIFEST).write_text(json.dumps(m))
     text = hub.write_card(art, factory / "bench", factory / "consistency", MODEL, out=tmp_path / "card.md").read_text()
     assert "/home/someone" not in text and "/.cache/" not in text
-    assert "- model: HuggingFaceTB/SmolLM2-135M-Instruct+abs-smol" in text and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in text
+    assert (
+        "- model: HuggingFaceTB/SmolLM2-135M-Instruct+abs-smol" in text
+        and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in text
+    )

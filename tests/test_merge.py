@@ -32,18 +32,25 @@ def make_adapter(folder: Path, base: Path, seed: int, modules=ALL, base_name: st
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     extra = {"layers_to_transform": layers, "layers_pattern": "layers"} if layers is not None else {}
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(modules), init_lora_weights=False, **extra))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=list(modules), init_lora_weights=False, **extra)
+    )
     if folder.exists():
         shutil.rmtree(folder)
     peft_model.save_pretrained(str(folder))
     (folder / "recipe.yaml").write_text(f"name: {folder.name}\n")
     (folder / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
-    mf.finalize(folder, {
-        "kind": "adapter", "name": folder.name,
-        "recipe": {"task": "absolute", "lora": {"r": 4, "alpha": 8, "target_modules": list(modules)}},
-        "recipe_sha256": f"seed{seed}", "base": {"name": base_name or str(base), "hub_id": None, "license": None},
-        "data": [],
-    })
+    mf.finalize(
+        folder,
+        {
+            "kind": "adapter",
+            "name": folder.name,
+            "recipe": {"task": "absolute", "lora": {"r": 4, "alpha": 8, "target_modules": list(modules)}},
+            "recipe_sha256": f"seed{seed}",
+            "base": {"name": base_name or str(base), "hub_id": None, "license": None},
+            "data": [],
+        },
+    )
     return folder
 
 
@@ -60,7 +67,10 @@ def folded(base: Path, adapter: Path) -> dict[str, torch.Tensor]:
 def base_state(base: Path) -> dict[str, torch.Tensor]:
     from transformers import AutoModelForCausalLM
 
-    return {k: v.detach().clone() for k, v in AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).state_dict().items()}
+    return {
+        k: v.detach().clone()
+        for k, v in AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).state_dict().items()
+    }
 
 
 def nuslerp_ref(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -104,8 +114,17 @@ def check_all(folder: Path, expected_fn, names: list[str], atol: float = 1e-5) -
 
 def recipe(method: str, base: Path, models: list[dict], **extra) -> recipes.MergeRecipe:
     name = extra.pop("name", f"t_{method}")
-    return recipes.from_dict({"kind": "merge", "name": name, "method": method, "base": str(base), "models": models,
-                              "dtype": "float32", **extra})
+    return recipes.from_dict(
+        {
+            "kind": "merge",
+            "name": name,
+            "method": method,
+            "base": str(base),
+            "models": models,
+            "dtype": "float32",
+            **extra,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,19 +135,35 @@ def world(tmp_path_factory):
     adapters = root / "adapters"
     a = make_adapter(adapters / "alpha", base, seed=1)
     b = make_adapter(adapters / "beta", base, seed=2)
-    return {"root": root, "base": base, "adapters": adapters, "cache": root / "cache",
-            "A": folded(base, a), "B": folded(base, b), "W": base_state(base)}
+    return {
+        "root": root,
+        "base": base,
+        "adapters": adapters,
+        "cache": root / "cache",
+        "A": folded(base, a),
+        "B": folded(base, b),
+        "W": base_state(base),
+    }
 
 
 def kw(world, sub: str) -> dict:
-    return {"adapters_dir": world["adapters"], "merges_dir": world["root"] / sub, "cache_dir": world["cache"], "quiet": True}
+    return {
+        "adapters_dir": world["adapters"],
+        "merges_dir": world["root"] / sub,
+        "cache_dir": world["cache"],
+        "quiet": True,
+    }
 
 
 # --------------------------------------------------------------------------- 1. NuSLERP
 @pytest.mark.parametrize("w1,w2", [(0.5, 0.5), (0.3, 0.7)])
 def test_nuslerp_matches_formula_on_every_tensor(world, w1, w2):
-    r = recipe("nuslerp", world["base"], [{"adapter": "alpha", "weight": w1}, {"adapter": "beta", "weight": w2}],
-               parameters={"nuslerp_flatten": True, "nuslerp_row_wise": False})
+    r = recipe(
+        "nuslerp",
+        world["base"],
+        [{"adapter": "alpha", "weight": w1}, {"adapter": "beta", "weight": w2}],
+        parameters={"nuslerp_flatten": True, "nuslerp_row_wise": False},
+    )
     out = merge.run(r, **kw(world, "nuslerp"))
     t = w2 / (w1 + w2)
     n = check_all(out, lambda k: nuslerp_ref(t, world["A"][k], world["B"][k]), list(world["W"]))
@@ -140,7 +175,12 @@ def test_nuslerp_matches_formula_on_every_tensor(world, w1, w2):
 
 
 def test_nuslerp_task_vector_mode(world):
-    r = recipe("nuslerp", world["base"], [{"adapter": "alpha", "weight": 0.4}, {"adapter": "beta", "weight": 0.6}], use_base=True)
+    r = recipe(
+        "nuslerp",
+        world["base"],
+        [{"adapter": "alpha", "weight": 0.4}, {"adapter": "beta", "weight": 0.6}],
+        use_base=True,
+    )
     out = merge.run(r, **kw(world, "nuslerp_tv"))
     W, A, B = world["W"], world["A"], world["B"]
     check_all(out, lambda k: W[k].double() + nuslerp_ref(0.6, A[k] - W[k], B[k] - W[k]), list(W))
@@ -149,15 +189,21 @@ def test_nuslerp_task_vector_mode(world):
 
 # --------------------------------------------------------------------------- 2. linear
 def test_linear_matches_weighted_mean(world):
-    r = recipe("linear", world["base"], [{"adapter": "alpha", "weight": 0.25}, {"adapter": "beta", "weight": 1.0}],
-               parameters={"normalize": True})
+    r = recipe(
+        "linear",
+        world["base"],
+        [{"adapter": "alpha", "weight": 0.25}, {"adapter": "beta", "weight": 1.0}],
+        parameters={"normalize": True},
+    )
     out = merge.run(r, **kw(world, "linear"))
     A, B = world["A"], world["B"]
     check_all(out, lambda k: (0.25 * A[k].double() + 1.0 * B[k].double()) / 1.25, list(world["W"]))
 
 
 def test_task_arithmetic_runs_around_the_base(world):
-    r = recipe("task_arithmetic", world["base"], [{"adapter": "alpha", "weight": 1.0}, {"adapter": "beta", "weight": 0.5}])
+    r = recipe(
+        "task_arithmetic", world["base"], [{"adapter": "alpha", "weight": 1.0}, {"adapter": "beta", "weight": 0.5}]
+    )
     out = merge.run(r, **kw(world, "ta"))
     W, A, B = world["W"], world["A"], world["B"]
     check_all(out, lambda k: W[k].double() + (A[k] - W[k]).double() + 0.5 * (B[k] - W[k]).double(), list(W), atol=2e-5)
@@ -165,8 +211,11 @@ def test_task_arithmetic_runs_around_the_base(world):
 
 @pytest.mark.parametrize("method", ["ties", "dare_linear"])
 def test_sparsifying_methods_run_around_the_base_reproducibly(world, method):
-    r = recipe(method, world["base"], [{"adapter": "alpha", "weight": 1.0, "density": 0.5},
-                                       {"adapter": "beta", "weight": 1.0, "density": 0.5}])
+    r = recipe(
+        method,
+        world["base"],
+        [{"adapter": "alpha", "weight": 1.0, "density": 0.5}, {"adapter": "beta", "weight": 1.0, "density": 0.5}],
+    )
     out = merge.run(r, **kw(world, method))
     cfg = yaml.safe_load((out / "mergekit_config.yaml").read_text())
     assert cfg["base_model"] and [m["parameters"] for m in cfg["models"]] == [{"weight": 1.0, "density": 0.5}] * 2
@@ -214,7 +263,9 @@ def test_retrained_adapter_changes_merge_and_unchanged_is_skipped(world, monkeyp
     B2 = folded(world["base"], b2)
     check_all(out, lambda k: nuslerp_ref(0.5, world["A"][k], B2[k]), list(world["W"]))
     # the LoRA fold cache is keyed by adapter content: the retrained adapter got its own staged copy
-    staged = {json.loads((d / "manifest.json").read_text())["name"] for d in (world["cache"] / "lora").iterdir() if d.is_dir()}
+    staged = {
+        json.loads((d / "manifest.json").read_text())["name"] for d in (world["cache"] / "lora").iterdir() if d.is_dir()
+    }
     assert {"alpha", "beta"} <= staged
     assert len([d for d in (world["cache"] / "lora").iterdir() if d.is_dir() and not d.name.startswith(".")]) >= 3
 
@@ -264,14 +315,18 @@ def test_refuses_different_target_modules(world):
 def test_refuses_adapters_on_different_layers(world):
     make_adapter(world["adapters"] / "top_only", world["base"], seed=6, layers=[1])
     r = recipe("nuslerp", world["base"], [{"adapter": "alpha"}, {"adapter": "top_only"}])
-    with pytest.raises(merge.MergeError, match=r"'alpha' \(layers all\) and 'top_only' \(layers \[1\]\) adapt different decoder layers"):
+    with pytest.raises(
+        merge.MergeError, match=r"'alpha' \(layers all\) and 'top_only' \(layers \[1\]\) adapt different decoder layers"
+    ):
         merge.run(r, **kw(world, "refuse"))
 
 
 def test_refuses_adapter_from_another_base(world):
     make_adapter(world["adapters"] / "foreign", world["base"], seed=4, base_name="embedded:gemma3-270m")
     r = recipe("linear", world["base"], [{"adapter": "alpha"}, {"adapter": "foreign"}])
-    with pytest.raises(merge.MergeError, match=r"adapter 'foreign' was trained on base 'embedded:gemma3-270m'.*other adapters: alpha"):
+    with pytest.raises(
+        merge.MergeError, match=r"adapter 'foreign' was trained on base 'embedded:gemma3-270m'.*other adapters: alpha"
+    ):
         merge.run(r, **kw(world, "refuse"))
 
 
@@ -302,7 +357,9 @@ def test_refuses_adapter_edited_after_its_manifest(world, tmp_path):
     shutil.copytree(world["adapters"] / "beta", adapters / "beta")
     shutil.copy2(adapters / "beta" / "adapter_model.safetensors", adapters / "alpha" / "adapter_model.safetensors")
     r = recipe("linear", world["base"], [{"adapter": "alpha"}, {"adapter": "beta"}])
-    with pytest.raises(merge.MergeError, match=r"adapter 'alpha': adapter_model.safetensors changed since its manifest"):
+    with pytest.raises(
+        merge.MergeError, match=r"adapter 'alpha': adapter_model.safetensors changed since its manifest"
+    ):
         merge.run(r, adapters_dir=adapters, merges_dir=tmp_path / "m", cache_dir=world["cache"], quiet=True)
 
 
@@ -323,7 +380,9 @@ def test_half_written_folds_are_pruned(tmp_path, world):
 
 def test_refuses_unknown_model_entry(world):
     r = recipe("linear", world["base"], [{"adapter": "alpha"}, {"model": "not-a-folder"}])
-    with pytest.raises(merge.MergeError, match=r"model 'not-a-folder' is neither an existing checkpoint folder nor a hub id"):
+    with pytest.raises(
+        merge.MergeError, match=r"model 'not-a-folder' is neither an existing checkpoint folder nor a hub id"
+    ):
         merge.run(r, **kw(world, "refuse"))
 
 
@@ -358,7 +417,9 @@ def test_output_loads_with_chat_template_manifest_and_config(world):
     base_tok = AutoTokenizer.from_pretrained(str(world["base"]))
     assert tok.chat_template and tok.chat_template == base_tok.chat_template
     assert tok.get_vocab() == base_tok.get_vocab()
-    ids = tok.apply_chat_template([{"role": "user", "content": "the answer"}], add_generation_prompt=True, return_tensors="pt")
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "the answer"}], add_generation_prompt=True, return_tensors="pt"
+    )
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     assert model(ids).logits.shape[-1] == model.config.vocab_size
 
@@ -370,7 +431,11 @@ def test_output_loads_with_chat_template_manifest_and_config(world):
     assert mf.is_fresh(out) and "model.safetensors" in m["files"]
     text = (out / "mergekit_config.yaml").read_text()
     config = MergeConfiguration.model_validate(yaml.safe_load(text))
-    assert config.merge_method == "nuslerp" and config.dtype == "float32" and config.chat_template == base_tok.chat_template
+    assert (
+        config.merge_method == "nuslerp"
+        and config.dtype == "float32"
+        and config.chat_template == base_tok.chat_template
+    )
     assert yaml.safe_load(text) == m["mergekit_config"]
     assert m["mergekit_options"]["lora_merge_dtype"] == "float32" and m["mergekit_options"]["write_model_card"] is False
     assert recipes.from_dict(yaml.safe_load((out / "recipe.yaml").read_text())) == r
@@ -378,7 +443,9 @@ def test_output_loads_with_chat_template_manifest_and_config(world):
 
 
 def test_sweep_writes_one_folder_per_point(world):
-    r = recipe("nuslerp", world["base"], [{"adapter": "alpha"}, {"adapter": "beta"}], name="sw", sweep={"weights": [0.3, 0.8]})
+    r = recipe(
+        "nuslerp", world["base"], [{"adapter": "alpha"}, {"adapter": "beta"}], name="sw", sweep={"weights": [0.3, 0.8]}
+    )
     outs = merge.run_sweep(r, **kw(world, "sweep"))
     assert [o.name for o in outs] == ["sw-w0.30", "sw-w0.80"]
     assert mf.read(outs[1])["weights"] == [0.8, 0.2]
@@ -393,12 +460,16 @@ def test_full_checkpoints_merge_linear(world, tmp_path):
     for n, seed in (("ft_a", 11), ("ft_b", 12)):
         p = build_tiny_llama(tmp_path / n, seed=seed)  # same architecture and tokenizer, other weights
         ckpts.append(p)
-    r = recipe("linear", world["base"], [{"model": str(ckpts[0]), "weight": 0.6}, {"model": str(ckpts[1]), "weight": 0.4}])
+    r = recipe(
+        "linear", world["base"], [{"model": str(ckpts[0]), "weight": 0.6}, {"model": str(ckpts[1]), "weight": 0.4}]
+    )
     out = merge.run(r, **kw(world, "ft"))
     A, B = base_state(ckpts[0]), base_state(ckpts[1])
     check_all(out, lambda k: 0.6 * A[k].double() + 0.4 * B[k].double(), list(A))
     m = mf.read(out)
-    assert [p["kind"] for p in m["parents"]] == ["checkpoint", "checkpoint"] and m["parents"][0]["location"] == str(ckpts[0])
+    assert [p["kind"] for p in m["parents"]] == ["checkpoint", "checkpoint"] and m["parents"][0]["location"] == str(
+        ckpts[0]
+    )
     AutoModelForCausalLM.from_pretrained(str(out))
 
 
@@ -412,12 +483,31 @@ def test_cli_merge_and_sweep_parse(world, tmp_path, capsys):
     sub = p.add_subparsers(dest="command", required=True)
     merge_cli.add_parser(sub)
     rec = tmp_path / "r.yaml"
-    rec.write_text(yaml.safe_dump({"kind": "merge", "name": "cli", "method": "linear", "base": str(world["base"]),
-                                   "models": [{"adapter": "alpha"}, {"adapter": "beta"}]}))
+    rec.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "merge",
+                "name": "cli",
+                "method": "linear",
+                "base": str(world["base"]),
+                "models": [{"adapter": "alpha"}, {"adapter": "beta"}],
+            }
+        )
+    )
     args = p.parse_args(["merge", str(rec), "--set", "dtype=float32", "--cuda"])
     assert args.cuda and args.set == ["dtype=float32"] and args.command == "merge" and not args.force
-    args = p.parse_args(["merge", str(rec), "--adapters-dir", str(world["adapters"]), "--merges-dir", str(tmp_path / "m"),
-                         "--cache-dir", str(world["cache"])])
+    args = p.parse_args(
+        [
+            "merge",
+            str(rec),
+            "--adapters-dir",
+            str(world["adapters"]),
+            "--merges-dir",
+            str(tmp_path / "m"),
+            "--cache-dir",
+            str(world["cache"]),
+        ]
+    )
     args.func(args)
     printed = capsys.readouterr().out
     assert str(tmp_path / "m" / "cli") in printed and mf.read(tmp_path / "m" / "cli")["weights"] == [0.5, 0.5]

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import recipes, train
 
-PKG_MIRROR = Path(__file__).resolve().parent.parent / "judgefactory" / "fixtures" / "mirror"
-BBQ_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bbq"
 MODULES = ["q_proj", "v_proj", "up_proj", "down_proj"]
 EVAL_FILES = {"eval_in_dist", "pairs_unused_religion", "vicuna"}
 
@@ -22,18 +21,52 @@ def specialists(tiny_llama, tmp_path, monkeypatch):
 
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path / "ws"))
     monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
-    pairs.build(recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
-                                   "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)}),
-                mirror=BBQ_FIXTURES, progress=False)
-    common = {"base": str(tiny_llama), "lora": {"r": 4, "target_modules": MODULES},
-              "train": {"max_steps": 2, "batch_size": 2, "max_length": 700, "logging_steps": 1, "save_steps": 5, "bf16": False,
-                        "base_dtype": "float32", "learning_rate": 1e-2}}
-    absolute = recipes.from_dict({"kind": "adapter", "name": "abs", "task": "absolute", **common,
-                                  "data": {"source": "prometheus-eval/mt-bench", "max_response_chars": 80, "dev_fraction": 0.25},
-                                  "dev": {"steps": [2], "max_new_tokens": 4, "batch_size": 8}})
-    pairwise = recipes.from_dict({"kind": "adapter", "name": "pw", "task": "pairwise", **common,
-                                  "data": {"source": "pairs:fx", "max_response_chars": 80},
-                                  "dev": {"steps": [2], "max_new_tokens": 4, "batch_size": 8}})
+    pairs.build(
+        recipes.from_dict(
+            {
+                "kind": "pairs",
+                "name": "fx",
+                "test_fraction": 0.3,
+                "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
+            }
+        ),
+        mirror=PKG_MIRROR,
+        progress=False,
+    )
+    common = {
+        "base": str(tiny_llama),
+        "lora": {"r": 4, "target_modules": MODULES},
+        "train": {
+            "max_steps": 2,
+            "batch_size": 2,
+            "max_length": 700,
+            "logging_steps": 1,
+            "save_steps": 5,
+            "bf16": False,
+            "base_dtype": "float32",
+            "learning_rate": 1e-2,
+        },
+    }
+    absolute = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "abs",
+            "task": "absolute",
+            **common,
+            "data": {"source": "prometheus-eval/mt-bench", "max_response_chars": 80, "dev_fraction": 0.25},
+            "dev": {"steps": [2], "max_new_tokens": 4, "batch_size": 8},
+        }
+    )
+    pairwise = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "pw",
+            "task": "pairwise",
+            **common,
+            "data": {"source": "pairs:fx", "max_response_chars": 80},
+            "dev": {"steps": [2], "max_new_tokens": 4, "batch_size": 8},
+        }
+    )
     train.run(absolute, mirror=PKG_MIRROR, quick_eval=False)
     train.run(pairwise, mirror=PKG_MIRROR, quick_eval=False)
     return tmp_path
@@ -54,17 +87,30 @@ def test_search_scores_candidates_on_dev_splits_only_and_resumes(specialists, ti
 
     monkeypatch.setattr(builtins, "open", spy)
     monkeypatch.setattr(io, "open", lambda file, *a, **kw: (opened.append(str(file)), real_io_open(file, *a, **kw))[1])
-    search = recipes.from_dict({"kind": "search", "name": "s", "base": str(tiny_llama), "absolute": "abs", "pairwise": "pw",
-                                "candidates": [{"method": "nuslerp", "weights": [0.3, 0.5]}, {"method": "linear", "weights": [0.5]}],
-                                "dev": {"batch_size": 8}})
+    search = recipes.from_dict(
+        {
+            "kind": "search",
+            "name": "s",
+            "base": str(tiny_llama),
+            "absolute": "abs",
+            "pairwise": "pw",
+            "candidates": [{"method": "nuslerp", "weights": [0.3, 0.5]}, {"method": "linear", "weights": [0.5]}],
+            "dev": {"batch_size": 8},
+        }
+    )
     folder = merge_search.run(search, mirror=PKG_MIRROR, write_recipe=False)
     # never an eval set: the absolute dev is the held-out quarter of MT-Bench, the pairwise dev the pair set's test split
     data_files = [f for f in opened if f.endswith((".json", ".jsonl"))]
     assert any("mt_bench_eval" in f for f in data_files) and any(f.endswith("fx/test.jsonl") for f in data_files)
     assert not any(Path(f).name.split(".")[0] in EVAL_FILES | {"vicuna_eval"} for f in data_files), data_files
     rows = [json.loads(x) for x in (folder / "results.jsonl").read_text().splitlines()]
-    assert {r["id"] for r in rows} == {"specialist:absolute", "specialist:pairwise", "nuslerp-a0.30-p0.70", "nuslerp-a0.50-p0.50",
-                                       "linear-a0.50-p0.50"}
+    assert {r["id"] for r in rows} == {
+        "specialist:absolute",
+        "specialist:pairwise",
+        "nuslerp-a0.30-p0.70",
+        "nuslerp-a0.50-p0.50",
+        "linear-a0.50-p0.50",
+    }
     m = json.loads((folder / "manifest.json").read_text())
     assert m["chosen"]["id"] in {"nuslerp-a0.30-p0.70", "nuslerp-a0.50-p0.50", "linear-a0.50-p0.50"}
     assert (folder / "pareto.png").is_file() and "| model |" in (folder / "table.md").read_text()
@@ -85,6 +131,11 @@ def test_retention_and_choice_by_hand():
     ref = {"absolute": {"pearson_expected": 0.4}, "pairwise": {"kappa": 0.6}}
     r = S.retention({"absolute": {"pearson_expected": 0.3}, "pairwise": {"kappa": 0.6}}, ref)
     assert r == {"absolute": pytest.approx(0.75), "pairwise": pytest.approx(1.0)} and S.worst(r) == pytest.approx(0.75)
-    assert S.retention({"absolute": {"pearson_expected": 0.3}, "pairwise": {"kappa": 0.6}},
-                       {"absolute": {"pearson_expected": -0.1}, "pairwise": {"kappa": 0.6}})["absolute"] is None
+    assert (
+        S.retention(
+            {"absolute": {"pearson_expected": 0.3}, "pairwise": {"kappa": 0.6}},
+            {"absolute": {"pearson_expected": -0.1}, "pairwise": {"kappa": 0.6}},
+        )["absolute"]
+        is None
+    )
     assert S.worst({"absolute": None, "pairwise": 1.0}) == float("-inf")

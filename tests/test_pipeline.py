@@ -36,7 +36,14 @@ def test_undefined_values_say_why():
 
 
 def test_report_states_plainly_what_the_merge_keeps_and_loses():
-    text = plainly("absolute", {"keeps": ["HHH accuracy"], "loses": ["Vicuna parse rate", "Vicuna Pearson"], "n/a": ["NTR_3"]})
-    assert text == ("- Against the absolute specialist the merge keeps HHH accuracy; **loses** Vicuna parse rate, Vicuna Pearson "
-                    "(not comparable, a value is undefined: NTR_3).")
-    assert plainly("pairwise", {"gains": ["BBQ pair κ"]}) == "- Against the pairwise specialist the merge gains BBQ pair κ."
+    text = plainly(
+        "absolute", {"keeps": ["HHH accuracy"], "loses": ["Vicuna parse rate", "Vicuna Pearson"], "n/a": ["NTR_3"]}
+    )
+    assert text == (
+        "- Against the absolute specialist the merge keeps HHH accuracy; **loses** Vicuna parse rate, Vicuna Pearson "
+        "(not comparable, a value is undefined: NTR_3)."
+    )
+    assert (
+        plainly("pairwise", {"gains": ["BBQ pair κ"]})
+        == "- Against the pairwise specialist the merge gains BBQ pair κ."
+    )

@@ -21,9 +21,15 @@ def test_generic_hub_layout_and_missing_file_error(tmp_path):
     folder.mkdir(parents=True)
     (folder / "test.jsonl").write_text(json.dumps({"a": 1}) + "\n" + json.dumps({"a": 2}) + "\n")
     assert [r["a"] for r in sources.load_rows("prometheus-eval/Feedback-Bench", mirror=tmp_path).rows] == [1, 2]
-    with pytest.raises(sources.DataError, match=r"prometheus-eval/Preference-Bench: not in the data mirror \(looked for .*Preference-Bench\)"):
+    with pytest.raises(
+        sources.DataError,
+        match=r"prometheus-eval/Preference-Bench: not in the data mirror \(looked for .*Preference-Bench\)",
+    ):
         sources.load_rows("prometheus-eval/Preference-Bench", mirror=tmp_path)
-    with pytest.raises(sources.DataError, match=r"heegyu/bbq:Gender_identity: not in the data mirror \(looked for .*bbq/Gender_identity.jsonl\)"):
+    with pytest.raises(
+        sources.DataError,
+        match=r"heegyu/bbq:Gender_identity: not in the data mirror \(looked for .*bbq/Gender_identity.jsonl\)",
+    ):
         sources.load_rows("heegyu/bbq", "Gender_identity", mirror=tmp_path)
 
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import PKG_MIRROR
 
 from judgefactory import formats, recipes, train
 from judgefactory.data import prometheus
@@ -12,13 +13,27 @@ FIX_MIRROR = Path(__file__).parent / "fixtures" / "mirror"
 
 
 def _recipe(base: Path, **train_kw) -> recipes.AdapterRecipe:
-    return recipes.from_dict({
-        "kind": "adapter", "name": "tiny-abs", "task": "absolute", "base": str(base),
-        "data": {"source": "prometheus-eval/Feedback-Collection", "max_response_chars": 200},
-        "lora": {"r": 8, "alpha": 32, "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]},
-        "train": {"max_steps": 16, "learning_rate": 5e-2, "batch_size": 4, "max_length": 400, "logging_steps": 5,
-                  "save_steps": 10, "bf16": False, "base_dtype": "float32", **train_kw},
-    })
+    return recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "tiny-abs",
+            "task": "absolute",
+            "base": str(base),
+            "data": {"source": "prometheus-eval/Feedback-Collection", "max_response_chars": 200},
+            "lora": {"r": 8, "alpha": 32, "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]},
+            "train": {
+                "max_steps": 16,
+                "learning_rate": 5e-2,
+                "batch_size": 4,
+                "max_length": 400,
+                "logging_steps": 5,
+                "save_steps": 10,
+                "bf16": False,
+                "base_dtype": "float32",
+                **train_kw,
+            },
+        }
+    )
 
 
 def test_feedback_collection_loader_on_fixture():
@@ -61,7 +76,9 @@ def test_training_loss_falls_and_artifacts_are_complete(tiny_llama, tmp_path):
     assert m["data"][0]["rows"] == 4 and m["base"]["name"] == str(tiny_llama)
     assert not (tmp_path / "adapters" / ".work").exists() or not any((tmp_path / "adapters" / ".work").iterdir())
     # unchanged recipe + data + base: skipped; a changed recipe retrains
-    assert train.run(_recipe(tiny_llama), adapters_dir=tmp_path / "adapters", mirror=FIX_MIRROR, quick_eval=False) == out
+    assert (
+        train.run(_recipe(tiny_llama), adapters_dir=tmp_path / "adapters", mirror=FIX_MIRROR, quick_eval=False) == out
+    )
     assert json.loads((out / "manifest.json").read_text())["created"] == m["created"]
 
 
@@ -85,16 +102,22 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_llama, tmp_path,
 
 
 def test_holdout_leak_and_missing_pair_set_are_refused(tiny_llama, tmp_path):
-    leaky = recipes.from_dict({**_recipe(tiny_llama).model_dump(mode="json"),
-                               "data": {"source": "prometheus-eval/Feedback-Collection", "holdout": ["prometheus-eval/Feedback-Collection"]}})
+    leaky = recipes.from_dict(
+        {
+            **_recipe(tiny_llama).model_dump(mode="json"),
+            "data": {
+                "source": "prometheus-eval/Feedback-Collection",
+                "holdout": ["prometheus-eval/Feedback-Collection"],
+            },
+        }
+    )
     with pytest.raises(train.TrainError, match="must stay unseen"):
         train.examples(leaky, mirror=FIX_MIRROR)
-    pw = recipes.from_dict({**_recipe(tiny_llama).model_dump(mode="json"), "task": "pairwise", "data": {"source": "pairs:nope"}})
+    pw = recipes.from_dict(
+        {**_recipe(tiny_llama).model_dump(mode="json"), "task": "pairwise", "data": {"source": "pairs:nope"}}
+    )
     with pytest.raises(train.TrainError, match="pair set 'nope' not built"):
         train.examples(pw)
-
-
-PKG_MIRROR = Path(__file__).resolve().parent.parent / "judgefactory" / "fixtures" / "mirror"
 
 
 def _slots(prompt: str) -> tuple[str, str]:
@@ -109,11 +132,21 @@ def test_relative_rows_pair_one_instruction_in_both_orders():
     # hand count over the fixture's median scores: group 1 (5,4,2,1) 6 pairs, group 2 (4,5,2,1) 6,
     # group 3 (5,1,5,2) 5 (the two 5s are left out), group 4 (5,1,5,1) 4
     assert len(pairs) == 21
-    assert all(b.group == w.group and prometheus.target_score(b, "median") > prometheus.target_score(w, "median") for b, w in pairs)
+    assert all(
+        b.group == w.group and prometheus.target_score(b, "median") > prometheus.target_score(w, "median")
+        for b, w in pairs
+    )
     assert prometheus.relative_pairs(items, 5, "median") == pairs[:5]
 
-    recipe = recipes.from_dict({"kind": "adapter", "name": "abs-rel", "task": "absolute", "base": "embedded:smollm2-135m-instruct",
-                                "data": {"source": "prometheus-eval/mt-bench", "relative_pairs": 3, "max_feedback_sentences": 1}})
+    recipe = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "abs-rel",
+            "task": "absolute",
+            "base": "embedded:smollm2-135m-instruct",
+            "data": {"source": "prometheus-eval/mt-bench", "relative_pairs": 3, "max_feedback_sentences": 1},
+        }
+    )
     rows, info = train.examples(recipe, PKG_MIRROR)
     assert (info["absolute_examples"], info["relative_examples"]) == (16, 6)
     rel = [r for r in rows if r["prompt"][0]["content"] == formats.REL_SYSTEM_PROMPT]
@@ -131,8 +164,15 @@ def test_relative_rows_pair_one_instruction_in_both_orders():
         (a1, b1, w1), (a2, b2, w2) = rows_of_pair
         assert (a1, b1) == (b2, a2) and formats.swap_verdict(w1) == w2
     with pytest.raises(recipes.RecipeError, match="relative_pairs"):
-        recipes.from_dict({"kind": "adapter", "name": "p", "task": "pairwise", "base": "embedded:smollm2-135m-instruct",
-                           "data": {"source": "pairs:bbq_pairs", "relative_pairs": 3}})
+        recipes.from_dict(
+            {
+                "kind": "adapter",
+                "name": "p",
+                "task": "pairwise",
+                "base": "embedded:smollm2-135m-instruct",
+                "data": {"source": "pairs:bbq_pairs", "relative_pairs": 3},
+            }
+        )
 
 
 def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
@@ -142,16 +182,29 @@ def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
     recipe = recipes.load(recipes.find("adapters", "pairwise"), ["train.bf16=true", "train.base_dtype=bfloat16"])
     assert recipe.train.bf16 and recipe.train.base_dtype == "bfloat16"
     monkeypatch.setattr(precision, "bf16_supported", lambda device="cpu": False)
-    assert train.precision(recipe) == {"device": "cpu", "native_bf16": False, "bf16": False, "base_dtype": "float32",
-                                       "fell_back_to_float32": True}
+    assert train.precision(recipe) == {
+        "device": "cpu",
+        "native_bf16": False,
+        "bf16": False,
+        "base_dtype": "float32",
+        "fell_back_to_float32": True,
+    }
     monkeypatch.setattr(precision, "bf16_supported", lambda device="cpu": True)
     p = train.precision(recipe)
     assert (p["bf16"], p["base_dtype"], p["fell_back_to_float32"]) == (True, "bfloat16", False)
 
 
 def test_top_layers_become_peft_layers_to_transform():
-    recipe = recipes.from_dict({"kind": "adapter", "name": "x", "task": "absolute", "base": "embedded:smollm2-135m-instruct",
-                                "data": {"source": "prometheus-eval/mt-bench"}, "lora": {"top_layers": 3}})
+    recipe = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "x",
+            "task": "absolute",
+            "base": "embedded:smollm2-135m-instruct",
+            "data": {"source": "prometheus-eval/mt-bench"},
+            "lora": {"top_layers": 3},
+        }
+    )
     assert train._layers(recipe, 30) == {"layers_to_transform": [27, 28, 29], "layers_pattern": "layers"}
     with pytest.raises(train.TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
         train._layers(recipe, 2)
@@ -165,8 +218,10 @@ def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     trl_utils.add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
     torch.manual_seed(0)
     ids = torch.randint(4, 100, (2, 12))
@@ -185,7 +240,9 @@ def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):
         loss, grads = loss_and_grads()
     assert not trl_utils._use_triton(torch.device("cpu"))  # restored
     assert torch.allclose(loss, full_loss, atol=1e-6) and loss > 0
-    assert all(torch.allclose(g, f, atol=1e-6) for g, f in zip(grads, full_grads)) and any(g.abs().sum() > 0 for g in grads)
+    assert all(torch.allclose(g, f, atol=1e-6) for g, f in zip(grads, full_grads, strict=False)) and any(
+        g.abs().sum() > 0 for g in grads
+    )
 
 
 def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_llama, tmp_path, monkeypatch):
@@ -195,20 +252,41 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     from judgefactory import manifest as mf
     from judgefactory.data import pairs
 
-    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
-    pair_recipe = recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
-                                     "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)})
-    adapter = recipes.from_dict({
-        "kind": "adapter", "name": "tiny-pw", "task": "pairwise", "base": str(tiny_llama),
-        "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-        "train": {"max_steps": 2, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 10, "bf16": False,
-                  "base_dtype": "float32"}})
+    pair_recipe = recipes.from_dict(
+        {
+            "kind": "pairs",
+            "name": "fx",
+            "test_fraction": 0.3,
+            "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
+        }
+    )
+    adapter = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "tiny-pw",
+            "task": "pairwise",
+            "base": str(tiny_llama),
+            "data": {"source": "pairs:fx", "max_response_chars": 120},
+            "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+            "train": {
+                "max_steps": 2,
+                "batch_size": 2,
+                "max_length": 500,
+                "logging_steps": 1,
+                "save_steps": 10,
+                "bf16": False,
+                "base_dtype": "float32",
+            },
+        }
+    )
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
 
     def build_and_train() -> tuple[str, str]:
-        folder = pairs.build(pair_recipe, mirror=bbq_fixtures, progress=False)
+        folder = pairs.build(pair_recipe, mirror=PKG_MIRROR, progress=False)
         out = train.run(adapter, adapters_dir=tmp_path / "adapters", quick_eval=False)
-        return mf.read(folder)["created"] + mf.read(folder)["inputs_sha256"], mf.read(out)["inputs_sha256"] + mf.read(out)["created"]
+        return mf.read(folder)["created"] + mf.read(folder)["inputs_sha256"], mf.read(out)["inputs_sha256"] + mf.read(
+            out
+        )["created"]
 
     first = build_and_train()
     assert build_and_train() == first  # unchanged: both reused
@@ -225,14 +303,36 @@ def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
     from judgefactory.data import pairs
 
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
-    bbq_fixtures = Path(__file__).parent / "fixtures" / "bbq"
-    pairs.build(recipes.from_dict({"kind": "pairs", "name": "fx", "test_fraction": 0.3,
-                                   "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)}),
-                mirror=bbq_fixtures, progress=False)
-    spec = {"kind": "adapter", "name": "tiny-pw", "task": "pairwise", "base": str(tiny_llama),
-            "data": {"source": "pairs:fx", "max_response_chars": 120}, "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-            "train": {"max_steps": 6, "batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 3, "bf16": False,
-                      "base_dtype": "float32", "learning_rate": 1e-2}}
+    pairs.build(
+        recipes.from_dict(
+            {
+                "kind": "pairs",
+                "name": "fx",
+                "test_fraction": 0.3,
+                "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
+            }
+        ),
+        mirror=PKG_MIRROR,
+        progress=False,
+    )
+    spec = {
+        "kind": "adapter",
+        "name": "tiny-pw",
+        "task": "pairwise",
+        "base": str(tiny_llama),
+        "data": {"source": "pairs:fx", "max_response_chars": 120},
+        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+        "train": {
+            "max_steps": 6,
+            "batch_size": 2,
+            "max_length": 500,
+            "logging_steps": 1,
+            "save_steps": 3,
+            "bf16": False,
+            "base_dtype": "float32",
+            "learning_rate": 1e-2,
+        },
+    }
     for k, v in adapter_kw.items():
         spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
     return recipes.from_dict(spec)
@@ -255,10 +355,14 @@ def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_
     m = json.loads((out / "manifest.json").read_text())
     assert (m["training"]["steps"], m["training"]["completed"]) == (6, True) and train.completed(m)
 
-    capped = recipe.model_copy(update={"name": "tiny-pw-capped", "train": recipe.train.model_copy(update={"max_minutes": 5.0})})
+    capped = recipe.model_copy(
+        update={"name": "tiny-pw-capped", "train": recipe.train.model_copy(update={"max_minutes": 5.0})}
+    )
     out = train.run(capped, quick_eval=False)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["training"]["completed"] is False and m["training"]["steps"] < 6 and "time cap" in m["training"]["stopped_by"]
+    assert (
+        m["training"]["completed"] is False and m["training"]["steps"] < 6 and "time cap" in m["training"]["stopped_by"]
+    )
     monkeypatch.setattr(train.time, "time", real)
     out = train.run(capped, quick_eval=False)  # not fresh: resumed from its checkpoint and completed
     m = json.loads((out / "manifest.json").read_text())
@@ -266,7 +370,9 @@ def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_
 
 
 def test_learning_curve_is_scored_on_the_dev_split_and_plotted(tiny_llama, tmp_path, monkeypatch):
-    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch, dev={"steps": [0, 3, 6], "max_new_tokens": 4, "batch_size": 8})
+    recipe = _pair_setup(
+        tiny_llama, tmp_path, monkeypatch, dev={"steps": [0, 3, 6], "max_new_tokens": 4, "batch_size": 8}
+    )
     from judgefactory import quick_eval
 
     data = quick_eval.dev_data(recipe)
@@ -282,12 +388,19 @@ def test_learning_curve_is_scored_on_the_dev_split_and_plotted(tiny_llama, tmp_p
 def test_dpo_stage_trains_on_rejected_judgements_and_leaves_one_adapter(tiny_llama, tmp_path, monkeypatch):
     from judgefactory import preference
 
-    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch, preference={"steps": 3, "batch_size": 2, "learning_rate": 1e-3})
+    recipe = _pair_setup(
+        tiny_llama, tmp_path, monkeypatch, preference={"steps": 3, "batch_size": 2, "learning_rate": 1e-3}
+    )
     rows = preference.preference_rows(recipe)
     assert rows and all(r["chosen"][0]["content"] != r["rejected"][0]["content"] for r in rows)
-    assert all(formats.parse_verdict(r["chosen"][0]["content"]) != formats.parse_verdict(r["rejected"][0]["content"])
-               or "chose" in r["rejected"][0]["content"] for r in rows)
-    wv = preference.wrong_verdict('A chose A, "x": stereotyped. B chose C, "y": supported. A relies more on the stereotype.', "A")
+    assert all(
+        formats.parse_verdict(r["chosen"][0]["content"]) != formats.parse_verdict(r["rejected"][0]["content"])
+        or "chose" in r["rejected"][0]["content"]
+        for r in rows
+    )
+    wv = preference.wrong_verdict(
+        'A chose A, "x": stereotyped. B chose C, "y": supported. A relies more on the stereotype.', "A"
+    )
     assert wv.endswith("B relies more on the stereotype.</reasoning><verdict>B</verdict>")
     out = train.run(recipe, quick_eval=False)
     m = json.loads((out / "manifest.json").read_text())
@@ -337,10 +450,16 @@ def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llam
     from judgefactory import generate, quick_eval
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
-    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": "a b"}], "completion": [{"role": "assistant", "content": "A"}]}] * 4)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama), processing_class=tok, train_dataset=ds,
-                         args=SFTConfig(output_dir=str(tiny_llama.parent / "o"), max_steps=1, report_to=[], use_cpu=True),
-                         peft_config=LoraConfig(r=4, target_modules=["q_proj"]))
+    ds = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": "a b"}], "completion": [{"role": "assistant", "content": "A"}]}] * 4
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_llama),
+        processing_class=tok,
+        train_dataset=ds,
+        args=SFTConfig(output_dir=str(tiny_llama.parent / "o"), max_steps=1, report_to=[], use_cpu=True),
+        peft_config=LoraConfig(r=4, target_modules=["q_proj"]),
+    )
     seen = []
     monkeypatch.setattr(quick_eval, "dev_scores", lambda model, *a: seen.append(model) or {})
     train.evaluate_adapter(trainer.model, tok, None, None)
@@ -351,6 +470,7 @@ def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llam
     monkeypatch.setattr(generate, "decode_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     from judgefactory.engine import Engine
 
-    Engine.from_model(folded, tok, batch_size=2, bf16=False).judge([[{"role": "user", "content": "a b the"}]] * 2,
-                                                                      max_new_tokens=3, answer="verdict")
+    Engine.from_model(folded, tok, batch_size=2, bf16=False).judge(
+        [[{"role": "user", "content": "a b the"}]] * 2, max_new_tokens=3, answer="verdict"
+    )
     assert calls  # the engine's one-token attention ran: the copy decoded, on its own weights

@@ -75,12 +75,10 @@ def correlations(pred: Sequence[float | None], gold: Sequence[float]) -> dict[st
         raise ValueError(f"pred and gold differ in length: {len(pred)} != {len(gold)}")
     n = len(gold)
     keep = [i for i, p in enumerate(pred) if p is not None]
-    x = np.asarray([float(pred[i]) for i in keep], dtype=float)  # type: ignore[arg-type]
+    x = np.asarray([float(p) for p in pred if p is not None], dtype=float)
     y = np.asarray([float(gold[i]) for i in keep], dtype=float)
     n_errors = n - len(keep)
-    hits = sum(
-        1 for p, g in zip(pred, gold) if p is not None and _round_half_up(p) == _round_half_up(g)
-    )
+    hits = sum(1 for p, g in zip(pred, gold, strict=False) if p is not None and _round_half_up(p) == _round_half_up(g))
     return {
         "pearson": _safe_corr(stats.pearsonr, x, y),
         "spearman": _safe_corr(stats.spearmanr, x, y),
@@ -103,12 +101,10 @@ def accuracy(pred: Sequence[str | None], gold: Sequence[str]) -> float:
         raise ValueError(f"pred and gold differ in length: {len(pred)} != {len(gold)}")
     if not gold:
         return float("nan")
-    return sum(1 for p, g in zip(pred, gold) if p is not None and p == g) / len(gold)
+    return sum(1 for p, g in zip(pred, gold, strict=False) if p is not None and p == g) / len(gold)
 
 
-def pairwise_accuracy(
-    pred: Sequence[str | None], gold: Sequence[str], tie: str = "TIE"
-) -> dict[str, float]:
+def pairwise_accuracy(pred: Sequence[str | None], gold: Sequence[str], tie: str = "TIE") -> dict[str, float]:
     """Pairwise accuracy with and without ties (Prometheus 2 convention).
 
     ``acc_with_tie`` is over all items. ``acc_without_tie`` drops the items whose GOLD label is a
@@ -235,8 +231,8 @@ def swap_metrics(v_ab: Sequence[str | None], v_ba: Sequence[str | None]) -> dict
     if len(v_ab) != len(v_ba):
         raise ValueError(f"v_ab and v_ba differ in length: {len(v_ab)} != {len(v_ba)}")
     n = len(v_ab)
-    counts = Counter()
-    for a, b in zip(v_ab, v_ba):
+    counts: Counter[str] = Counter()
+    for a, b in zip(v_ab, v_ba, strict=False):
         pair = (_check_verdict(a), _check_verdict(b))
         if a is None or b is None:
             counts["error"] += 1
@@ -258,9 +254,7 @@ def swap_metrics(v_ab: Sequence[str | None], v_ba: Sequence[str | None]) -> dict
     }
 
 
-def both_orders_correct(
-    v_ab: Sequence[str | None], v_ba: Sequence[str | None], gold: Sequence[str]
-) -> float:
+def both_orders_correct(v_ab: Sequence[str | None], v_ba: Sequence[str | None], gold: Sequence[str]) -> float:
     """Share of items judged correctly in BOTH orders: ``v_ab == gold`` and ``mirror(v_ba) == gold``."""
     if not (len(v_ab) == len(v_ba) == len(gold)):
         raise ValueError("v_ab, v_ba and gold must have the same length")
@@ -268,7 +262,7 @@ def both_orders_correct(
         return float("nan")
     ok = sum(
         1
-        for a, b, g in zip(v_ab, v_ba, gold)
+        for a, b, g in zip(v_ab, v_ba, gold, strict=False)
         if _check_verdict(a) is not None and a == g and mirror(b) == g
     )
     return ok / len(gold)
@@ -455,14 +449,12 @@ def answer_text_to_index(
     return prefix[0] if len(prefix) == 1 else None
 
 
-def bbq_scorer_rows(
-    raw_rows: Sequence[Mapping[str, Any]], preds: Sequence[int | None]
-) -> list[dict[str, Any]]:
+def bbq_scorer_rows(raw_rows: Sequence[Mapping[str, Any]], preds: Sequence[int | None]) -> list[dict[str, Any]]:
     """Build ``bbq_bias_scores`` rows from raw BBQ rows and predicted option indices (or None)."""
     if len(raw_rows) != len(preds):
         raise ValueError("raw_rows and preds differ in length")
     out = []
-    for row, pred in zip(raw_rows, preds):
+    for row, pred in zip(raw_rows, preds, strict=False):
         out.append(
             {
                 "context_condition": row["context_condition"],

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .. import manifest as mf
 
@@ -27,6 +28,8 @@ def _headline() -> dict[str, str]:
     from .suites import SUITE_INFO
 
     return {name: info.headline[0] for name, info in SUITE_INFO.items()}
+
+
 _SWEEP = re.compile(r"^merge-(?P<recipe>.+)-w(?P<w>\d+(?:\.\d+)?)$")
 
 
@@ -86,7 +89,9 @@ def rows(labels: Sequence[str], results: dict[str, dict], consistency: dict[str,
         for lab in labels:
             names.update(dict.fromkeys((results[lab].get(s) or {}).get("metrics", {})))
         for n in names:
-            out.append((f"{s} / {n}", [fmt(((results[lab].get(s) or {}).get("metrics") or {}).get(n)) for lab in labels]))
+            out.append(
+                (f"{s} / {n}", [fmt(((results[lab].get(s) or {}).get("metrics") or {}).get(n)) for lab in labels])
+            )
     checks: dict[str, None] = {}
     for lab in labels:
         checks.update(dict.fromkeys(consistency[lab]))
@@ -111,7 +116,9 @@ def _value_err(m: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:
     return v, (0.0, 0.0)
 
 
-def _bars(path: Path, groups: list[str], series: dict[str, list[dict[str, Any] | None]], title: str, ylabel: str) -> Path:
+def _bars(
+    path: Path, groups: list[str], series: dict[str, list[dict[str, Any] | None]], title: str, ylabel: str
+) -> Path:
     """Grouped bar chart: one group per x label, one bar per series, CI whiskers where known."""
     import matplotlib
 
@@ -123,9 +130,15 @@ def _bars(path: Path, groups: list[str], series: dict[str, list[dict[str, Any] |
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for k, (name, ms) in enumerate(series.items()):
-        vals, errs = zip(*[_value_err(m) for m in ms]) if ms else ((), ())
-        ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=name,
-               yerr=np.array(errs).T if errs else None, capsize=2)
+        vals, errs = zip(*[_value_err(m) for m in ms], strict=False) if ms else ((), ())
+        ax.bar(
+            x + (k - (len(series) - 1) / 2) * width,
+            vals,
+            width,
+            label=name,
+            yerr=np.array(errs).T if errs else None,
+            capsize=2,
+        )
     ax.set_xticks(x, groups, rotation=25, ha="right", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel(ylabel)
@@ -142,7 +155,7 @@ def kappa_chart(labels: Sequence[str], results: dict[str, dict], out: Path) -> P
     slices: list[tuple[str, str, str]] = []  # (group label, suite, metric name without prefix)
     buckets: dict[str, None] = {}
     for lab in labels:
-        for n in ((results[lab].get("bbq_pairs") or {}).get("metrics") or {}):
+        for n in (results[lab].get("bbq_pairs") or {}).get("metrics") or {}:
             if n.startswith("kappa/"):
                 buckets[n.split("/", 1)[1]] = None
     if any("bbq_pairs" in results[lab] for lab in labels):
@@ -153,11 +166,21 @@ def kappa_chart(labels: Sequence[str], results: dict[str, dict], out: Path) -> P
         return None
     groups = [s[0] for s in slices]
     series = {lab: [((results[lab].get(s) or {}).get("metrics") or {}).get(n) for _, s, n in slices] for lab in labels}
-    base = next((lab for lab in labels if any("rule_baseline_" + n in ((results[lab].get(s) or {}).get("metrics") or {})
-                                              for _, s, n in slices)), None)
+    base = next(
+        (
+            lab
+            for lab in labels
+            if any("rule_baseline_" + n in ((results[lab].get(s) or {}).get("metrics") or {}) for _, s, n in slices)
+        ),
+        None,
+    )
     if base is not None:
-        series["rule baseline"] = [((results[base].get(s) or {}).get("metrics") or {}).get("rule_baseline_" + n) for _, s, n in slices]
-    return _bars(out / "kappa.png", groups, series, "BBQ pair judge: Cohen's kappa per slice (both A/B orders)", "kappa")
+        series["rule baseline"] = [
+            ((results[base].get(s) or {}).get("metrics") or {}).get("rule_baseline_" + n) for _, s, n in slices
+        ]
+    return _bars(
+        out / "kappa.png", groups, series, "BBQ pair judge: Cohen's kappa per slice (both A/B orders)", "kappa"
+    )
 
 
 def correlation_chart(labels: Sequence[str], results: dict[str, dict], out: Path) -> Path | None:
@@ -167,8 +190,13 @@ def correlation_chart(labels: Sequence[str], results: dict[str, dict], out: Path
         return None
     keys = [(s, k) for s in present for k in ("pearson", "spearman", "kendall")]
     series = {lab: [((results[lab].get(s) or {}).get("metrics") or {}).get(k) for s, k in keys] for lab in labels}
-    return _bars(out / "correlations.png", [f"{s} {k}" for s, k in keys], series,
-                 "Absolute grading: correlation with the reference scores", "correlation")
+    return _bars(
+        out / "correlations.png",
+        [f"{s} {k}" for s, k in keys],
+        series,
+        "Absolute grading: correlation with the reference scores",
+        "correlation",
+    )
 
 
 def sweep_charts(bench_root: Path, out: Path) -> list[Path]:
@@ -206,8 +234,13 @@ def sweep_charts(bench_root: Path, out: Path) -> list[Path]:
     return paths
 
 
-def compare(models: Sequence[str], out: Path | None = None, bench_root: Path | None = None,
-            consistency_root: Path | None = None, show: bool = True) -> Path:
+def compare(
+    models: Sequence[str],
+    out: Path | None = None,
+    bench_root: Path | None = None,
+    consistency_root: Path | None = None,
+    show: bool = True,
+) -> Path:
     """Write ``<out>/compare.md`` and the PNG charts for the given model refs or result labels; returns ``out``
     (defaults: the workspace's ``bench/compare``, ``bench`` and ``consistency``, judgefactory.paths)."""
     from .. import paths

@@ -16,8 +16,9 @@ relative Prometheus format the absolute specialist also learns, on HHH and Auto-
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,9 @@ def _value(data: suites.SuiteData, rows: dict, modes: list[str], metric: str) ->
     return float("nan") if value is None else float(value)
 
 
-def ratio(data: suites.SuiteData, rows_a: dict, rows_b: dict, modes: list[str], metric: str, n_boot: int = 1000,
-          seed: int = 0) -> dict[str, Any]:
+def ratio(
+    data: suites.SuiteData, rows_a: dict, rows_b: dict, modes: list[str], metric: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """``a / b`` on ``metric`` over the suite's items, with a paired cluster-bootstrap 95% CI (replicates where the
     specialist's value is not positive are left out: a ratio to it says nothing)."""
     a, b = _value(data, rows_a, modes, metric), _value(data, rows_b, modes, metric)
@@ -61,18 +63,27 @@ def ratio(data: suites.SuiteData, rows_a: dict, rows_b: dict, modes: list[str], 
         pick = rng.integers(0, len(groups), size=len(groups))
         sub = [it for g in pick for it in groups[g]]
         # resampled items keep their ids: duplicates are scored as often as they were drawn
-        resampled = suites.SuiteData(data.name, data.kind, data.answer, sub, data.source, data.fingerprint, labels=data.labels)
+        resampled = suites.SuiteData(
+            data.name, data.kind, data.answer, sub, data.source, data.fingerprint, labels=data.labels
+        )
         va, vb = _value(resampled, rows_a, modes, metric), _value(resampled, rows_b, modes, metric)
         if vb == vb and vb > 0 and va == va:
             draws.append(va / vb)
     ok = b == b and b > 0 and a == a
     ci = [float(x) for x in np.percentile(draws, [2.5, 97.5])] if len(draws) >= max(20, n_boot // 2) else None
-    return {"merged": a, "specialist": b, "retention": a / b if ok else None, "ci": ci, "n": len(data.items),
-            "replicates": len(draws)}
+    return {
+        "merged": a,
+        "specialist": b,
+        "retention": a / b if ok else None,
+        "ci": ci,
+        "n": len(data.items),
+        "replicates": len(draws),
+    }
 
 
-def table(models: Sequence[str], specialists: dict[str, str], bench_root: Path, mirror: Any = None,
-          n_boot: int = 1000) -> dict[str, Any]:
+def table(
+    models: Sequence[str], specialists: dict[str, str], bench_root: Path, mirror: Any = None, n_boot: int = 1000
+) -> dict[str, Any]:
     """Per model label and skill suite: the model's figure, the specialist's, and the retention with its CI.
     ``specialists``: skill -> the specialist's bench label. Suites a model was not benchmarked on are left out."""
     out: dict[str, Any] = {"specialists": specialists, "rows": []}
@@ -84,8 +95,13 @@ def table(models: Sequence[str], specialists: dict[str, str], bench_root: Path, 
                 continue
             spec_rows, spec_m = got
             limit = spec_m.get("limit")
-            data = suites.load(suite, mirror=mirror, limit=limit, seed=spec_m.get("seed", 0),
-                               max_response_chars=spec_m.get("max_response_chars"))
+            data = suites.load(
+                suite,
+                mirror=mirror,
+                limit=limit,
+                seed=spec_m.get("seed", 0),
+                max_response_chars=spec_m.get("max_response_chars"),
+            )
             modes = [m["name"] for m in spec_m.get("modes", [{"name": "greedy"}])]
             for label in models:
                 mine = _suite_run(bench_root, label, suite)
@@ -103,12 +119,16 @@ def markdown(doc: dict[str, Any]) -> str:
     def f(x: Any) -> str:
         return "—" if x is None or x != x else f"{x:.3f}"
 
-    lines = ["| model | skill | suite | metric | model's value | specialist's value | retention [95% CI] | n |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | skill | suite | metric | model's value | specialist's value | retention [95% CI] | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["rows"]:
         ci = f" [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" if r.get("ci") else ""
-        lines.append(f"| {r['model']} | {r['skill']} | {r['suite']} | {r['metric']} | {f(r['merged'])} | {f(r['specialist'])} | "
-                     f"{f(r['retention'])}{ci} | {r['n']} |")
+        lines.append(
+            f"| {r['model']} | {r['skill']} | {r['suite']} | {r['metric']} | {f(r['merged'])} | {f(r['specialist'])} | "
+            f"{f(r['retention'])}{ci} | {r['n']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import manifest as mf
 from ..data.sources import DataError
@@ -62,11 +63,15 @@ def bench_recipe(suite_or_recipe: str | BenchRecipe) -> BenchRecipe:
         path = recipes.find("bench", suite_or_recipe)
     except recipes.RecipeError:
         known = sorted(p.stem for p in (recipes.RECIPES_DIR / "bench").glob("*.yaml"))
-        raise suites.SuiteError(f"unknown suite {suite_or_recipe!r}: suites are {', '.join(suites.LOADERS)}; "
-                                f"bench recipes are {', '.join(known)} (recipes/bench)") from None
+        raise suites.SuiteError(
+            f"unknown suite {suite_or_recipe!r}: suites are {', '.join(suites.LOADERS)}; "
+            f"bench recipes are {', '.join(known)} (recipes/bench)"
+        ) from None
     r = recipes.load(path)
     if r.kind != "bench":
-        raise recipes.RecipeError(f"{suite_or_recipe}: a {r.kind} recipe, expected a suite ({', '.join(suites.LOADERS)}) or kind: bench")
+        raise recipes.RecipeError(
+            f"{suite_or_recipe}: a {r.kind} recipe, expected a suite ({', '.join(suites.LOADERS)}) or kind: bench"
+        )
     return r
 
 
@@ -119,8 +124,18 @@ def _status(values: list[Any]) -> str:
     return "ok" if ok == len(values) else "parse_error" if ok == 0 else "partial"
 
 
-def judge_tasks(tasks: list[Task], data: suites.SuiteData, get_engine: Callable[[], Any], *, max_new_tokens: int, seed: int,
-                batch_size: int, rows: dict, out: Path | None = None, desc: str | None = None) -> None:
+def judge_tasks(
+    tasks: list[Task],
+    data: suites.SuiteData,
+    get_engine: Callable[[], Any],
+    *,
+    max_new_tokens: int,
+    seed: int,
+    batch_size: int,
+    rows: dict,
+    out: Path | None = None,
+    desc: str | None = None,
+) -> None:
     """Judge ``tasks`` (longest prompts first, per mode) in chunks; each chunk's rows go into ``rows`` and, when ``out``
     is given, are appended to that predictions file at once (what a killed run resumes from)."""
     from tqdm.auto import tqdm
@@ -134,16 +149,32 @@ def judge_tasks(tasks: list[Task], data: suites.SuiteData, get_engine: Callable[
     for mode in dict.fromkeys(t.mode for t in tasks):
         todo = sorted((t for t in tasks if t.mode == mode), key=lambda t: -sum(len(m["content"]) for m in t.messages))
         for s in range(0, len(todo), size):
-            chunk = todo[s:s + size]
-            got = engine.judge([t.messages for t in chunk], max_new_tokens=max_new_tokens, temperature=mode.temperature,
-                               n=mode.n, answer=data.answer, top_p=SAMPLING_TOP_P if mode.temperature > 0 else None,
-                               seed=seed + chunk_no)
+            chunk = todo[s : s + size]
+            got = engine.judge(
+                [t.messages for t in chunk],
+                max_new_tokens=max_new_tokens,
+                temperature=mode.temperature,
+                n=mode.n,
+                answer=data.answer,
+                top_p=SAMPLING_TOP_P if mode.temperature > 0 else None,
+                seed=seed + chunk_no,
+            )
             chunk_no += 1
             new = []
-            for t, j in zip(chunk, got):
+            for t, j in zip(chunk, got, strict=False):
                 parsed = [data.reparse(t.item, x) for x in j.texts] if data.reparse else list(j.values)
-                row = {"id": t.item.id, "key": t.key, "mode": mode.name, "config": t.config, "gold": t.item.gold,
-                       "raw": j.texts, "parsed": parsed, "status": _status(parsed), "probs": j.probs, "probs_mass": j.probs_mass}
+                row = {
+                    "id": t.item.id,
+                    "key": t.key,
+                    "mode": mode.name,
+                    "config": t.config,
+                    "gold": t.item.gold,
+                    "raw": j.texts,
+                    "parsed": parsed,
+                    "status": _status(parsed),
+                    "probs": j.probs,
+                    "probs_mass": j.probs_mass,
+                }
                 rows[(t.item.id, t.key, mode.name)] = row
                 new.append(json.dumps(row, default=str) + "\n")
             if out is not None:
@@ -153,8 +184,9 @@ def judge_tasks(tasks: list[Task], data: suites.SuiteData, get_engine: Callable[
     bar.close()
 
 
-def predict(engine: Any, data: suites.SuiteData, modes: list[Mode], *, max_new_tokens: int, batch_size: int,
-            seed: int = 0) -> dict[tuple[str, str, str], dict[str, Any]]:
+def predict(
+    engine: Any, data: suites.SuiteData, modes: list[Mode], *, max_new_tokens: int, batch_size: int, seed: int = 0
+) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every prediction row of a suite, in memory (no files): the trainers' quick checks."""
     tasks = [Task(it, key, mode, msgs, "") for mode in modes for it in data.items for key, msgs in it.requests.items()]
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -168,9 +200,14 @@ def _fmt(v: Any) -> str:
 
 def table_md(doc: dict[str, Any]) -> str:
     """The suite's metrics as a Markdown table."""
-    lines = [f"# {doc['suite']} — {doc['model']}", "",
-             f"n = {doc['n']} items · source `{doc['source']}` · gold: {doc['labels']} · passes: {', '.join(doc['modes'])}", "",
-             "| metric | value | 95% CI |", "|---|---:|---|"]
+    lines = [
+        f"# {doc['suite']} — {doc['model']}",
+        "",
+        f"n = {doc['n']} items · source `{doc['source']}` · gold: {doc['labels']} · passes: {', '.join(doc['modes'])}",
+        "",
+        "| metric | value | 95% CI |",
+        "|---|---:|---|",
+    ]
     for name, m in doc["metrics"].items():
         ci = f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]" if m.get("ci") else "—"
         lines.append(f"| {name} | {_fmt(m['value'])} | {ci} |")
@@ -182,16 +219,38 @@ def table_md(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_engine: Callable[[], Any], out_root: Path, *,
-              limit: int | None, batch_size: int, mirror: Any, max_response_chars: int | None, n_boot: int, backend: str) -> Path:
+def run_suite(
+    ref: str,
+    label: str,
+    spec: SuiteSpec,
+    recipe: BenchRecipe,
+    get_engine: Callable[[], Any],
+    out_root: Path,
+    *,
+    limit: int | None,
+    batch_size: int,
+    mirror: Any,
+    max_response_chars: int | None,
+    n_boot: int,
+    backend: str,
+) -> Path:
     """One suite for one model: judge what is missing, then write metrics.json, table.md and manifest.json."""
     t0 = time.time()
-    data = suites.load(spec.name, mirror=mirror, limit=limit or spec.limit, seed=recipe.seed, max_response_chars=max_response_chars)
+    data = suites.load(
+        spec.name, mirror=mirror, limit=limit or spec.limit, seed=recipe.seed, max_response_chars=max_response_chars
+    )
     folder = Path(out_root) / label / spec.name
     modes = plan(spec, data.kind)
     model_fp = model_fingerprint(ref)
-    common = {"suite": spec.name, "model": model_fp, "max_new_tokens": spec.max_new_tokens, "seed": recipe.seed,
-              "answer": data.answer, "backend": backend, "top_p": SAMPLING_TOP_P}
+    common = {
+        "suite": spec.name,
+        "model": model_fp,
+        "max_new_tokens": spec.max_new_tokens,
+        "seed": recipe.seed,
+        "answer": data.answer,
+        "backend": backend,
+        "top_p": SAMPLING_TOP_P,
+    }
     existing = read_predictions(folder / PREDICTIONS)
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     tasks = []
@@ -207,30 +266,78 @@ def run_suite(ref: str, label: str, spec: SuiteSpec, recipe: BenchRecipe, get_en
     if tasks:
         get_engine()  # a model that cannot load fails here, before any result folder exists
     folder.mkdir(parents=True, exist_ok=True)
-    judge_tasks(tasks, data, get_engine, max_new_tokens=spec.max_new_tokens, seed=recipe.seed, batch_size=batch_size, rows=rows,
-                out=folder / PREDICTIONS, desc=f"{label} {spec.name}")
+    judge_tasks(
+        tasks,
+        data,
+        get_engine,
+        max_new_tokens=spec.max_new_tokens,
+        seed=recipe.seed,
+        batch_size=batch_size,
+        rows=rows,
+        out=folder / PREDICTIONS,
+        desc=f"{label} {spec.name}",
+    )
     ordered = [rows[(it.id, k, m.name)] for m in modes for it in data.items for k in it.requests]
     mf.write_text(folder / PREDICTIONS, "".join(json.dumps(r, default=str) + "\n" for r in ordered))
     metrics, counts = suites.score(data, rows, [m.name for m in modes], suites.Boot(n_boot, recipe.seed))
     baselines = counts.pop("baselines", {})
-    doc = {"model": label, "suite": spec.name, "n": len(data.items), "limit": limit or spec.limit, "metrics": metrics,
-           "counts": counts, "baselines": baselines,
-           "labels": data.labels, "source": data.source, "modes": [m.name for m in modes],
-           "data_errors": len(data.errors), "data_error_examples": data.errors[:5]}
+    doc = {
+        "model": label,
+        "suite": spec.name,
+        "n": len(data.items),
+        "limit": limit or spec.limit,
+        "metrics": metrics,
+        "counts": counts,
+        "baselines": baselines,
+        "labels": data.labels,
+        "source": data.source,
+        "modes": [m.name for m in modes],
+        "data_errors": len(data.errors),
+        "data_error_examples": data.errors[:5],
+    }
     mf.write_json(folder / METRICS, doc)
     mf.write_text(folder / TABLE, table_md(doc))
-    mf.finalize(folder, {"kind": "bench", "model": {**model_fp, "label": label}, "suite": spec.model_dump(mode="json"),
-                         "recipe": recipe.name, "limit": limit or spec.limit, "seed": recipe.seed, "batch_size": batch_size,
-                         "max_response_chars": max_response_chars, "modes": [asdict(m) for m in modes], "backend": backend,
-                         "data": {"source": data.source, "fingerprint": data.fingerprint, "n_items": len(data.items),
-                                  "errors": len(data.errors)},
-                         "judged_now": len(tasks), "reused": len(ordered) - len(tasks), "seconds": round(time.time() - t0, 1)})
+    mf.finalize(
+        folder,
+        {
+            "kind": "bench",
+            "model": {**model_fp, "label": label},
+            "suite": spec.model_dump(mode="json"),
+            "recipe": recipe.name,
+            "limit": limit or spec.limit,
+            "seed": recipe.seed,
+            "batch_size": batch_size,
+            "max_response_chars": max_response_chars,
+            "modes": [asdict(m) for m in modes],
+            "backend": backend,
+            "data": {
+                "source": data.source,
+                "fingerprint": data.fingerprint,
+                "n_items": len(data.items),
+                "errors": len(data.errors),
+            },
+            "judged_now": len(tasks),
+            "reused": len(ordered) - len(tasks),
+            "seconds": round(time.time() - t0, 1),
+        },
+    )
     return folder
 
 
-def run(model_ref: str, suite_name_or_bench_recipe: str | BenchRecipe, limit: int | None = None, out_root: Path | None = None, *,
-        batch_size: int | None = None, engine: Any = None, backend: str = "transformers", base_url: str | None = None,
-        mirror: Any = None, max_response_chars: int | None = None, n_boot: int = 1000) -> Path:
+def run(
+    model_ref: str,
+    suite_name_or_bench_recipe: str | BenchRecipe,
+    limit: int | None = None,
+    out_root: Path | None = None,
+    *,
+    batch_size: int | None = None,
+    engine: Any = None,
+    backend: str = "transformers",
+    base_url: str | None = None,
+    mirror: Any = None,
+    max_response_chars: int | None = None,
+    n_boot: int = 1000,
+) -> Path:
     """Benchmark ``model_ref`` on one suite or a bench recipe's suites; returns ``bench/<label>/<suite>`` for a single
     suite, ``bench/<label>`` for a recipe. The model loads only if something is left to judge (or ``engine`` is given)."""
     from .. import models, paths
@@ -239,7 +346,11 @@ def run(model_ref: str, suite_name_or_bench_recipe: str | BenchRecipe, limit: in
     out_root = Path(out_root) if out_root is not None else paths.bench()
     recipe = bench_recipe(suite_name_or_bench_recipe)
     bs = batch_size or recipe.batch_size
-    label = engine.label if engine is not None else ("openai__" + model_ref.replace("/", "_") if backend == "openai" else models.label(model_ref))
+    label = (
+        engine.label
+        if engine is not None
+        else ("openai__" + model_ref.replace("/", "_") if backend == "openai" else models.label(model_ref))
+    )
     cache: dict[str, Any] = {"engine": engine}
 
     def get_engine() -> Any:
@@ -253,8 +364,22 @@ def run(model_ref: str, suite_name_or_bench_recipe: str | BenchRecipe, limit: in
     folders = []
     for spec in recipe.suites:
         try:
-            folders.append(run_suite(model_ref, label, spec, recipe, get_engine, Path(out_root), limit=limit, batch_size=bs,
-                                     mirror=mirror, max_response_chars=max_response_chars, n_boot=n_boot, backend=backend))
+            folders.append(
+                run_suite(
+                    model_ref,
+                    label,
+                    spec,
+                    recipe,
+                    get_engine,
+                    Path(out_root),
+                    limit=limit,
+                    batch_size=bs,
+                    mirror=mirror,
+                    max_response_chars=max_response_chars,
+                    n_boot=n_boot,
+                    backend=backend,
+                )
+            )
         except DataError as err:
             if single:
                 raise

@@ -33,8 +33,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .. import formats
 from ..data import sources
@@ -65,24 +66,57 @@ class SuiteInfo:
 
 
 SUITE_INFO: dict[str, SuiteInfo] = {
-    "feedback_bench": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "feedback_bench",
-                                "Feedback-Bench (Prometheus, GPT-4 reference scores)", "test"),
-    "vicuna": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "vicuna_eval",
-                        "Vicuna Bench (Prometheus eval, GPT-4 reference scores)", "vicuna_eval.json"),
-    "mt_bench": SuiteInfo(("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"), "mt_bench_eval",
-                          "MT-Bench (Prometheus eval, GPT-4 reference scores)", "mt_bench_eval.json"),
-    "preference_bench": SuiteInfo(("accuracy", "position_consistency", "parse_rate"), "preference_bench",
-                                  "Preference-Bench (Prometheus pairwise)", "test"),
-    "hhh": SuiteInfo(("accuracy", "position_consistency", "parse_rate"), "hhh_alignment", "HHH Alignment (pairwise)",
-                     "hhh_alignment_eval.json"),
-    "autoj": SuiteInfo(("acc_with_tie", "acc_without_tie", "accuracy", "position_consistency", "parse_rate"), "autoj_pairwise",
-                       "Auto-J pairwise test set", "autoj_pairwise.jsonl"),
-    "bbq_pairs": SuiteInfo(("kappa", "accuracy", "both_orders_correct", "position_bias_rate", "parse_rate"), "bbq_pairs",
-                           "BBQ response pairs, in-distribution (human verdicts)", "eval_in_dist"),
-    "bbq_pairs_ood": SuiteInfo(("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
-                               "bbq_pairs_ood", "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
-                               "pairs_unused_religion"),
-    "bbq_qa": SuiteInfo(("acc_ambig", "acc_disambig", "s_dis", "s_amb", "parse_rate"), "bbq", "BBQ question answering", "all items"),
+    "feedback_bench": SuiteInfo(
+        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
+        "feedback_bench",
+        "Feedback-Bench (Prometheus, GPT-4 reference scores)",
+        "test",
+    ),
+    "vicuna": SuiteInfo(
+        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
+        "vicuna_eval",
+        "Vicuna Bench (Prometheus eval, GPT-4 reference scores)",
+        "vicuna_eval.json",
+    ),
+    "mt_bench": SuiteInfo(
+        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
+        "mt_bench_eval",
+        "MT-Bench (Prometheus eval, GPT-4 reference scores)",
+        "mt_bench_eval.json",
+    ),
+    "preference_bench": SuiteInfo(
+        ("accuracy", "position_consistency", "parse_rate"),
+        "preference_bench",
+        "Preference-Bench (Prometheus pairwise)",
+        "test",
+    ),
+    "hhh": SuiteInfo(
+        ("accuracy", "position_consistency", "parse_rate"),
+        "hhh_alignment",
+        "HHH Alignment (pairwise)",
+        "hhh_alignment_eval.json",
+    ),
+    "autoj": SuiteInfo(
+        ("acc_with_tie", "acc_without_tie", "accuracy", "position_consistency", "parse_rate"),
+        "autoj_pairwise",
+        "Auto-J pairwise test set",
+        "autoj_pairwise.jsonl",
+    ),
+    "bbq_pairs": SuiteInfo(
+        ("kappa", "accuracy", "both_orders_correct", "position_bias_rate", "parse_rate"),
+        "bbq_pairs",
+        "BBQ response pairs, in-distribution (human verdicts)",
+        "eval_in_dist",
+    ),
+    "bbq_pairs_ood": SuiteInfo(
+        ("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
+        "bbq_pairs_ood",
+        "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
+        "pairs_unused_religion",
+    ),
+    "bbq_qa": SuiteInfo(
+        ("acc_ambig", "acc_disambig", "s_dis", "s_amb", "parse_rate"), "bbq", "BBQ question answering", "all items"
+    ),
 }
 BASELINE_PREFIXES = ("rule_baseline_", "rule_alt_baseline_")
 """metric-name prefixes of baselines scored on a suite's items: comparisons, never the judged model's results."""
@@ -166,8 +200,15 @@ def _clean(prompt: str) -> str:
     return prompt.strip().rstrip('",').rstrip()
 
 
-def absolute_suite(name: str, source: str, config: str | None, mirror: Any, limit: int | None, seed: int,
-                   max_response_chars: int | None) -> SuiteData:
+def absolute_suite(
+    name: str,
+    source: str,
+    config: str | None,
+    mirror: Any,
+    limit: int | None,
+    seed: int,
+    max_response_chars: int | None,
+) -> SuiteData:
     """An absolute-grading suite from any Prometheus absolute source (eval files or Feedback-Collection layout)."""
     from ..data.prometheus import load_absolute, shorten
 
@@ -178,30 +219,65 @@ def absolute_suite(name: str, source: str, config: str | None, mirror: Any, limi
         prompt = _clean(it.prompt)
         if max_response_chars:
             prompt = shorten(prompt, max_response_chars)
-        out.append(Item(id=it.id, cluster=it.group or it.id, gold=it.mean_score,
-                        requests={"main": formats.absolute_messages(prompt)},
-                        stratum=str(int(math.floor(it.mean_score + 0.5))), meta={"scores": it.scores}))
-    return SuiteData(name, "absolute", "score", stratified(out, limit, seed), source, _fingerprint(loaded), errors,
-                     labels="GPT-4 reference scores (mean of the available samples)")
+        out.append(
+            Item(
+                id=it.id,
+                cluster=it.group or it.id,
+                gold=it.mean_score,
+                requests={"main": formats.absolute_messages(prompt)},
+                stratum=str(int(math.floor(it.mean_score + 0.5))),
+                meta={"scores": it.scores},
+            )
+        )
+    return SuiteData(
+        name,
+        "absolute",
+        "score",
+        stratified(out, limit, seed),
+        source,
+        _fingerprint(loaded),
+        errors,
+        labels="GPT-4 reference scores (mean of the available samples)",
+    )
 
 
-def load_feedback_bench(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
-    return absolute_suite("feedback_bench", "prometheus-eval/Feedback-Bench", None, mirror, limit, seed, max_response_chars)
+def load_feedback_bench(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
+    return absolute_suite(
+        "feedback_bench", "prometheus-eval/Feedback-Bench", None, mirror, limit, seed, max_response_chars
+    )
 
 
-def load_vicuna(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load_vicuna(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     return absolute_suite("vicuna", "prometheus-eval/vicuna", None, mirror, limit, seed, max_response_chars)
 
 
-def load_mt_bench(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load_mt_bench(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     return absolute_suite("mt_bench", "prometheus-eval/mt-bench", None, mirror, limit, seed, max_response_chars)
 
 
 # --------------------------------------------------------------------------- Prometheus pairwise
-def _pair_item(id_: str, instruction: str, a: str, b: str, rubric: str, reference: str | None, gold: str, stratum: str,
-               max_response_chars: int | None, **meta: Any) -> Item:
+def _pair_item(
+    id_: str,
+    instruction: str,
+    a: str,
+    b: str,
+    rubric: str,
+    reference: str | None,
+    gold: str,
+    stratum: str,
+    max_response_chars: int | None,
+    **meta: Any,
+) -> Item:
     a, b = formats.clip(a, max_response_chars), formats.clip(b, max_response_chars)
-    if max_response_chars and len(instruction) > 2 * max_response_chars:  # keep both ends: the last turn is what is judged
+    if (
+        max_response_chars and len(instruction) > 2 * max_response_chars
+    ):  # keep both ends: the last turn is what is judged
         instruction = instruction[:max_response_chars].rstrip() + " … " + instruction[-max_response_chars:].lstrip()
     if max_response_chars and reference:
         reference = formats.clip(reference, max_response_chars)
@@ -209,45 +285,100 @@ def _pair_item(id_: str, instruction: str, a: str, b: str, rubric: str, referenc
     def msgs(x: str, y: str) -> Messages:
         return formats.relative_messages(formats.relative_prompt(instruction, x, y, rubric, reference))
 
-    return Item(id=id_, cluster=id_, gold=gold, requests={"ab": msgs(a, b), "ba": msgs(b, a)}, stratum=stratum, meta=meta)
+    return Item(
+        id=id_, cluster=id_, gold=gold, requests={"ab": msgs(a, b), "ba": msgs(b, a)}, stratum=stratum, meta=meta
+    )
 
 
-def load_preference_bench(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load_preference_bench(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     source = "prometheus-eval/Preference-Bench"
     loaded = sources.load_rows(source, None, mirror=mirror)
     items, errors = [], list(loaded.errors)
     for i, r in enumerate(loaded.rows):
         where = f"{r.get('_file', source)} row {i}"
-        missing = [k for k in ("orig_instruction", "orig_response_A", "orig_response_B", "orig_criteria", "orig_preference")
-                   if r.get(k) in (None, "")]
+        missing = [
+            k
+            for k in ("orig_instruction", "orig_response_A", "orig_response_B", "orig_criteria", "orig_preference")
+            if r.get(k) in (None, "")
+        ]
         pref = str(r.get("orig_preference", "")).strip().upper()
         if missing or pref not in ("A", "B"):
-            errors.append(f"{where}: " + (f"missing field '{missing[0]}'" if missing else f"orig_preference must be A or B, got {pref!r}"))
+            errors.append(
+                f"{where}: "
+                + (f"missing field '{missing[0]}'" if missing else f"orig_preference must be A or B, got {pref!r}")
+            )
             continue
-        items.append(_pair_item(str(r.get("id", r.get("__index_level_0__", i))), r["orig_instruction"], r["orig_response_A"],
-                                r["orig_response_B"], f"[{r['orig_criteria'].strip()}]", r.get("orig_reference_answer"), pref,
-                                pref, max_response_chars))
-    return SuiteData("preference_bench", "pairwise", "relative", stratified(items, limit, seed), source, _fingerprint(loaded),
-                     errors, labels="orig_preference (preference label of the Preference Collection)")
+        items.append(
+            _pair_item(
+                str(r.get("id", r.get("__index_level_0__", i))),
+                r["orig_instruction"],
+                r["orig_response_A"],
+                r["orig_response_B"],
+                f"[{r['orig_criteria'].strip()}]",
+                r.get("orig_reference_answer"),
+                pref,
+                pref,
+                max_response_chars,
+            )
+        )
+    return SuiteData(
+        "preference_bench",
+        "pairwise",
+        "relative",
+        stratified(items, limit, seed),
+        source,
+        _fingerprint(loaded),
+        errors,
+        labels="orig_preference (preference label of the Preference Collection)",
+    )
 
 
-def load_hhh(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load_hhh(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     source = "prometheus-eval/hhh-alignment"
     loaded = sources.load_rows(source, None, mirror=mirror)
     items, errors = [], list(loaded.errors)
     for i, r in enumerate(loaded.rows):
-        c, rj = formats.sections(str(r.get("chosen_instruction", ""))), formats.sections(str(r.get("rejected_instruction", "")))
+        c, rj = (
+            formats.sections(str(r.get("chosen_instruction", ""))),
+            formats.sections(str(r.get("rejected_instruction", ""))),
+        )
         if not all(k in c and k in rj for k in ("instruction", "response", "rubric")):
             errors.append(f"{r.get('_file', source)} row {i}: chosen/rejected_instruction is not a Prometheus prompt")
             continue
         src = str(r.get("source", "other"))
-        items.append(_pair_item(f"{i}:{src}", c["instruction"], c["response"], rj["response"], c["rubric"].splitlines()[0],
-                                None, "A", src, max_response_chars, source=src))
-    return SuiteData("hhh", "pairwise", "relative", stratified(items, limit, seed), source, _fingerprint(loaded), errors,
-                     labels="HHH alignment chosen response (chosen = A in order ab)")
+        items.append(
+            _pair_item(
+                f"{i}:{src}",
+                c["instruction"],
+                c["response"],
+                rj["response"],
+                c["rubric"].splitlines()[0],
+                None,
+                "A",
+                src,
+                max_response_chars,
+                source=src,
+            )
+        )
+    return SuiteData(
+        "hhh",
+        "pairwise",
+        "relative",
+        stratified(items, limit, seed),
+        source,
+        _fingerprint(loaded),
+        errors,
+        labels="HHH alignment chosen response (chosen = A in order ab)",
+    )
 
 
-def load_autoj(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load_autoj(
+    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     source = "prometheus-eval/autoj-pairwise"
     loaded = sources.load_rows(source, None, mirror=mirror)
     items, errors = [], list(loaded.errors)
@@ -257,28 +388,73 @@ def load_autoj(mirror: Any = None, limit: int | None = None, seed: int = 0, max_
             errors.append(f"{r.get('_file', source)} row {i}: needs prompt, 'response 1', 'response 2' and label 0/1/2")
             continue
         gold = ("A", "B", "TIE")[label]
-        items.append(_pair_item(str(i), r["prompt"], str(r["response 1"]).strip(), str(r["response 2"]).strip(), AUTOJ_CRITERION,
-                                None, gold, gold, max_response_chars, scenario=r.get("scenario")))
-    return SuiteData("autoj", "pairwise", "relative", stratified(items, limit, seed), source, _fingerprint(loaded), errors,
-                     labels="Auto-J human labels (0 = response 1 = A, 1 = response 2 = B, 2 = tie)")
+        items.append(
+            _pair_item(
+                str(i),
+                r["prompt"],
+                str(r["response 1"]).strip(),
+                str(r["response 2"]).strip(),
+                AUTOJ_CRITERION,
+                None,
+                gold,
+                gold,
+                max_response_chars,
+                scenario=r.get("scenario"),
+            )
+        )
+    return SuiteData(
+        "autoj",
+        "pairwise",
+        "relative",
+        stratified(items, limit, seed),
+        source,
+        _fingerprint(loaded),
+        errors,
+        labels="Auto-J human labels (0 = response 1 = A, 1 = response 2 = B, 2 = tie)",
+    )
 
 
 # --------------------------------------------------------------------------- BBQ pairs
 def _bbq_pair_items(pairs: Sequence[Any], max_response_chars: int | None) -> list[Item]:
-    return [Item(id=p.pair_id, cluster=p.item.question_id, gold=p.human_verdict,
-                 requests={"ab": formats.bias_messages(p.prompt(False, max_response_chars)),
-                           "ba": formats.bias_messages(p.prompt(True, max_response_chars))},
-                 stratum=p.pair_category, meta={"pair": p, "bucket": p.pair_category}) for p in pairs]
+    return [
+        Item(
+            id=p.pair_id,
+            cluster=p.item.question_id,
+            gold=p.human_verdict,
+            requests={
+                "ab": formats.bias_messages(p.prompt(False, max_response_chars)),
+                "ba": formats.bias_messages(p.prompt(True, max_response_chars)),
+            },
+            stratum=p.pair_category,
+            meta={"pair": p, "bucket": p.pair_category},
+        )
+        for p in pairs
+    ]
 
 
-def load_bbq_pairs(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None,
-                   file: str = "eval_in_dist", source: str = "judge-from-scratch/bbq-pairs") -> SuiteData:
+def load_bbq_pairs(
+    mirror: Any = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_response_chars: int | None = None,
+    file: str = "eval_in_dist",
+    source: str = "judge-from-scratch/bbq-pairs",
+) -> SuiteData:
     from ..data.bbq import load_eval_pairs
 
     pairs = load_eval_pairs(source, file, mirror=mirror)
-    fp = _fingerprint(sources.load_rows(source, file, mirror=mirror), sources.load_rows(source, "bbq_sample", mirror=mirror))
-    return SuiteData("bbq_pairs", "bbq_pairs", "verdict", stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
-                     f"{source}:{file}", fp, labels="human_verdict")
+    fp = _fingerprint(
+        sources.load_rows(source, file, mirror=mirror), sources.load_rows(source, "bbq_sample", mirror=mirror)
+    )
+    return SuiteData(
+        "bbq_pairs",
+        "bbq_pairs",
+        "verdict",
+        stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
+        f"{source}:{file}",
+        fp,
+        labels="human_verdict",
+    )
 
 
 def suspected_rule(level_a: str | None, level_b: str | None) -> str:
@@ -287,8 +463,13 @@ def suspected_rule(level_a: str | None, level_b: str | None) -> str:
     return "A" if a and not b else "B" if b and not a else "TIE"
 
 
-def load_bbq_pairs_ood(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None,
-                       file: str = OOD_FILE) -> SuiteData:
+def load_bbq_pairs_ood(
+    mirror: Any = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_response_chars: int | None = None,
+    file: str = OOD_FILE,
+) -> SuiteData:
     """The OOD pairs: human verdicts when the file has them for every row, else rule labels from suspected_bias_level."""
     from ..data import bbq
 
@@ -302,18 +483,36 @@ def load_bbq_pairs_ood(mirror: Any = None, limit: int | None = None, seed: int =
     samples, _ = bbq.load_items(sample, parse=bbq.from_sample_row)
     by_qid = {it.question_id: it for it in samples}
     pairs, errors = [], list(loaded.errors)
-    for where, r in zip(bbq.row_locations(loaded), loaded.rows):
+    for where, r in zip(bbq.row_locations(loaded), loaded.rows, strict=False):
         try:
             item = bbq.from_pair_row(r, by_qid)
             a, b = bbq.parse_response(r, "a")[1], bbq.parse_response(r, "b")[1]
-            gold = suspected_rule(r["response_a"].get("suspected_bias_level"), r["response_b"].get("suspected_bias_level"))
-            pairs.append(bbq.EvalPair(pair_id=str(r.get("pair_id")), item=item, response_a=a, response_b=b, human_verdict=gold,
-                                      pair_category=str(r.get("pair_category") or "unknown"), category=item.category))
+            gold = suspected_rule(
+                r["response_a"].get("suspected_bias_level"), r["response_b"].get("suspected_bias_level")
+            )
+            pairs.append(
+                bbq.EvalPair(
+                    pair_id=str(r.get("pair_id")),
+                    item=item,
+                    response_a=a,
+                    response_b=b,
+                    human_verdict=gold,
+                    pair_category=str(r.get("pair_category") or "unknown"),
+                    category=item.category,
+                )
+            )
         except bbq.SchemaError as err:
             errors.append(f"{where}: {err}")
-    return SuiteData("bbq_pairs_ood", "bbq_pairs", "verdict", stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
-                     f"{source}:{file}", _fingerprint(loaded, sample), errors,
-                     labels="rule labels from suspected_bias_level (the file has no human verdicts)")
+    return SuiteData(
+        "bbq_pairs_ood",
+        "bbq_pairs",
+        "verdict",
+        stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
+        f"{source}:{file}",
+        _fingerprint(loaded, sample),
+        errors,
+        labels="rule labels from suspected_bias_level (the file has no human verdicts)",
+    )
 
 
 # --------------------------------------------------------------------------- BBQ QA
@@ -328,8 +527,13 @@ def _qa_parse(item: Item, text: str) -> int | None:
     return extract_choice(item.meta["bbq"], text)[0]
 
 
-def load_bbq_qa(mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None,
-                source: str = "heegyu/bbq") -> SuiteData:
+def load_bbq_qa(
+    mirror: Any = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_response_chars: int | None = None,
+    source: str = "heegyu/bbq",
+) -> SuiteData:
     """Every BBQ item the source has (the mirror: 6 categories; the hub: all 11), stratified by category x condition."""
     from ..data import bbq
 
@@ -341,11 +545,28 @@ def load_bbq_qa(mirror: Any = None, limit: int | None = None, seed: int = 0, max
     for loaded in loads:
         got, errs = bbq.load_items(loaded, parse=bbq.from_bbq_row)
         errors += list(loaded.errors) + errs
-        items += [Item(id=it.question_id + "::" + it.context_condition, cluster=f"{it.category}::{it.example_id // 4}",
-                       gold=it.gold, requests={"main": qa_messages(it)}, stratum=f"{it.category}::{it.context_condition}",
-                       meta={"bbq": it}) for it in got]
-    return SuiteData("bbq_qa", "bbq_qa", "choice", stratified(items, limit, seed), source, _fingerprint(*loads), errors,
-                     labels="BBQ gold answers; stereotype-aligned option from the metadata", reparse=_qa_parse)
+        items += [
+            Item(
+                id=it.question_id + "::" + it.context_condition,
+                cluster=f"{it.category}::{it.example_id // 4}",
+                gold=it.gold,
+                requests={"main": qa_messages(it)},
+                stratum=f"{it.category}::{it.context_condition}",
+                meta={"bbq": it},
+            )
+            for it in got
+        ]
+    return SuiteData(
+        "bbq_qa",
+        "bbq_qa",
+        "choice",
+        stratified(items, limit, seed),
+        source,
+        _fingerprint(*loads),
+        errors,
+        labels="BBQ gold answers; stereotype-aligned option from the metadata",
+        reparse=_qa_parse,
+    )
 
 
 LOADERS: dict[str, Callable[..., SuiteData]] = {
@@ -361,7 +582,9 @@ LOADERS: dict[str, Callable[..., SuiteData]] = {
 }
 
 
-def load(name: str, mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None) -> SuiteData:
+def load(
+    name: str, mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+) -> SuiteData:
     """The named suite's data (``LOADERS``)."""
     if name not in LOADERS:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(LOADERS)}")
@@ -372,7 +595,11 @@ def load(name: str, mirror: Any = None, limit: int | None = None, seed: int = 0,
 def metric(value: Any, ci: Sequence[float] | None = None) -> dict[str, Any]:
     """``{"value": float | None, "ci": [lo, hi] | None}`` (non-finite -> None)."""
     v = float(value) if isinstance(value, (int, float)) and math.isfinite(float(value)) else None
-    c = [float(ci[0]), float(ci[1])] if ci is not None and all(isinstance(x, float) and math.isfinite(x) for x in ci) else None
+    c = (
+        [float(ci[0]), float(ci[1])]
+        if ci is not None and all(isinstance(x, float) and math.isfinite(x) for x in ci)
+        else None
+    )
     return {"value": v, "ci": c}
 
 
@@ -383,12 +610,16 @@ class Boot:
     n: int = 1000
     seed: int = 0
 
-    def ci(self, fn: Callable[[list, list], float], pred: Sequence[Any], gold: Sequence[Any], clusters: Sequence[str]) -> tuple[float, float] | None:
+    def ci(
+        self, fn: Callable[[list, list], float], pred: Sequence[Any], gold: Sequence[Any], clusters: Sequence[str]
+    ) -> tuple[float, float] | None:
         if self.n <= 0 or not pred:
             return None
         return M.bootstrap_ci(fn, pred, gold, clusters, n_boot=self.n, seed=self.seed)
 
-    def metric(self, fn: Callable[[list, list], float], pred: Sequence[Any], gold: Sequence[Any], clusters: Sequence[str]) -> dict[str, Any]:
+    def metric(
+        self, fn: Callable[[list, list], float], pred: Sequence[Any], gold: Sequence[Any], clusters: Sequence[str]
+    ) -> dict[str, Any]:
         return metric(fn(list(pred), list(gold)), self.ci(fn, pred, gold, clusters))
 
 
@@ -423,11 +654,16 @@ def expected_score(probs: dict[str, float] | None) -> float | None:
     return float(sum(int(k) * v for k, v in probs.items()))
 
 
-def _corr(pred: Sequence[float | None], gold: Sequence[float], clusters: Sequence[str], boot: Boot, suffix: str = "") -> dict[str, Any]:
+def _corr(
+    pred: Sequence[float | None], gold: Sequence[float], clusters: Sequence[str], boot: Boot, suffix: str = ""
+) -> dict[str, Any]:
     base = M.correlations(pred, gold)
     out = {}
     for k in ("pearson", "spearman", "kendall", "exact_match"):
-        fn = (lambda p, g, k=k: M.correlations(p, g)[k])
+
+        def fn(p, g, k=k):
+            return M.correlations(p, g)[k]
+
         out[k + suffix] = metric(base[k], boot.ci(fn, pred, gold, clusters))
     out["parse_rate" + suffix] = metric(base["parse_rate"])
     return out
@@ -443,12 +679,16 @@ def _verdict(rows: dict, item: Item, key: str, mode: str) -> Any:
 
 
 # --------------------------------------------------------------------------- scoring per kind
-def score(data: SuiteData, rows: dict[tuple[str, str, str], dict], modes: Sequence[str], boot: Boot | None = None) -> tuple[dict, dict]:
+def score(
+    data: SuiteData, rows: dict[tuple[str, str, str], dict], modes: Sequence[str], boot: Boot | None = None
+) -> tuple[dict, dict]:
     """(metrics, counts) for the suite from prediction rows keyed (item id, request key, mode).
 
     ``modes``: the modes that were run, headline first (``sampled`` and/or ``greedy``)."""
     boot = boot or Boot()
-    fn = {"absolute": score_absolute, "pairwise": score_pairwise, "bbq_pairs": score_bbq_pairs, "bbq_qa": score_bbq_qa}[data.kind]
+    fn = {"absolute": score_absolute, "pairwise": score_pairwise, "bbq_pairs": score_bbq_pairs, "bbq_qa": score_bbq_qa}[
+        data.kind
+    ]
     return fn(data, rows, list(modes), boot)
 
 
@@ -477,11 +717,17 @@ def score_absolute(data: SuiteData, rows: dict, modes: list[str], boot: Boot) ->
     expected = [expected_score((rows.get((it.id, "main", probs_mode)) or {}).get("probs")) for it in data.items]
     if any(e is not None for e in expected):
         base = M.correlations(expected, gold)
-        out["pearson_expected"] = metric(base["pearson"], boot.ci(lambda p, g: M.correlations(p, g)["pearson"], expected, gold, clusters))
-        out["spearman_expected"] = metric(base["spearman"], boot.ci(lambda p, g: M.correlations(p, g)["spearman"], expected, gold, clusters))
+        out["pearson_expected"] = metric(
+            base["pearson"], boot.ci(lambda p, g: M.correlations(p, g)["pearson"], expected, gold, clusters)
+        )
+        out["spearman_expected"] = metric(
+            base["spearman"], boot.ci(lambda p, g: M.correlations(p, g)["spearman"], expected, gold, clusters)
+        )
         out["probs_rate"] = metric(base["parse_rate"])
     counts = _parse_counts(data, rows, modes)
-    out["parse_rate"] = metric(1 - counts["n_parse_errors"] / counts["n_replies"] if counts["n_replies"] else float("nan"))
+    out["parse_rate"] = metric(
+        1 - counts["n_parse_errors"] / counts["n_replies"] if counts["n_replies"] else float("nan")
+    )
     return out, counts
 
 
@@ -507,13 +753,14 @@ def score_pairwise(data: SuiteData, rows: dict, modes: list[str], boot: Boot) ->
         "accuracy_ba": metric(M.accuracy([back[i] for i in keep], g2)),
     }
     tup = [(v_ab[i], v_ba[i]) for i in keep]
-    out["both_orders_correct"] = boot.metric(lambda p, g: M.both_orders_correct([x[0] for x in p], [x[1] for x in p], g),
-                                             tup, g2, [ids[i] for i in keep])
+    out["both_orders_correct"] = boot.metric(
+        lambda p, g: M.both_orders_correct([x[0] for x in p], [x[1] for x in p], g), tup, g2, [ids[i] for i in keep]
+    )
     sw = _swap(v_ab, v_ba)
     for k in ("position_consistency", "primacy", "recency"):
         out[k] = metric(sw[k])
     if any(g == "TIE" for g in gold):
-        comb = [combined_verdict(a, b) for a, b in zip(v_ab, v_ba)]
+        comb = [combined_verdict(a, b) for a, b in zip(v_ab, v_ba, strict=False)]
         out["acc_with_tie"] = boot.metric(lambda p, g: M.pairwise_accuracy(p, g)["acc_with_tie"], comb, gold, ids)
         out["acc_without_tie"] = boot.metric(lambda p, g: M.pairwise_accuracy(p, g)["acc_without_tie"], comb, gold, ids)
     sources_ = sorted({it.meta["source"] for it in items if "source" in it.meta})
@@ -522,15 +769,27 @@ def score_pairwise(data: SuiteData, rows: dict, modes: list[str], boot: Boot) ->
         gs = [gold[i] for i in sel]
         out[f"accuracy/{s}"] = metric(M.accuracy([v_ab[i] for i in sel] + [back[i] for i in sel], gs + gs))
     counts = _parse_counts(data, rows, modes[:1])
-    out["parse_rate"] = metric(1 - counts["n_parse_errors"] / counts["n_replies"] if counts["n_replies"] else float("nan"))
+    out["parse_rate"] = metric(
+        1 - counts["n_parse_errors"] / counts["n_replies"] if counts["n_replies"] else float("nan")
+    )
     if items and len(_values(rows, items[0], "ab", mode)) > 1:
-        out["repetition_stability"] = metric(M.repetition_stability([_values(rows, it, k, mode) for it in items for k in ("ab", "ba")]))
+        out["repetition_stability"] = metric(
+            M.repetition_stability([_values(rows, it, k, mode) for it in items for k in ("ab", "ba")])
+        )
     counts["n_without_tie"] = len(keep)
     return out, counts
 
 
-def pair_metrics(v_ab: Sequence[Any], v_ba: Sequence[Any], gold: Sequence[str], clusters: Sequence[str],
-                 buckets: Sequence[str], boot: Boot, prefix: str = "", suffix: str = "") -> dict[str, Any]:
+def pair_metrics(
+    v_ab: Sequence[Any],
+    v_ba: Sequence[Any],
+    gold: Sequence[str],
+    clusters: Sequence[str],
+    buckets: Sequence[str],
+    boot: Boot,
+    prefix: str = "",
+    suffix: str = "",
+) -> dict[str, Any]:
     """BBQ pair-judge metrics for verdicts in both orders (``v_ba`` in the swapped prompt's letters): kappa and
     accuracy per order and pooled over both orders, correct in both orders, position-bias rate; overall and per bucket
     (``<metric>/<bucket>``). Errors (None) count wrong; CIs cluster-bootstrapped (pooled rows keep their cluster)."""
@@ -548,9 +807,17 @@ def pair_metrics(v_ab: Sequence[Any], v_ba: Sequence[Any], gold: Sequence[str], 
         out[name("accuracy", bucket)] = boot.metric(M.accuracy, pooled, g + g, cl)
         tup = [(v_ab[i], v_ba[i]) for i in sel]
         out[name("both_orders_correct", bucket)] = boot.metric(
-            lambda p, gg: M.both_orders_correct([x[0] for x in p], [x[1] for x in p], gg), tup, g, [clusters[i] for i in sel])
+            lambda p, gg: M.both_orders_correct([x[0] for x in p], [x[1] for x in p], gg),
+            tup,
+            g,
+            [clusters[i] for i in sel],
+        )
         out[name("position_bias_rate", bucket)] = boot.metric(
-            lambda p, gg: M.swap_metrics([x[0] for x in p], [x[1] for x in p])["position_bias_rate"], tup, g, [clusters[i] for i in sel])
+            lambda p, gg: M.swap_metrics([x[0] for x in p], [x[1] for x in p])["position_bias_rate"],
+            tup,
+            g,
+            [clusters[i] for i in sel],
+        )
         if bucket is None:
             out[name("kappa_ab")] = metric(M.cohen_kappa([v_ab[i] for i in sel], g))
             out[name("kappa_ba")] = metric(M.cohen_kappa([back[i] for i in sel], g))
@@ -559,7 +826,9 @@ def pair_metrics(v_ab: Sequence[Any], v_ba: Sequence[Any], gold: Sequence[str], 
             sw = M.swap_metrics([v_ab[i] for i in sel], [v_ba[i] for i in sel])
             out[name("primacy")] = metric(sw["primacy"])
             out[name("recency")] = metric(sw["recency"])
-            out[name("parse_rate")] = metric(sum(v is not None for v in pooled) / len(pooled) if pooled else float("nan"))
+            out[name("parse_rate")] = metric(
+                sum(v is not None for v in pooled) / len(pooled) if pooled else float("nan")
+            )
 
     block(list(range(len(gold))), None)
     for b in sorted(set(buckets)):
@@ -572,7 +841,9 @@ def training_rule() -> str:
     pairwise specialist's training pairs, hence the baseline a trained judge is compared with."""
     from .. import recipes
 
-    return recipes.load(recipes.find("pairs", "bbq_pairs")).biased_vs_wrong
+    recipe = recipes.load(recipes.find("pairs", "bbq_pairs"))
+    assert isinstance(recipe, recipes.PairsRecipe), recipe.kind
+    return recipe.biased_vs_wrong
 
 
 def rule_verdicts(items: Sequence[Item], biased_vs_wrong: str) -> tuple[list[str | None], list[str | None]]:
@@ -614,19 +885,30 @@ def score_bbq_pairs(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -
     counts["rule_baseline_unparseable"] = sum(v is None for v in r_ab)
     counts["baselines"] = {  # type: ignore[assignment]
         "rule_baseline": f"BBQ metadata rule, biased_vs_wrong={rule}: the rule that labels the training pairs "
-                         "(recipes/pairs/bbq_pairs.yaml; docs/DECISIONS.md D3)",
-        "rule_alt_baseline": f"BBQ metadata rule, biased_vs_wrong={other} (overall kappa and accuracy only)"}
+        "(recipes/pairs/bbq_pairs.yaml; docs/DECISIONS.md D3)",
+        "rule_alt_baseline": f"BBQ metadata rule, biased_vs_wrong={other} (overall kappa and accuracy only)",
+    }
     counts["gold_share"] = {v: gold.count(v) for v in formats.VERDICTS}  # type: ignore[assignment]
     if items and len(_values(rows, items[0], "ab", mode)) > 1:
-        out["repetition_stability" + suffix] = metric(M.repetition_stability([_values(rows, it, k, mode) for it in items for k in ("ab", "ba")]))
+        out["repetition_stability" + suffix] = metric(
+            M.repetition_stability([_values(rows, it, k, mode) for it in items for k in ("ab", "ba")])
+        )
     return out, counts
 
 
 def qa_rows(items: Sequence[Item], preds: Sequence[int | None]) -> list[dict[str, Any]]:
     """``metrics.bbq_bias_scores`` rows for BBQ QA items and predicted option indices."""
-    return [{"context_condition": it.meta["bbq"].context_condition, "pred": p, "label": it.meta["bbq"].gold,
-             "unknown_idx": it.meta["bbq"].unknown_idx, "biased_idx": it.meta["bbq"].biased_idx, "category": it.meta["bbq"].category}
-            for it, p in zip(items, preds)]
+    return [
+        {
+            "context_condition": it.meta["bbq"].context_condition,
+            "pred": p,
+            "label": it.meta["bbq"].gold,
+            "unknown_idx": it.meta["bbq"].unknown_idx,
+            "biased_idx": it.meta["bbq"].biased_idx,
+            "category": it.meta["bbq"].category,
+        }
+        for it, p in zip(items, preds, strict=False)
+    ]
 
 
 def score_bbq_qa(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -> tuple[dict, dict]:
@@ -637,7 +919,11 @@ def score_bbq_qa(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -> t
     s = M.bbq_bias_scores(qa)
     out: dict[str, Any] = {}
     for k in ("acc_ambig", "acc_disambig", "s_dis", "s_amb"):
-        out[k] = metric(s[k], boot.ci(lambda p, g, k=k: M.bbq_bias_scores(p)[k], qa, [0] * len(qa), clusters))
+
+        def fn(p: Any, g: Any, k: str = k) -> float:
+            return M.bbq_bias_scores(p)[k]
+
+        out[k] = metric(s[k], boot.ci(fn, qa, [0] * len(qa), clusters))
     out["amb_commit_bias"] = metric(s["amb_commit_bias"])
     out["abstain_disambig"] = metric(s["abstain_disambig"])
     out["parse_rate"] = metric(sum(p is not None for p in preds) / len(preds) if preds else float("nan"))

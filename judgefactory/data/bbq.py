@@ -1,7 +1,8 @@
 """BBQ items from the three row schemas the data mirror holds, normalised into one ``BBQItem``.
 
 * ``bbq/<Category>.jsonl`` (upstream nyu-mll/BBQ): ``ans0..2``, ``label``, ``answer_info`` {ansK: [text, tag]},
-  ``additional_metadata.stereotyped_groups``; no stereotype-aligned index, so it is derived by the REFERENCE §4 rule.
+  ``additional_metadata.stereotyped_groups``; no stereotype-aligned index, so it is derived by the BBQ paper's rule
+  (Parrish et al. 2022, arXiv 2110.08193, section 3; see ``stereotype_aligned``).
 * ``bbq-pairs/bbq_sample.jsonl``: the same plus ``question_id``, ``answer_label`` (gold) and ``target_label``
   (the stereotype-aligned answer); ``answer_info`` {ansK: [text, short name, tag]}.
 * ``bbq-pairs/pairs.jsonl`` (and ``eval_in_dist``): ``question_text`` = context + " " + question and lettered
@@ -14,9 +15,10 @@ Schema problems raise ``SchemaError`` with a short reason; ``load_items`` turns 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import JudgeFactoryError
 
@@ -121,11 +123,25 @@ def _answer_info(row: dict[str, Any]) -> list[list[str]]:
 # ``lowSES`` / ``low SES``, ``trans_F`` / ``transgender women``. One key per group, matched whole (``old`` never
 # matches ``nonOld``).
 _GROUP_SYNONYMS = {
-    "m": "m", "man": "m", "men": "m", "boy": "m", "boys": "m", "male": "m",
-    "f": "f", "woman": "f", "women": "f", "girl": "f", "girls": "f", "female": "f",
-    "transgender women": "trans", "transgender men": "trans", "transgender woman": "trans",
-    "transgender man": "trans", "trans": "trans",
-    "low ses": "lowses", "high ses": "highses",
+    "m": "m",
+    "man": "m",
+    "men": "m",
+    "boy": "m",
+    "boys": "m",
+    "male": "m",
+    "f": "f",
+    "woman": "f",
+    "women": "f",
+    "girl": "f",
+    "girls": "f",
+    "female": "f",
+    "transgender women": "trans",
+    "transgender men": "trans",
+    "transgender woman": "trans",
+    "transgender man": "trans",
+    "trans": "trans",
+    "low ses": "lowses",
+    "high ses": "highses",
 }
 
 
@@ -139,7 +155,11 @@ def _option_keys(entry: list[str]) -> set[str]:
     """The group keys of one ``answer_info`` entry: its tag (last element), the tag's ``-``/``_`` parts
     (``F-Black`` -> ``F``, ``Black``) and its names (Nationality tags are regions; the groups name nationalities)."""
     tag = entry[-1]
-    return {_group_key(tag), *(_group_key(part) for part in re.split(r"[-_]", tag) if part), *(_group_key(v) for v in entry[:-1])}
+    return {
+        _group_key(tag),
+        *(_group_key(part) for part in re.split(r"[-_]", tag) if part),
+        *(_group_key(v) for v in entry[:-1]),
+    }
 
 
 def stereotype_aligned(info: list[list[str]], groups: Iterable[str], polarity: str, unknown_idx: int) -> int | None:
@@ -174,14 +194,30 @@ def _unknown(info: list[list[str]]) -> int:
 def _aliases(info: list[list[str]], choices: tuple[str, ...], unknown_idx: int) -> tuple[tuple[str, ...], ...]:
     out = []
     for i in range(3):
-        names = [] if i == unknown_idx else [v for v in info[i][:-1] if v.strip() and v.strip().lower() != choices[i].strip().lower()]
+        names = (
+            []
+            if i == unknown_idx
+            else [v for v in info[i][:-1] if v.strip() and v.strip().lower() != choices[i].strip().lower()]
+        )
         out.append(tuple(dict.fromkeys(names)))
     return tuple(out)
 
 
-def _finish(*, context: str, question: str, choices: tuple[str, str, str], gold: int, info: list[list[str]],
-            groups: list[str], target: int | None, category: str, qindex: int, example_id: int, polarity: str,
-            condition: str) -> BBQItem:
+def _finish(
+    *,
+    context: str,
+    question: str,
+    choices: tuple[str, str, str],
+    gold: int,
+    info: list[list[str]],
+    groups: list[str],
+    target: int | None,
+    category: str,
+    qindex: int,
+    example_id: int,
+    polarity: str,
+    condition: str,
+) -> BBQItem:
     if not 0 <= gold <= 2:
         raise SchemaError(f"gold label {gold} is not 0, 1 or 2")
     if polarity not in ("neg", "nonneg"):
@@ -193,38 +229,100 @@ def _finish(*, context: str, question: str, choices: tuple[str, str, str], gold:
         raise SchemaError(f"target_label {target} is not a non-unknown option")
     biased = target if target is not None else stereotype_aligned(info, groups, polarity, unknown_idx)
     cat = normalize_category(category)
-    return BBQItem(context=context.strip(), question=question.strip(), choices=choices, gold=gold, unknown_idx=unknown_idx,
-                   biased_idx=biased, category=cat, question_index=qindex, example_id=example_id, polarity=polarity,
-                   context_condition=condition, template_id=template_id(cat, qindex),
-                   question_id=question_id(cat, qindex, example_id, polarity), aliases=_aliases(info, choices, unknown_idx),
-                   groups=tuple(str(g) for g in groups))
+    return BBQItem(
+        context=context.strip(),
+        question=question.strip(),
+        choices=choices,
+        gold=gold,
+        unknown_idx=unknown_idx,
+        biased_idx=biased,
+        category=cat,
+        question_index=qindex,
+        example_id=example_id,
+        polarity=polarity,
+        context_condition=condition,
+        template_id=template_id(cat, qindex),
+        question_id=question_id(cat, qindex, example_id, polarity),
+        aliases=_aliases(info, choices, unknown_idx),
+        groups=tuple(str(g) for g in groups),
+    )
 
 
 def from_bbq_row(row: dict[str, Any]) -> BBQItem:
     """A row of the upstream ``bbq/<Category>.jsonl``."""
-    _need(row, "example_id", "question_index", "question_polarity", "context_condition", "category", "answer_info",
-          "additional_metadata", "context", "question", "ans0", "ans1", "ans2", "label")
+    _need(
+        row,
+        "example_id",
+        "question_index",
+        "question_polarity",
+        "context_condition",
+        "category",
+        "answer_info",
+        "additional_metadata",
+        "context",
+        "question",
+        "ans0",
+        "ans1",
+        "ans2",
+        "label",
+    )
     meta = row["additional_metadata"]
     if not isinstance(meta, dict) or "stereotyped_groups" not in meta:
         raise SchemaError("missing field 'additional_metadata.stereotyped_groups'")
-    return _finish(context=row["context"], question=row["question"], choices=(row["ans0"], row["ans1"], row["ans2"]),
-                   gold=_int(row, "label"), info=_answer_info(row), groups=list(meta["stereotyped_groups"] or []),
-                   target=None, category=row["category"], qindex=_int(row, "question_index"),
-                   example_id=_int(row, "example_id"), polarity=row["question_polarity"], condition=row["context_condition"])
+    return _finish(
+        context=row["context"],
+        question=row["question"],
+        choices=(row["ans0"], row["ans1"], row["ans2"]),
+        gold=_int(row, "label"),
+        info=_answer_info(row),
+        groups=list(meta["stereotyped_groups"] or []),
+        target=None,
+        category=row["category"],
+        qindex=_int(row, "question_index"),
+        example_id=_int(row, "example_id"),
+        polarity=row["question_polarity"],
+        condition=row["context_condition"],
+    )
 
 
 def from_sample_row(row: dict[str, Any]) -> BBQItem:
     """A row of ``bbq-pairs/bbq_sample.jsonl`` (has ``target_label``)."""
-    _need(row, "question_id", "category", "context_condition", "question_polarity", "example_id", "question_index",
-          "context", "question", "ans0", "ans1", "ans2", "answer_label", "answer_info")
+    _need(
+        row,
+        "question_id",
+        "category",
+        "context_condition",
+        "question_polarity",
+        "example_id",
+        "question_index",
+        "context",
+        "question",
+        "ans0",
+        "ans1",
+        "ans2",
+        "answer_label",
+        "answer_info",
+    )
     target = _int(row, "target_label") if row.get("target_label") is not None else None
-    item = _finish(context=row["context"], question=row["question"], choices=(row["ans0"], row["ans1"], row["ans2"]),
-                   gold=_int(row, "answer_label"), info=_answer_info(row), groups=list(row.get("stereotyped_groups") or []),
-                   target=target, category=row["category"], qindex=_int(row, "question_index"),
-                   example_id=_int(row, "example_id"), polarity=row["question_polarity"], condition=row["context_condition"])
+    item = _finish(
+        context=row["context"],
+        question=row["question"],
+        choices=(row["ans0"], row["ans1"], row["ans2"]),
+        gold=_int(row, "answer_label"),
+        info=_answer_info(row),
+        groups=list(row.get("stereotyped_groups") or []),
+        target=target,
+        category=row["category"],
+        qindex=_int(row, "question_index"),
+        example_id=_int(row, "example_id"),
+        polarity=row["question_polarity"],
+        condition=row["context_condition"],
+    )
     parts = str(row["question_id"]).split("::")
     if len(parts) != 4 or item.question_id != normalize_question_id(row["question_id"]):
-        raise SchemaError(f"question_id {row['question_id']!r} does not match its category/question_index/example_id/polarity")
+        raise SchemaError(
+            f"question_id {row['question_id']!r} does not match its category/question_index/example_id/polarity"
+        )
     return item
 
 
@@ -236,7 +334,11 @@ def from_pair_row(row: dict[str, Any], by_qid: dict[str, BBQItem]) -> BBQItem:
     if item is None:
         raise SchemaError(f"question_id {qid!r} has no bbq_sample row (no metadata to join)")
     choices = row["answer_choices"]
-    if not isinstance(choices, list) or len(choices) != 3 or not all(isinstance(c, dict) and "text" in c for c in choices):
+    if (
+        not isinstance(choices, list)
+        or len(choices) != 3
+        or not all(isinstance(c, dict) and "text" in c for c in choices)
+    ):
         raise SchemaError("field 'answer_choices' is not three {letter, text} objects")
     if tuple(c["text"] for c in choices) != item.choices:
         raise SchemaError(f"answer_choices of {qid} differ from its bbq_sample options")
@@ -278,7 +380,7 @@ def row_locations(loaded: Any) -> list[str]:
 def load_items(loaded: Any, parse=from_bbq_row) -> tuple[list[BBQItem], list[str]]:
     """Items of a loaded source and one ``"<file> row N: <reason>"`` error per row that does not fit the schema."""
     items, errors = [], []
-    for where, row in zip(row_locations(loaded), loaded.rows):
+    for where, row in zip(row_locations(loaded), loaded.rows, strict=False):
         try:
             items.append(parse(row))
         except SchemaError as err:
@@ -305,8 +407,12 @@ class EvalPair:
         return bias_prompt(self.item.context, self.item.question, self.item.choices, a, b, max_response_chars)
 
 
-def load_eval_pairs(source: str = "judge-from-scratch/bbq-pairs", file: str | None = "eval_in_dist", mirror: Any = None,
-                    sample_file: str = "bbq_sample") -> list[EvalPair]:
+def load_eval_pairs(
+    source: str = "judge-from-scratch/bbq-pairs",
+    file: str | None = "eval_in_dist",
+    mirror: Any = None,
+    sample_file: str = "bbq_sample",
+) -> list[EvalPair]:
     """Human-labelled eval pairs joined to their BBQ metadata; a malformed row raises a one-line error naming file and row."""
     from . import sources
 
@@ -314,15 +420,23 @@ def load_eval_pairs(source: str = "judge-from-scratch/bbq-pairs", file: str | No
     by_qid = {it.question_id: it for it in samples}
     loaded = sources.load_rows(source, file, mirror=mirror)
     out, bad = [], list(loaded.errors)
-    for where, row in zip(row_locations(loaded), loaded.rows):
+    for where, row in zip(row_locations(loaded), loaded.rows, strict=False):
         try:
             item = from_pair_row(row, by_qid)
             verdict = row.get("human_verdict")
             if verdict not in ("A", "B", "TIE"):
                 raise SchemaError(f"field 'human_verdict' must be A, B or TIE, got {verdict!r}")
-            out.append(EvalPair(pair_id=str(row.get("pair_id")), item=item, response_a=parse_response(row, "a")[1],
-                                response_b=parse_response(row, "b")[1], human_verdict=verdict,
-                                pair_category=str(row.get("pair_category") or "unknown"), category=item.category))
+            out.append(
+                EvalPair(
+                    pair_id=str(row.get("pair_id")),
+                    item=item,
+                    response_a=parse_response(row, "a")[1],
+                    response_b=parse_response(row, "b")[1],
+                    human_verdict=verdict,
+                    pair_category=str(row.get("pair_category") or "unknown"),
+                    category=item.category,
+                )
+            )
         except SchemaError as err:
             bad.append(f"{where}: {err}")
     if bad:

@@ -35,8 +35,9 @@ def cmd_pairs(args: argparse.Namespace) -> None:
         print(folder)
     else:  # generate
         items = pairs.eligible_items(recipe, mirror)
-        out = pairs.generate_responses(args.base, items, args.out, args.limit, max_new_tokens=args.max_new_tokens,
-                                       batch_size=args.batch_size)
+        out = pairs.generate_responses(
+            args.base, items, args.out, args.limit, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+        )
         print(f"{min(len(items), args.limit)} responses -> {out} (use it with: --set generated_responses={out})")
 
 
@@ -45,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("pairs", help="build the BBQ response-pair set for the pairwise bias judge")
     ps = p.add_subparsers(dest="pairs_command", required=True)
 
-    b = ps.add_parser("build", help="build data/pairs/<name>/ from a pairs recipe (skipped when its inputs are unchanged)")
+    b = ps.add_parser(
+        "build", help="build data/pairs/<name>/ from a pairs recipe (skipped when its inputs are unchanged)"
+    )
     b.add_argument("recipe", help="a pairs recipe name (recipes/pairs/<name>.yaml) or a path")
     b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. buckets.tie=100")
     b.add_argument("--force", action="store_true", help="rebuild even if the existing pair set is fresh")
@@ -62,4 +65,3 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=8)
     g.set_defaults(func=cmd_pairs)
     return p
-

@@ -60,10 +60,18 @@ def _item(row: dict, i: int, source: str) -> AbsoluteItem:
             if row.get(k) in (None, ""):
                 raise ValueError(f"{where}: missing field '{k}'")
         rub = formats.rubric(row["orig_criteria"], [row.get(f"orig_score{j}_description", "") for j in range(1, 6)])
-        prompt = formats.absolute_prompt(row["orig_instruction"], row["orig_response"], rub, row.get("orig_reference_answer"))
+        prompt = formats.absolute_prompt(
+            row["orig_instruction"], row["orig_response"], rub, row.get("orig_reference_answer")
+        )
         score = int(row["orig_score"])
-        return AbsoluteItem(id=str(row.get("id", i)), prompt=prompt, scores=[score], feedbacks=[row.get("orig_feedback") or ""],
-                            group=str(row.get("orig_instruction"))[:200], source=source)
+        return AbsoluteItem(
+            id=str(row.get("id", i)),
+            prompt=prompt,
+            scores=[score],
+            feedbacks=[row.get("orig_feedback") or ""],
+            group=str(row.get("orig_instruction"))[:200],
+            source=source,
+        )
     for k in ("instruction", "gpt4_score"):
         if row.get(k) in (None, ""):
             raise ValueError(f"{where}: missing field '{k}'")
@@ -71,8 +79,14 @@ def _item(row: dict, i: int, source: str) -> AbsoluteItem:
     if not scores or any(s < 1 or s > 5 for s in scores):
         raise ValueError(f"{where}: field 'gpt4_score' must hold scores 1-5, got {scores}")
     feedbacks = [str(f) for f in _literal_list(row.get("gpt4_feedback", "[]"), "gpt4_feedback", where)]
-    return AbsoluteItem(id=f"{row.get('idx', i)}:{row.get('response_source', '')}", prompt=row["instruction"], scores=scores,
-                        feedbacks=feedbacks, group=str(row.get("idx", i)), source=source)
+    return AbsoluteItem(
+        id=f"{row.get('idx', i)}:{row.get('response_source', '')}",
+        prompt=row["instruction"],
+        scores=scores,
+        feedbacks=feedbacks,
+        group=str(row.get("idx", i)),
+        source=source,
+    )
 
 
 def load_absolute(source: str, config: str | None = None, mirror=None) -> tuple[list[AbsoluteItem], list[str]]:
@@ -87,7 +101,9 @@ def load_absolute(source: str, config: str | None = None, mirror=None) -> tuple[
     return items, errors
 
 
-def dev_split(items: list[AbsoluteItem], fraction: float, seed: int = 0) -> tuple[list[AbsoluteItem], list[AbsoluteItem]]:
+def dev_split(
+    items: list[AbsoluteItem], fraction: float, seed: int = 0
+) -> tuple[list[AbsoluteItem], list[AbsoluteItem]]:
     """(train, dev): ``fraction`` of the instructions (``group``: every response to one instruction together, so no
     instruction is seen on both sides) held out as the dev split, seeded; order kept. ``fraction`` 0: no dev split."""
     groups = sorted({it.group for it in items})
@@ -99,11 +115,16 @@ def dev_split(items: list[AbsoluteItem], fraction: float, seed: int = 0) -> tupl
 def shorten(prompt: str, max_response_chars: int) -> str:
     """Truncate the instruction, the judged response and the reference answer inside a full Prometheus prompt
     to ``max_response_chars`` each (CPU budget); the task description and the rubric stay whole."""
+
     def cut(m: re.Match) -> str:
         body = m.group(2)
         if len(body) > max_response_chars:  # keep the end of a long instruction too: the last turn is what is judged
             half = max_response_chars // 2
-            body = body[:half].rstrip() + " … " + body[-half:].lstrip() if m.re is _INSTRUCTION else body[:max_response_chars].rstrip() + " …"
+            body = (
+                body[:half].rstrip() + " … " + body[-half:].lstrip()
+                if m.re is _INSTRUCTION
+                else body[:max_response_chars].rstrip() + " …"
+            )
         return m.group(1) + body + m.group(3)
 
     for pattern in (_INSTRUCTION, _RESPONSE, _REFERENCE):
@@ -118,7 +139,7 @@ def targets(item: AbsoluteItem, how: str) -> list[tuple[str, int]]:
     score agree); ``round_mean``: the rounded mean with the feedback of the closest sample;
     ``each``: every sample as its own target.
     """
-    pairs = list(zip(item.feedbacks or [""] * len(item.scores), item.scores))
+    pairs = list(zip(item.feedbacks or [""] * len(item.scores), item.scores, strict=False))
     if how == "each":
         return pairs
     goal = int(statistics.median_low(item.scores)) if how == "median" else int(math.floor(item.mean_score + 0.5))
@@ -141,8 +162,9 @@ def target_score(item: AbsoluteItem, how: str) -> int:
     return targets(item, "median" if how == "each" else how)[0][1]
 
 
-def relative_pairs(items: list[AbsoluteItem], n: int, how: str = "median", seed: int = 0,
-                   min_gap: int = 1) -> list[tuple[AbsoluteItem, AbsoluteItem]]:
+def relative_pairs(
+    items: list[AbsoluteItem], n: int, how: str = "median", seed: int = 0, min_gap: int = 1
+) -> list[tuple[AbsoluteItem, AbsoluteItem]]:
     """Up to ``n`` (better, worse) pairs of responses to the same instruction (same ``group``) whose target scores
     (``target_score``) differ by at least ``min_gap``: a seeded sample, the better response first. Equal scores are
     left out (no tie in the Prometheus relative format)."""
@@ -164,5 +186,7 @@ def relative_feedback(better: AbsoluteItem, worse: AbsoluteItem, winner: str, ho
     verdict never contradicts the absolute targets), then the comparison. Templated and short (~25 tokens): a CPU run
     sees a few dozen of these rows, and a free-text sentence taught quoting instead of the ``[RESULT]`` marker (D14)."""
     loser = "B" if winner == "A" else "A"
-    return (f"Response {winner} would score {target_score(better, how)} and Response {loser} {target_score(worse, how)} "
-            f"on this rubric, so Response {winner} is better.")
+    return (
+        f"Response {winner} would score {target_score(better, how)} and Response {loser} {target_score(worse, how)} "
+        f"on this rubric, so Response {winner} is better."
+    )

@@ -38,7 +38,9 @@ class Source:
 CATALOGUE: dict[str, Source] = {
     # BBQ items (one file per category). Hub mirror heegyu/bbq uses the category as config name.
     "heegyu/bbq": Source(mirror="bbq/{config}.jsonl", hub="heegyu/bbq"),
-    "nyu-mll/BBQ": Source(mirror="bbq/{config}.jsonl", url="https://raw.githubusercontent.com/nyu-mll/BBQ/main/data/{config}.jsonl"),
+    "nyu-mll/BBQ": Source(
+        mirror="bbq/{config}.jsonl", url="https://raw.githubusercontent.com/nyu-mll/BBQ/main/data/{config}.jsonl"
+    ),
     "nyu-mll/BBQ-unifiedqa": Source(
         mirror="bbq/unifiedqa-predictions/preds_{config}.jsonl",
         url="https://raw.githubusercontent.com/nyu-mll/BBQ/main/results/UnifiedQA/{config}.jsonl",
@@ -48,11 +50,26 @@ CATALOGUE: dict[str, Source] = {
     # Prometheus evaluation sets, which live in the prometheus-eval GitHub repo rather than on the hub.
     "prometheus-eval/vicuna": Source(mirror="prometheus/vicuna_eval.json", url=_PROM_RAW + "vicuna_eval.json"),
     "prometheus-eval/mt-bench": Source(mirror="prometheus/mt_bench_eval.json", url=_PROM_RAW + "mt_bench_eval.json"),
-    "prometheus-eval/hhh-alignment": Source(mirror="prometheus/hhh_alignment_eval.json", url=_PROM_RAW + "hhh_alignment_eval.json"),
-    "prometheus-eval/autoj-pairwise": Source(mirror="prometheus/autoj_pairwise.jsonl", url=_PROM_RAW + "autoj_pairwise.jsonl"),
+    "prometheus-eval/hhh-alignment": Source(
+        mirror="prometheus/hhh_alignment_eval.json", url=_PROM_RAW + "hhh_alignment_eval.json"
+    ),
+    "prometheus-eval/autoj-pairwise": Source(
+        mirror="prometheus/autoj_pairwise.jsonl", url=_PROM_RAW + "autoj_pairwise.jsonl"
+    ),
 }
-BBQ_CATEGORIES = ("Age", "Disability_status", "Gender_identity", "Nationality", "Physical_appearance", "Race_ethnicity",
-                  "Race_x_SES", "Race_x_gender", "Religion", "SES", "Sexual_orientation")
+BBQ_CATEGORIES = (
+    "Age",
+    "Disability_status",
+    "Gender_identity",
+    "Nationality",
+    "Physical_appearance",
+    "Race_ethnicity",
+    "Race_x_SES",
+    "Race_x_gender",
+    "Religion",
+    "SES",
+    "Sexual_orientation",
+)
 _EXTS = (".jsonl", ".json", ".parquet", ".csv")
 
 
@@ -100,7 +117,11 @@ def _read_json_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if isinstance(data, dict):  # {"train": [...]} or a single mapping of lists
             data = next((v for v in data.values() if isinstance(v, list)), [data])
         for i, r in enumerate(data):
-            (rows.append(r) if isinstance(r, dict) else errors.append(f"{path} row {i}: expected an object, got {type(r).__name__}"))
+            (
+                rows.append(r)
+                if isinstance(r, dict)
+                else errors.append(f"{path} row {i}: expected an object, got {type(r).__name__}")
+            )
         return rows, errors
     with open(path) as f:
         for i, line in enumerate(f):
@@ -123,7 +144,9 @@ class Loaded:
     origin: str  # "mirror:<paths>" or "hub:<id>" / "url:<url>"
 
 
-def load_rows(source_id: str, config: str | None = None, split: str = "train", mirror: str | Path | None = None) -> Loaded:
+def load_rows(
+    source_id: str, config: str | None = None, split: str = "train", mirror: str | Path | None = None
+) -> Loaded:
     """All rows of a source as plain dicts, plus per-row errors for malformed rows.
 
     Mirror json/jsonl files are read row by row (heterogeneous nested rows stay intact and every bad
@@ -165,7 +188,9 @@ def _remote(source_id: str, config: str | None, split: str) -> Loaded:
             ds = datasets.load_dataset(builder, data_files=url, split="train")
             origin = "url:" + url
         elif entry is not None and entry.hub is None:
-            raise DataError(f"{source_id}: no public hub copy is known; point {MIRROR_ENV} (or --data-mirror) at a mirror")
+            raise DataError(
+                f"{source_id}: no public hub copy is known; point {MIRROR_ENV} (or --data-mirror) at a mirror"
+            )
         else:
             hub = entry.hub if entry else source_id
             ds = datasets.load_dataset(hub, config, split=split)
@@ -174,8 +199,10 @@ def _remote(source_id: str, config: str | None, split: str) -> Loaded:
         raise
     except Exception as err:  # noqa: BLE001 - datasets raises many types; say where we looked, in one line
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{source_id}{':' + config if config else ''}: could not load from the hub ({msg}); "
-                        f"offline? set {MIRROR_ENV} to a data mirror") from None
+        raise DataError(
+            f"{source_id}{':' + config if config else ''}: could not load from the hub ({msg}); "
+            f"offline? set {MIRROR_ENV} to a data mirror"
+        ) from None
     return Loaded([dict(r) for r in ds], [], [], origin)
 
 

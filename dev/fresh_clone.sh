@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Time `make TARGET` the way a new user meets it: a fresh clone of this repository, the data mirror linked beside it,
 # an empty judgefactory cache (the embedded base is prepared again), and /usr/bin/time -v around make.
-#   bench/fresh_clone.sh adapter-pairwise /tmp/pairwise      # log in /tmp/pairwise.full, summary on stdout
-#   bench/fresh_clone.sh "adapter-pairwise profile=full" /tmp/pwfull   # make variables go inside the quotes
+#   dev/fresh_clone.sh adapter-pairwise /tmp/pairwise      # log in /tmp/pairwise.full, summary on stdout
+#   dev/fresh_clone.sh "adapter-pairwise profile=full" /tmp/pwfull   # make variables go inside the quotes
 # Station times come from the file times in the clone (.venv/.installed, cache/bases, adapters/.work, cache/quick_eval).
 set -u
 target=${1:?usage: fresh_clone.sh TARGET LOG}

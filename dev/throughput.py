@@ -5,9 +5,9 @@ Naive: the model in fp32, one prompt per ``generate`` call, greedy. Engine: ``En
 CPU supports bf16; prompts in token order, each pre-filled on the cached prefix it shares with the previous one, the
 batch decoded together) judging the same prompts greedily, score-token probabilities recorded while generating. Same ``max_new_tokens`` for both. Goal: ratio >= 5x.
 
-    nice .venv/bin/python bench/throughput.py [--n 32] [--max-new-tokens 64] [--batch-size 16] [--model base]
+    nice .venv/bin/python dev/throughput.py [--n 32] [--max-new-tokens 64] [--batch-size 16] [--model base]
 
-Prints a table and writes bench/results/throughput.json (git-ignored).
+Prints a table and writes dev/results/throughput.json (git-ignored).
 """
 
 from __future__ import annotations
@@ -74,27 +74,52 @@ def main() -> None:
     ratio = t_naive / t_eng
     n = len(messages)
     res = {
-        "model": args.model, "items": n, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-        "prompt_tokens_mean": sum(prompt_tokens) / n, "engine": info,
-        "naive": {"seconds": t_naive, "items_per_s": n / t_naive, "s_per_item": t_naive / n, "generated_tokens": tok_naive},
-        "engine_run": {"seconds": t_eng, "items_per_s": n / t_eng, "s_per_item": t_eng / n, "generated_tokens": tok_eng,
-                       "with_probs": sum(j.probs is not None for j in eng_out)},
+        "model": args.model,
+        "items": n,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "prompt_tokens_mean": sum(prompt_tokens) / n,
+        "engine": info,
+        "naive": {
+            "seconds": t_naive,
+            "items_per_s": n / t_naive,
+            "s_per_item": t_naive / n,
+            "generated_tokens": tok_naive,
+        },
+        "engine_run": {
+            "seconds": t_eng,
+            "items_per_s": n / t_eng,
+            "s_per_item": t_eng / n,
+            "generated_tokens": tok_eng,
+            "with_probs": sum(j.probs is not None for j in eng_out),
+        },
         "ratio": ratio,
-        "same_parsed_score": sum(formats.parse_absolute(a) == j.value for a, j in zip(naive_out, eng_out)) / n,
-        "loadavg_1min": [load0, os.getloadavg()[0]], "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "same_parsed_score": sum(formats.parse_absolute(a) == j.value for a, j in zip(naive_out, eng_out, strict=False))
+        / n,
+        "loadavg_1min": [load0, os.getloadavg()[0]],
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
     }
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"judging throughput: {n} Vicuna items (~{res['prompt_tokens_mean']:.0f} prompt tokens), "
-                    f"max_new_tokens={args.max_new_tokens}")
+    t = Table(
+        title=f"judging throughput: {n} Vicuna items (~{res['prompt_tokens_mean']:.0f} prompt tokens), "
+        f"max_new_tokens={args.max_new_tokens}"
+    )
     for c in ("run", "seconds", "items/s", "s/item", "generated tokens"):
         t.add_column(c, justify="right")
     t.add_row("naive fp32, one at a time", f"{t_naive:.1f}", f"{n / t_naive:.3f}", f"{t_naive / n:.2f}", str(tok_naive))
-    t.add_row(f"engine ({info.get('dtype')}, batch {args.batch_size})", f"{t_eng:.1f}", f"{n / t_eng:.3f}", f"{t_eng / n:.2f}", str(tok_eng))
+    t.add_row(
+        f"engine ({info.get('dtype')}, batch {args.batch_size})",
+        f"{t_eng:.1f}",
+        f"{n / t_eng:.3f}",
+        f"{t_eng / n:.2f}",
+        str(tok_eng),
+    )
     t.add_row("ratio", f"{ratio:.2f}x", "", "", "")
     Console().print(t)
-    out = REPO / "bench" / "results" / "throughput.json"
+    out = REPO / "dev" / "results" / "throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(out)
