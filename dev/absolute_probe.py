@@ -54,7 +54,9 @@ def main() -> None:
     lens = [_resp_len(it.requests["main"][-1]["content"]) for it in data.items]
     gold = [it.gold for it in data.items]
     groups = [it.cluster for it in data.items]
-    print(f"dev items {len(gold)}; length baseline r {pearsonr(lens, gold)[0]:.3f}, within-instruction {_within(lens, gold, groups):.3f}")
+    print(
+        f"dev items {len(gold)}; length baseline r {pearsonr(lens, gold)[0]:.3f}, within-instruction {_within(lens, gold, groups):.3f}"
+    )
     out = {}
     for ck in ([] if a.no_base else [None]) + a.checkpoints:
         model, tok = models.load(rec.base, dtype="float32")
@@ -73,9 +75,20 @@ def main() -> None:
             line["within_expected"] = _within([exp[i] for i in ok], [gold[i] for i in ok], [groups[i] for i in ok])
             line["r_expected_vs_length"] = float(pearsonr([exp[i] for i in ok], [lens[i] for i in ok])[0])
         print(name, json.dumps(line))
-        out[name] = {"summary": line, "items": [{"id": it.id, "gold": g, "expected": e, "argmax": s, "len": n,
-                                                 "raw": rows[(it.id, "main", "greedy")]["raw"][0][:300]}
-                                                for it, g, e, s, n in zip(data.items, gold, exp, arg, lens)]}
+        out[name] = {
+            "summary": line,
+            "items": [
+                {
+                    "id": it.id,
+                    "gold": g,
+                    "expected": e,
+                    "argmax": s,
+                    "len": n,
+                    "raw": rows[(it.id, "main", "greedy")]["raw"][0][:300],
+                }
+                for it, g, e, s, n in zip(data.items, gold, exp, arg, lens, strict=True)
+            ],
+        }
         Path(a.out).write_text(json.dumps(out, indent=1))
 
 
