@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -23,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _resp_len(prompt: str) -> int:
-    m = re.search(r"###Response to evaluate:\n(.*?)\n\n###Reference Answer", prompt, re.S)
-    return len(m.group(1)) if m else 0
+    from judgefactory import formats
+
+    return len(formats.sections(prompt).get("response", ""))
 
 
 def _within(pred: list[float], gold: list[float], group: list[str]) -> float:

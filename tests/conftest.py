@@ -16,6 +16,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The fixture mirror the package ships (judgefactory/fixtures/mirror, `make demo` without a data mirror): its bbq/ and
 # bbq-pairs/ are also the BBQ test fixtures (see its README).
 PKG_MIRROR = REPO / "judgefactory" / "fixtures" / "mirror"
+FX_PAIRS = {
+    "kind": "pairs",
+    "name": "fx",
+    "test_fraction": 0.3,
+    "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
+}
+"""a small pair set built from PKG_MIRROR: the tests that train a pairwise adapter share it"""
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import PKG_MIRROR
+from conftest import FX_PAIRS, PKG_MIRROR
 
 from judgefactory import recipes, train
 
@@ -22,14 +22,7 @@ def specialists(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path / "ws"))
     monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
     pairs.build(
-        recipes.from_dict(
-            {
-                "kind": "pairs",
-                "name": "fx",
-                "test_fraction": 0.3,
-                "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
-            }
-        ),
+        recipes.from_dict(FX_PAIRS),
         mirror=PKG_MIRROR,
         progress=False,
     )

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import PKG_MIRROR
+from conftest import FX_PAIRS, PKG_MIRROR
 
 from judgefactory import formats, recipes, train
 from judgefactory.data import prometheus
@@ -252,14 +252,7 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     from judgefactory import manifest as mf
     from judgefactory.data import pairs
 
-    pair_recipe = recipes.from_dict(
-        {
-            "kind": "pairs",
-            "name": "fx",
-            "test_fraction": 0.3,
-            "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
-        }
-    )
+    pair_recipe = recipes.from_dict(FX_PAIRS)
     adapter = recipes.from_dict(
         {
             "kind": "adapter",
@@ -304,14 +297,7 @@ def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
 
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
     pairs.build(
-        recipes.from_dict(
-            {
-                "kind": "pairs",
-                "name": "fx",
-                "test_fraction": 0.3,
-                "buckets": dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6),
-            }
-        ),
+        recipes.from_dict(FX_PAIRS),
         mirror=PKG_MIRROR,
         progress=False,
     )
