@@ -537,3 +537,9 @@ def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
     assert spec > 0 and rows["merged"]["retention"] == pytest.approx(rows["merged"]["merged"] / spec)
     assert rows["merged"]["merged"] == pytest.approx(0.0)  # always TIE: kappa 0 -> retention 0
     assert "| merged | pairwise | bbq_pairs | kappa |" in retention.markdown(doc)
+    # the station: the same table from the bench folders, written as retention.json + retention.md
+    out = retention.run(["same", "merged"], pairwise="specialist", absolute="nobody", bench_root=root, mirror=mirror)
+    saved = json.loads((out / "retention.json").read_text())
+    assert out == root / "retention" and [r["model"] for r in saved["rows"]] == ["same", "merged"]
+    assert saved["rows"][1]["retention"] == pytest.approx(rows["merged"]["retention"])
+    assert (out / "retention.md").read_text() == retention.markdown(saved)

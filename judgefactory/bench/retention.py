@@ -134,3 +134,34 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def save(doc: dict[str, Any], path: Path) -> None:
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def run(
+    models: Sequence[str],
+    *,
+    pairwise: str,
+    absolute: str,
+    out: Path | None = None,
+    bench_root: Path | None = None,
+    mirror: Any = None,
+    n_boot: int = 1000,
+) -> Path:
+    """The retention table of ``models`` (model refs or bench labels) against the two specialists, from their bench
+    results (``bench/<label>/<suite>/``, e.g. the retention_pairwise / retention_absolute bench recipes). Writes
+    ``retention.json`` and ``retention.md`` into ``out`` (default ``bench/retention``); returns the folder."""
+    from .. import manifest as mf
+    from .. import models as model_refs
+    from .. import paths
+
+    def label(ref: str) -> str:
+        return ref if ":" not in ref and "/" not in ref and ref != "base" else model_refs.label(ref)
+
+    root = Path(bench_root) if bench_root is not None else paths.bench()
+    folder = Path(out) if out is not None else root / "retention"
+    labels = [label(m) for m in models]
+    doc = table(labels, {"pairwise": label(pairwise), "absolute": label(absolute)}, root, mirror, n_boot)
+    doc["created"] = mf.now()
+    folder.mkdir(parents=True, exist_ok=True)
+    mf.write_json(folder / "retention.json", doc)
+    mf.write_text(folder / "retention.md", markdown(doc))
+    return folder
