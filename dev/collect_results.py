@@ -90,11 +90,22 @@ def main() -> None:
     }
     out = REPO / "docs" / "results" / f"{doc['name']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    out.write_text(json.dumps(_strict(doc), indent=2, default=str, allow_nan=False) + "\n")
     print(out)
     for k, v in figures.items():
         ci = f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" if v.get("ci") else ""
         print(f"  {k}: {v['value']:.3f}{ci} (n={v['n']}, {v['split']})")
+
+
+def _strict(x):
+    """NaN (a correlation of outputs that never parse) -> null: the results files are strict JSON."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_strict(v) for v in x]
+    return x
 
 
 if __name__ == "__main__":
