@@ -39,9 +39,9 @@ import yaml
 from . import bases, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
-from .recipes import MergeRecipe, dump
+from .recipes import MERGE_METHODS, MergeRecipe, dump
 
-TASK_VECTOR_METHODS = ("ties", "dare_linear", "task_arithmetic")
+TASK_VECTOR_METHODS = tuple(m for m, spec in MERGE_METHODS.items() if spec["signed_weights"])  # sums of task vectors
 """methods that merge task vectors around ``base_model``."""
 FOLD_DTYPE = "float32"
 """LoRA folding and merging always run in float32: bf16 rounding of base + delta wipes out small deltas."""

@@ -270,6 +270,8 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
     # method -> what mergekit 0.1.5 defines for it: its parameters, whether weights must be >= 0 (an interpolation or
     # average of the models) or may be any real number (a sum of task vectors, where a negative weight subtracts one),
     # and whether it reads a per-model density (TIES / DARE sparsification).
+    # A new method is one entry here (recipes, the search and merge.py read this table; merge.py passes the method
+    # name to mergekit as is).
     "nuslerp": {"parameters": {"nuslerp_flatten", "nuslerp_row_wise"}, "signed_weights": False, "density": False},
     "linear": {"parameters": {"normalize"}, "signed_weights": False, "density": False},
     "task_arithmetic": {
@@ -286,10 +288,16 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
 }
 
 
+def _check_method(v: str) -> str:
+    if v not in MERGE_METHODS:
+        raise ValueError(f"unknown merge method {v!r}; known: {', '.join(MERGE_METHODS)}")
+    return v
+
+
 class MergeRecipe(_Strict):
     kind: Literal["merge"]
     name: str
-    method: Literal["nuslerp", "linear", "ties", "dare_linear", "task_arithmetic"]
+    method: str
     base: str
     models: list[MergeModel] = Field(min_length=2)
     parameters: dict[str, float | bool] = {}
@@ -301,6 +309,7 @@ class MergeRecipe(_Strict):
 
     _name = field_validator("name")(_check_name)
     _base = field_validator("base")(check_base)
+    _method = field_validator("method")(_check_method)
 
     @model_validator(mode="after")
     def _method_fits(self) -> MergeRecipe:
@@ -367,7 +376,7 @@ class SearchCandidates(_Strict):
     """One family of candidates: ``method`` at each weight of the absolute specialist (the pairwise one gets
     ``1 - w`` for interpolations; task arithmetic / TIES / DARE take ``w`` and ``pairwise_weight`` as separate scales)."""
 
-    method: Literal["nuslerp", "linear", "ties", "dare_linear", "task_arithmetic"]
+    method: str
     weights: list[Annotated[float, Field(ge=0, le=2)]] = Field(min_length=1)
     pairwise_weight: float | None = Field(None, ge=0, le=2)
     """task arithmetic / TIES / DARE: the pairwise task vector's scale (None: 1 - w, as for interpolations)."""
@@ -376,6 +385,8 @@ class SearchCandidates(_Strict):
     parameters: dict[str, float | bool] = {}
     use_base: bool = True
     """nuslerp: interpolate the task vectors around the base (D10)."""
+
+    _method = field_validator("method")(_check_method)
 
 
 class SearchDev(_Strict):

@@ -140,6 +140,7 @@ MERGE = "kind: merge\nname: m\nmethod: {method}\nbase: embedded:smollm2-135m-ins
         ),
         ("nuslerp", float("nan"), "", "models.0.weight must be a finite number"),
         ("nuslerp", -0.5, "", "its weights must be >= 0"),
+        ("slerp", 0.5, "", "field 'method': unknown merge method 'slerp'; known: nuslerp, linear, task_arithmetic"),
     ],
 )
 def test_merge_recipes_refuse_weights_and_parameters_a_method_does_not_define(tmp_path, method, w0, extra, error):
