@@ -33,6 +33,8 @@ from .recipes import AdapterRecipe, MergeRecipe, SearchRecipe
 
 HEADLINE = {"absolute": "pearson_expected", "pairwise": "kappa"}
 RESULTS = "results.jsonl"
+KEEP = 0.9
+"""the chosen recipe's push gate: the merge keeps this share of each specialist's measured figures."""
 
 
 class SearchError(JudgeFactoryError):
@@ -218,7 +220,8 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     for r in rows:
         r["retention"] = retention(r["scores"], reference)
     chosen = max(rows, key=lambda r: (worst(r["retention"]), sum(v or 0.0 for v in r["retention"].values())))
-    chosen_recipe = {**chosen["recipe"], "name": f"{search.name}-chosen"}
+    # its push gate follows the specialists: keep >= 90% of each one's own measured figures (issue #22)
+    chosen_recipe = {**chosen["recipe"], "name": f"{search.name}-chosen", "gate": {"keep_of_specialists": KEEP}}
     chosen_recipe = MergeRecipe.model_validate(chosen_recipe).model_dump(mode="json", exclude_none=True)
     header = (
         f"# Chosen by the merge search {search.name!r} (recipes/searches/{search.name}.yaml) on the dev splits of both\n"

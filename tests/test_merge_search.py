@@ -109,6 +109,7 @@ def test_search_scores_candidates_on_dev_splits_only_and_resumes(specialists, ti
     assert (folder / "pareto.png").is_file() and "| model |" in (folder / "table.md").read_text()
     chosen = recipes.load(folder / "chosen.yaml")
     assert chosen.kind == "merge" and chosen.name == "s-chosen" and [x.adapter for x in chosen.models] == ["abs", "pw"]
+    assert chosen.gate is not None and chosen.gate.keep_of_specialists == 0.9  # the gate follows the specialists
     assert not (folder / ".candidates").exists()  # candidate checkpoints are deleted once scored
     # a rerun skips every scored candidate (nothing merged or judged again)
     from judgefactory import merge
