@@ -108,14 +108,24 @@ def score(model: Any, tok: Any, splits: dict[str, tuple[AdapterRecipe, Any]]) ->
 
 
 def retention(scores: dict[str, dict], reference: dict[str, dict]) -> dict[str, float | None]:
-    """Per skill: candidate / specialist on the dev headline (None where the specialist's value is not positive:
-    a ratio to zero or a negative correlation says nothing)."""
+    """Per skill: candidate / specialist on the dev headline, the absolute Pearson times the parse rate (an answer that
+    does not parse carries no judgment: a Pearson over the third of the items that parse is not a kept skill). None where the
+    specialist's value is not positive: a ratio to zero or a negative correlation says nothing."""
     out: dict[str, float | None] = {}
     for task, key in HEADLINE.items():
-        v, ref = scores[task].get(key), reference[task].get(key)
+        v, ref = _covered(scores[task], task, key), _covered(reference[task], task, key)
         ok = v is not None and ref is not None and v == v and ref == ref and ref > 0
         out[task] = v / ref if ok and v is not None and ref is not None else None
     return out
+
+
+def _covered(scores: dict[str, Any], task: str, key: str) -> float | None:
+    """The headline over all items: the Pearson (over parsed items only) x the parse rate; kappa already counts an
+    unparsed verdict as an error label (bench.metrics.cohen_kappa)."""
+    v, parsed = scores.get(key), scores.get("parse_rate")
+    if task != "absolute":
+        return v
+    return None if v is None or parsed is None else v * parsed
 
 
 def worst(ret: dict[str, float | None]) -> float:
@@ -285,8 +295,9 @@ def table(search: SearchRecipe, rows: list[dict], refs: list[dict], chosen: str,
         )
     lines += [
         "",
-        "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 "
-        "mean; pairwise: kappa against the rule labels, both A/B orders). Chosen: the best worst-case retention.",
+        "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 mean "
+        "x parse rate; pairwise: kappa against the rule labels, both A/B orders, unparsed = an error label). Chosen: the best worst-case "
+        "retention.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -122,14 +122,15 @@ def test_search_scores_candidates_on_dev_splits_only_and_resumes(specialists, ti
 def test_retention_and_choice_by_hand():
     from judgefactory import merge_search as S
 
-    ref = {"absolute": {"pearson_expected": 0.4}, "pairwise": {"kappa": 0.6}}
-    r = S.retention({"absolute": {"pearson_expected": 0.3}, "pairwise": {"kappa": 0.6}}, ref)
+    def sc(a: float, pa: float, k: float, pk: float = 1.0) -> dict:
+        return {"absolute": {"pearson_expected": a, "parse_rate": pa}, "pairwise": {"kappa": k, "parse_rate": pk}}
+
+    ref = sc(0.4, 1.0, 0.6)
+    r = S.retention(sc(0.3, 1.0, 0.6), ref)
     assert r == {"absolute": pytest.approx(0.75), "pairwise": pytest.approx(1.0)} and S.worst(r) == pytest.approx(0.75)
-    assert (
-        S.retention(
-            {"absolute": {"pearson_expected": 0.3}, "pairwise": {"kappa": 0.6}},
-            {"absolute": {"pearson_expected": -0.1}, "pairwise": {"kappa": 0.6}},
-        )["absolute"]
-        is None
-    )
+    # a Pearson over the third of the items that parse is a third of a kept skill: 0.3 x 1/3 / 0.4 = 0.25; kappa
+    # already scores an unparsed verdict as an error, so its parse rate does not count twice
+    r = S.retention(sc(0.3, 1 / 3, 0.6, 0.5), ref)
+    assert r == {"absolute": pytest.approx(0.25), "pairwise": pytest.approx(1.0)}
+    assert S.retention(sc(0.3, 1.0, 0.6), sc(-0.1, 1.0, 0.6))["absolute"] is None
     assert S.worst({"absolute": None, "pairwise": 1.0}) == float("-inf")
