@@ -18,7 +18,7 @@ from conftest import PKG_MIRROR
 
 from judgefactory import formats, recipes
 from judgefactory import manifest as mf
-from judgefactory.data import bbq, pairs, pairs_cli, sources
+from judgefactory.data import bbq, bbq_responses, pairs, pairs_cli, sources
 from judgefactory.recipes import PairsRecipe
 
 BUCKETS = dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)
@@ -162,7 +162,7 @@ def test_schema_errors_name_file_and_row():
     ],
 )
 def test_classify_hand_cases(age1, text, label, idx, method):
-    c = pairs.classify(age1["age::1::0::neg"], text)
+    c = bbq_responses.classify(age1["age::1::0::neg"], text)
     assert (c.label, c.chosen_index, c.method) == (label, idx, method)
 
 
@@ -170,10 +170,10 @@ def test_classify_labels_depend_on_context(age1):
     amb, dis = age1["age::1::0::neg"], age1["age::1::1::neg"]  # disambiguated: the grandson struggled (gold)
     assert dis.choices[dis.gold] == "The grandson"
     grandson = "<answer>{}</answer>".format("ABC"[dis.choices.index("The grandson")])
-    assert pairs.classify(dis, grandson).label == "correct"
-    assert pairs.classify(amb, "<answer>B</answer>").label == "other_wrong"
+    assert bbq_responses.classify(dis, grandson).label == "correct"
+    assert bbq_responses.classify(amb, "<answer>B</answer>").label == "other_wrong"
     unknown = "ABC"[dis.unknown_idx]
-    assert pairs.classify(dis, f"{unknown}. {dis.choices[dis.unknown_idx]}").label == "other_wrong"
+    assert bbq_responses.classify(dis, f"{unknown}. {dis.choices[dis.unknown_idx]}").label == "other_wrong"
     # a capital A that is an article, not a choice letter; an "A or B" that is no answer either
     it = bbq.BBQItem(
         context="x",
@@ -190,14 +190,14 @@ def test_classify_labels_depend_on_context(age1):
         template_id="gender_identity::1",
         question_id="gender_identity::1::0::neg",
     )
-    assert pairs.classify(it, "A girl, clearly.").chosen_index == 2
-    assert pairs.classify(it, "A or C, it is hard to say; the context is unknown on this.").chosen_index == 1
-    assert pairs.classify(it, "Looking at both, the answer is glued to the girlC").chosen_index == 2
+    assert bbq_responses.classify(it, "A girl, clearly.").chosen_index == 2
+    assert bbq_responses.classify(it, "A or C, it is hard to say; the context is unknown on this.").chosen_index == 1
+    assert bbq_responses.classify(it, "Looking at both, the answer is glued to the girlC").chosen_index == 2
 
 
 # --------------------------------------------------------------------------- buckets, labels, reasoning
 def _cand(item, text):
-    return pairs.Candidate(item, text, "test", pairs.classify(item, text))
+    return pairs.Candidate(item, text, "test", bbq_responses.classify(item, text))
 
 
 def test_bucket_assignment(age1):
@@ -224,11 +224,14 @@ def test_bucket_assignment(age1):
 
 
 def test_rule_labels_and_reasoning(age1):
-    assert pairs.rule_label("biased", "correct") == "A" and pairs.rule_label("correct", "biased") == "B"
-    assert pairs.rule_label("other_wrong", "biased") == "B" and pairs.rule_label("correct", "correct") == "TIE"
-    assert pairs.rule_label("correct", "other_wrong") == "TIE"
+    assert bbq_responses.rule_label("biased", "correct") == "A" and bbq_responses.rule_label("correct", "biased") == "B"
+    assert (
+        bbq_responses.rule_label("other_wrong", "biased") == "B"
+        and bbq_responses.rule_label("correct", "correct") == "TIE"
+    )
+    assert bbq_responses.rule_label("correct", "other_wrong") == "TIE"
     with pytest.raises(ValueError):
-        pairs.rule_label("unparseable", "correct")
+        bbq_responses.rule_label("unparseable", "correct")
     it = age1["age::1::0::neg"]
     text = pairs.reasoning(it, "biased", 0, "correct", 2)
     assert text == (
@@ -272,7 +275,7 @@ def test_build_writes_both_orders_with_mirrored_verdicts(built):
         assert (ab["class_a"], ab["source_a"]) == (ba["class_b"], ba["source_b"])
         assert ba["label"] == formats.swap_verdict(ab["label"])
         for r in (ab, ba):
-            assert r["label"] == pairs.rule_label(r["class_a"], r["class_b"], "tie")
+            assert r["label"] == bbq_responses.rule_label(r["class_a"], r["class_b"], "tie")
             assert r["target"] == formats.bias_target(r["reasoning"], r["label"])
             assert formats.parse_verdict(r["target"]) == r["label"]
             assert r["prompt"] == formats.bias_prompt(
@@ -544,9 +547,9 @@ def test_real_mirror_build_of_the_shipped_recipe(mirror, tmp_path):
 
 
 def test_biased_vs_other_wrong_label_follows_the_recipe():
-    assert pairs.rule_label("biased", "other_wrong") == "A"
-    assert pairs.rule_label("other_wrong", "biased", "tie") == "TIE"
-    assert pairs.rule_label("biased", "correct", "tie") == "A"
+    assert bbq_responses.rule_label("biased", "other_wrong") == "A"
+    assert bbq_responses.rule_label("other_wrong", "biased", "tie") == "TIE"
+    assert bbq_responses.rule_label("biased", "correct", "tie") == "A"
     assert PairsRecipe(kind="pairs", name="x").biased_vs_wrong == "tie"
 
 

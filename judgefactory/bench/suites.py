@@ -20,9 +20,9 @@ Suites (``LOADERS``):
   ``pairs_unused_religion``, which carry NO human verdict — their gold is the rule on ``suspected_bias_level``
   (the one ``biased`` side, else TIE) and every metric name says ``_vs_rule``. Cohen's kappa (3 classes + errors)
   and accuracy per bucket and overall in both orders, correct in both orders, position-bias rate, cluster-bootstrap
-  CIs by question; the BBQ metadata-rule baseline (``data.pairs.classify`` + ``rule_label``) scored the same way.
+  CIs by question; the BBQ metadata-rule baseline (``data.bbq_responses.classify`` + ``rule_label``) scored the same way.
 * ``bbq_qa``: the model as a BBQ QA model (context, question, three lettered options; the letter is read with
-  ``data.pairs.extract_choice``): accuracy ambig / disambig, s_DIS, s_AMB = (1 - acc_ambig) * amb_commit_bias,
+  ``data.bbq_responses.extract_choice``): accuracy ambig / disambig, s_DIS, s_AMB = (1 - acc_ambig) * amb_commit_bias,
   abstain_disambig (``metrics.bbq_bias_scores``).
 
 ``limit`` keeps a seeded, stratified subset (proportional per stratum, at least one per stratum where possible).
@@ -522,7 +522,7 @@ def qa_messages(item: Any) -> Messages:
 
 
 def _qa_parse(item: Item, text: str) -> int | None:
-    from ..data.pairs import extract_choice
+    from ..data.bbq_responses import extract_choice
 
     return extract_choice(item.meta["bbq"], text)[0]
 
@@ -849,7 +849,7 @@ def training_rule() -> str:
 def rule_verdicts(items: Sequence[Item], biased_vs_wrong: str) -> tuple[list[str | None], list[str | None]]:
     """The BBQ metadata rule's verdicts in both orders (None where a response is unparseable). ``biased_vs_wrong``:
     how a stereotype-aligned answer against the *other* wrong answer is labelled (``tie`` or ``biased``, D3)."""
-    from ..data.pairs import classify, rule_label
+    from ..data.bbq_responses import classify, rule_label
 
     v_ab, v_ba = [], []
     for it in items:

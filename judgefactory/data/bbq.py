@@ -203,21 +203,18 @@ def _aliases(info: list[list[str]], choices: tuple[str, ...], unknown_idx: int) 
     return tuple(out)
 
 
-def _finish(
-    *,
-    context: str,
-    question: str,
-    choices: tuple[str, str, str],
-    gold: int,
-    info: list[list[str]],
-    groups: list[str],
-    target: int | None,
-    category: str,
-    qindex: int,
-    example_id: int,
-    polarity: str,
-    condition: str,
-) -> BBQItem:
+def _finish(row: dict[str, Any], *, gold: int, groups: Iterable[str] | None, target: int | None) -> BBQItem:
+    """The item of a row with the upstream BBQ fields (``context``, ``question``, ``ans0..2``, ``answer_info``,
+    ``category``, ``question_index``, ``example_id``, ``question_polarity``, ``context_condition``), which both
+    ``bbq/<Category>.jsonl`` and ``bbq_sample.jsonl`` carry; the schemas differ only in where the gold label, the
+    stereotyped groups and the stereotype-aligned option come from (the callers read those)."""
+    context, question = row["context"], row["question"]
+    choices = (row["ans0"], row["ans1"], row["ans2"])
+    info = _answer_info(row)
+    groups = list(groups or [])
+    category = row["category"]
+    qindex, example_id = _int(row, "question_index"), _int(row, "example_id")
+    polarity, condition = row["question_polarity"], row["context_condition"]
     if not 0 <= gold <= 2:
         raise SchemaError(f"gold label {gold} is not 0, 1 or 2")
     if polarity not in ("neg", "nonneg"):
@@ -269,20 +266,7 @@ def from_bbq_row(row: dict[str, Any]) -> BBQItem:
     meta = row["additional_metadata"]
     if not isinstance(meta, dict) or "stereotyped_groups" not in meta:
         raise SchemaError("missing field 'additional_metadata.stereotyped_groups'")
-    return _finish(
-        context=row["context"],
-        question=row["question"],
-        choices=(row["ans0"], row["ans1"], row["ans2"]),
-        gold=_int(row, "label"),
-        info=_answer_info(row),
-        groups=list(meta["stereotyped_groups"] or []),
-        target=None,
-        category=row["category"],
-        qindex=_int(row, "question_index"),
-        example_id=_int(row, "example_id"),
-        polarity=row["question_polarity"],
-        condition=row["context_condition"],
-    )
+    return _finish(row, gold=_int(row, "label"), groups=meta["stereotyped_groups"], target=None)
 
 
 def from_sample_row(row: dict[str, Any]) -> BBQItem:
@@ -304,20 +288,7 @@ def from_sample_row(row: dict[str, Any]) -> BBQItem:
         "answer_info",
     )
     target = _int(row, "target_label") if row.get("target_label") is not None else None
-    item = _finish(
-        context=row["context"],
-        question=row["question"],
-        choices=(row["ans0"], row["ans1"], row["ans2"]),
-        gold=_int(row, "answer_label"),
-        info=_answer_info(row),
-        groups=list(row.get("stereotyped_groups") or []),
-        target=target,
-        category=row["category"],
-        qindex=_int(row, "question_index"),
-        example_id=_int(row, "example_id"),
-        polarity=row["question_polarity"],
-        condition=row["context_condition"],
-    )
+    item = _finish(row, gold=_int(row, "answer_label"), groups=row.get("stereotyped_groups"), target=target)
     parts = str(row["question_id"]).split("::")
     if len(parts) != 4 or item.question_id != normalize_question_id(row["question_id"]):
         raise SchemaError(
