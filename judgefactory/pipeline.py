@@ -72,7 +72,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     """Run the whole line; returns the report folder."""
     import os
 
-    from . import bases, consistency, hub, merge, models, recipes, train
+    from . import bases, card, consistency, merge, models, recipes, train
     from .bench import report as bench_report
     from .bench import run as bench_run
     from .data import pairs, sources
@@ -130,7 +130,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     merged = Path(models.resolve(f"merge:{MERGE}")[1])
     line.station(
         "model card (no push)",
-        lambda: hub.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
+        lambda: card.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
     )
     compare_dir = paths.bench() / "compare"
     line.station(
