@@ -22,6 +22,7 @@ from typing import Any
 from .. import manifest as mf
 from ..data.sources import DataError
 from ..recipes import BenchRecipe, SuiteSpec
+from ..tables import fmt, fmt_ci, md_table
 from . import suites
 
 PREDICTIONS = "predictions.jsonl"
@@ -194,10 +195,6 @@ def predict(
     return rows
 
 
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def table_md(doc: dict[str, Any]) -> str:
     """The suite's metrics as a Markdown table."""
     lines = [
@@ -205,12 +202,12 @@ def table_md(doc: dict[str, Any]) -> str:
         "",
         f"n = {doc['n']} items · source `{doc['source']}` · gold: {doc['labels']} · passes: {', '.join(doc['modes'])}",
         "",
-        "| metric | value | 95% CI |",
-        "|---|---:|---|",
+        md_table(
+            ["metric", "value", "95% CI"],
+            [(name, fmt(m["value"]), fmt_ci(m.get("ci"))) for name, m in doc["metrics"].items()],
+            align="lrl",
+        ),
     ]
-    for name, m in doc["metrics"].items():
-        ci = f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]" if m.get("ci") else "—"
-        lines.append(f"| {name} | {_fmt(m['value'])} | {ci} |")
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in doc["counts"].items())]
     for prefix, what in (doc.get("baselines") or {}).items():
         lines.append(f"Baseline `{prefix}_*` (a comparison, not this model's result): {what}")
