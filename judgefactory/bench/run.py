@@ -12,6 +12,7 @@ rows whose config hash (model fingerprint, suite, mode, sampling, prompt) is not
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from ..data.sources import DataError
 from ..recipes import BenchRecipe, SuiteSpec
 from ..tables import fmt, fmt_ci, md_table
 from . import suites
+
+log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
@@ -380,5 +383,5 @@ def run(
         except DataError as err:
             if single:
                 raise
-            print(f"skipped {spec.name}: {err}", file=sys.stderr)  # e.g. Feedback-Bench: not in the data mirror
+            log.warning("skipped %s: %s", spec.name, err)  # e.g. Feedback-Bench: not in the data mirror
     return folders[0] if single else Path(out_root) / label
