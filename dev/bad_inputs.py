@@ -246,13 +246,14 @@ def main() -> None:
         or (r["exit_code"] == 0 and "input errors" in r["message"])
         for r in results
     )
-    print("\n| bad input | command | exit | the one line it printed | artifacts unchanged |\n|---|---|---|---|---|")
+    from judgefactory.tables import md_table
+
+    rows = []
     for r in results:
         msg = r["message"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR").replace("|", "\\|")
         cmd = r["command"].replace(str(tmp), "$TMP").replace(str(MIRROR), "$MIRROR")
-        print(
-            f"| {r['input']} | `{cmd}` | {r['exit_code']} | {msg} | {'yes' if r['workspace_unchanged'] else '**no**'} |"
-        )
+        rows.append((r["input"], f"`{cmd}`", r["exit_code"], msg, "yes" if r["workspace_unchanged"] else "**no**"))
+    print("\n" + md_table(["bad input", "command", "exit", "the one line it printed", "artifacts unchanged"], rows))
     doc = {
         "all_pass": ok,
         "n": len(results),

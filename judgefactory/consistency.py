@@ -16,7 +16,7 @@
 * ``transitivity.json``: NTR_k (k = 3, 4, 5) over a group's k-subsets (``consistency_metrics.ntr_k``), pooled over
   groups (violating subsets / scored subsets), with the triple statuses (valid / cycle / equivalence).
 * ``summary.json`` (``{"model": label, "checks": {check: {"value": float | None, ...}}}``, read by the bench report
-  and the hub card), ``summary.md``, ``manifest.json``.
+  and the model card), ``summary.md`` (written by ``consistency_report``), ``manifest.json``.
 
 Remedies, measured on the same judgements (no second generation):
 
@@ -47,9 +47,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -68,7 +68,9 @@ from .consistency_metrics import (
     pair_outcome,
     triple_status,
 )
+from .consistency_report import print_table, summary_md
 from .errors import JudgeFactoryError
+from .tables import number
 
 __all__ = [
     "ABSOLUTE_SUITES",
@@ -81,8 +83,9 @@ __all__ = [
     "run",
     "check_gate",
     "gate_for",
-    "table_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 ABSOLUTE_SUITES = ("vicuna", "mt_bench")
@@ -234,13 +237,6 @@ def remedied_outcome(
 
 
 # --------------------------------------------------------------------------- small helpers
-def _num(x: Any) -> float | None:
-    """A finite float, else None (JSON has no NaN)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(float(x)) else None
-
-
 def _clean(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None (strict JSON)."""
     if isinstance(obj, float):
@@ -252,36 +248,6 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _fmt(x: Any) -> str:
-    v = _num(x)
-    return "—" if v is None else f"{v:.3f}"
-
-
-def _judge(
-    engine: Any,
-    msgs: Sequence[Messages],
-    *,
-    answer: str,
-    max_new_tokens: int,
-    seed: int,
-    n: int = 1,
-    temperature: float = 0.0,
-    progress: str | None = None,
-) -> list[Any]:
-    if not msgs:
-        return []
-    return engine.judge(
-        list(msgs),
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        n=n,
-        answer=answer,
-        top_p=SAMPLING_TOP_P if temperature > 0 else None,
-        seed=seed,
-        progress=progress,
-    )
-
-
 def _scored_subsets(outcomes: Mapping[tuple[int, int], int | None], n: int, k: int) -> int:
     """How many k-subsets of 0..n-1 have an outcome for every pair (``ntr_k``'s denominator)."""
     return sum(
@@ -290,49 +256,55 @@ def _scored_subsets(outcomes: Mapping[tuple[int, int], int | None], n: int, k: i
     )
 
 
-class _Parse:
-    """Parse-error bookkeeping per answer kind."""
+class _Judge:
+    """The engine with the run's generation settings; counts every reply and parse error per answer kind (the
+    ``parse_rate`` check)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Any, *, max_new_tokens: int, seed: int, progress: bool = False) -> None:
+        self.engine, self.max_new_tokens, self.seed, self.progress = engine, max_new_tokens, seed, progress
         self.replies: Counter = Counter()
         self.errors: Counter = Counter()
 
-    def add(self, answer: str, judgements: Sequence[Any]) -> None:
-        for j in judgements:
+    def __call__(self, msgs: Sequence[Messages], answer: str, what: str, *, samples: int = 1) -> list[Any]:
+        """One greedy reply per conversation; ``samples`` > 1: that many sampled replies each (temperature 1.0, top_p
+        0.9, seed + 1). ``what`` names the pass on the progress bar."""
+        if not msgs:
+            return []
+        sampled = samples > 1
+        got = self.engine.judge(
+            list(msgs),
+            max_new_tokens=self.max_new_tokens,
+            temperature=SAMPLING_TEMPERATURE if sampled else 0.0,
+            n=samples,
+            answer=answer,
+            top_p=SAMPLING_TOP_P if sampled else None,
+            seed=self.seed + 1 if sampled else self.seed,
+            progress=what if self.progress else None,
+        )
+        for j in got:
             self.replies[answer] += len(j.values)
             self.errors[answer] += sum(v is None for v in j.values)
+        return got
 
 
 # --------------------------------------------------------------------------- swap consistency
 def swap_suite(
-    engine: Any,
+    judge: _Judge,
     name: str,
     *,
     limit: int | None,
     mirror: Any,
-    seed: int,
     max_response_chars: int | None,
-    max_new_tokens: int,
     samples: int,
-    parse: _Parse,
-    progress: bool = False,
 ) -> dict[str, Any]:
     """Position consistency (and repetition stability with ``samples`` > 1) of one pairwise suite."""
     from .bench import metrics as M
     from .bench import suites
 
-    data = suites.load(name, mirror=mirror, limit=limit, seed=seed, max_response_chars=max_response_chars)
+    data = suites.load(name, mirror=mirror, limit=limit, seed=judge.seed, max_response_chars=max_response_chars)
     items = data.items
     msgs = [it.requests["ab"] for it in items] + [it.requests["ba"] for it in items]
-    got = _judge(
-        engine,
-        msgs,
-        answer=data.answer,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        progress=f"{name} both orders" if progress else None,
-    )
-    parse.add(data.answer, got)
+    got = judge(msgs, data.answer, f"{name} both orders")
     n = len(items)
     v_ab, v_ba = [j.value for j in got[:n]], [j.value for j in got[n:]]
     out: dict[str, Any] = {
@@ -357,17 +329,7 @@ def swap_suite(
         for it, a, b in zip(items, got[:n], got[n:], strict=False)
     ]
     if samples > 1:
-        sampled = _judge(
-            engine,
-            msgs,
-            answer=data.answer,
-            max_new_tokens=max_new_tokens,
-            seed=seed + 1,
-            n=samples,
-            temperature=SAMPLING_TEMPERATURE,
-            progress=f"{name} x{samples} samples" if progress else None,
-        )
-        parse.add(data.answer, sampled)
+        sampled = judge(msgs, data.answer, f"{name} x{samples} samples", samples=samples)
         out["metrics"]["repetition_stability"] = M.repetition_stability([j.values for j in sampled])
         out["metrics"]["samples"] = samples
         for r, a, b in zip(rows, sampled[:n], sampled[n:], strict=False):
@@ -378,38 +340,14 @@ def swap_suite(
 
 # --------------------------------------------------------------------------- score comparison + transitivity
 def judge_groups(
-    engine: Any,
-    groups: Sequence[Group],
-    *,
-    max_new_tokens: int,
-    seed: int,
-    parse: _Parse,
-    score_tol: float,
-    verdict_tol: float,
-    progress: bool = False,
+    judge: _Judge, groups: Sequence[Group], *, score_tol: float, verdict_tol: float
 ) -> tuple[list[dict], list[dict]]:
     """(score rows, pair rows) for every response and every pair of every group, plain and remedied."""
-    abs_msgs = [m for g in groups for m in g.absolute]
-    scored = _judge(
-        engine,
-        abs_msgs,
-        answer="score",
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        progress="absolute scores" if progress else None,
-    )
-    parse.add("score", scored)
+    scored = judge([m for g in groups for m in g.absolute], "score", "absolute scores")
     pairs = [(g, i, j) for g in groups for i, j in g.pairs()]
-    rel_msgs = [m for g, i, j in pairs for m in (g.relative(i, j), g.relative(j, i))]
-    verdicts = _judge(
-        engine,
-        rel_msgs,
-        answer="relative",
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        progress="pairs, both orders" if progress else None,
+    verdicts = judge(
+        [m for g, i, j in pairs for m in (g.relative(i, j), g.relative(j, i))], "relative", "pairs, both orders"
     )
-    parse.add("relative", verdicts)
 
     scores, it = [], iter(scored)
     by_key: dict[tuple[str, str, int], dict] = {}
@@ -500,7 +438,7 @@ def group_transitivity(g: Group, pair_rows: Sequence[Mapping[str, Any]], key: st
         scored = _scored_subsets(sub, n, k) if total else 0
         ratio = ntr_k(sub, n, k) if total else float("nan")
         out[f"ntr_{k}"] = {
-            "value": _num(ratio),
+            "value": number(ratio),
             "n_subsets": total,
             "n_scored": scored,
             "n_violating": round(ratio * scored) if scored else 0,
@@ -540,7 +478,7 @@ def _swap_checks(
         for key in ("position_consistency", "primacy", "recency"):
             val = sum(s["metrics"][key] * s["metrics"]["n"] for s in swaps.values()) / n_tot if n_tot else None
             checks[key] = {
-                "value": _num(val),
+                "value": number(val),
                 "n": n_tot,
                 "n_errors": sum(s["metrics"]["n_errors"] for s in swaps.values()),
                 "suites": ",".join(swaps),
@@ -551,7 +489,7 @@ def _swap_checks(
     for name, s in {**swaps, **pairs_swaps}.items():
         for key in ("position_consistency", "primacy", "recency"):
             checks[f"{key}/{name}"] = {
-                "value": _num(s["metrics"][key]),
+                "value": number(s["metrics"][key]),
                 "n": s["metrics"]["n"],
                 "n_errors": s["metrics"]["n_errors"],
             }
@@ -560,7 +498,7 @@ def _swap_checks(
         n_items = sum(2 * swaps[n]["metrics"]["n"] for n in reps)
         val = sum(reps[n] * 2 * swaps[n]["metrics"]["n"] for n in reps) / n_items if n_items else None
         checks["repetition_stability"] = {
-            "value": _num(val),
+            "value": number(val),
             "n": n_items,
             "samples": next(iter(swaps[n]["metrics"]["samples"] for n in reps)),
             "temperature": SAMPLING_TEMPERATURE,
@@ -572,12 +510,12 @@ def _swap_checks(
 
 def _cr_check(cr: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "value": _num(cr["cr"]),
+        "value": number(cr["cr"]),
         "n": cr["n"],
         "n_valid": cr["n_valid"],
         "n_conflicts": cr["n_conflicts"],
         "n_errors": cr["n_errors"],
-        "cr_errors_as_conflicts": _num(cr["cr_errors_as_conflicts"]),
+        "cr_errors_as_conflicts": number(cr["cr_errors_as_conflicts"]),
         **extra,
     }
 
@@ -588,7 +526,7 @@ def build_checks(
     scores: Sequence[Mapping[str, Any]],
     pair_rows: Sequence[Mapping[str, Any]],
     transitivity: Mapping[str, Any],
-    parse: _Parse,
+    judge: _Judge,
     *,
     score_tol: float,
     verdict_tol: float,
@@ -609,16 +547,16 @@ def build_checks(
                 "score_tol": score_tol,
                 "verdict_tol": verdict_tol,
                 "n_common": cs["common"]["n"],
-                "common_value": _num(cs["common"]["remedied"]),
-                "common_plain_value": _num(cs["common"]["plain"]),
+                "common_value": number(cs["common"]["remedied"]),
+                "common_plain_value": number(cs["common"]["plain"]),
                 "n_score_fallbacks": n_score_fb,
                 "n_verdict_fallbacks": n_verdict_fb,
             },
         )
         if len(pair_rows) > len(real):
             both = conflict_summary(pair_rows, score_tol)
-            checks["conflict_ratio"]["with_reference"] = _num(both["plain"]["cr"])
-            checks["conflict_ratio_remedied"]["with_reference"] = _num(both["remedied"]["cr"])
+            checks["conflict_ratio"]["with_reference"] = number(both["plain"]["cr"])
+            checks["conflict_ratio_remedied"]["with_reference"] = number(both["remedied"]["cr"])
         for k in KS:
             for key, suffix in (("plain", ""), ("remedied", "_remedied")):
                 pooled = transitivity["pooled"][key][f"ntr_{k}"]
@@ -644,105 +582,14 @@ def build_checks(
             f"ntr_{k}{s}" for k in KS for s in ("", "_remedied")
         ):
             checks[name] = {"value": None, "reason": "no absolute suite (vicuna, mt_bench) ran"}
-    total, errs = sum(parse.replies.values()), sum(parse.errors.values())
+    total, errs = sum(judge.replies.values()), sum(judge.errors.values())
     checks["parse_rate"] = {
-        "value": _num(1 - errs / total) if total else None,
+        "value": number(1 - errs / total) if total else None,
         "n_replies": total,
         "n_errors": errs,
-        **{f"n_errors_{a}": parse.errors[a] for a in sorted(parse.replies)},
+        **{f"n_errors_{a}": judge.errors[a] for a in sorted(judge.replies)},
     }
     return checks
-
-
-TABLE_ROWS: tuple[tuple[str, str, str | None], ...] = (
-    ("position consistency", "position_consistency", None),
-    ("primacy", "primacy", None),
-    ("recency", "recency", None),
-    ("repetition stability", "repetition_stability", None),
-    ("conflict ratio (CR)", "conflict_ratio", "conflict_ratio_remedied"),
-    ("NTR_3", "ntr_3", "ntr_3_remedied"),
-    ("NTR_4", "ntr_4", "ntr_4_remedied"),
-    ("NTR_5", "ntr_5", "ntr_5_remedied"),
-    ("parse rate", "parse_rate", None),
-)
-
-
-def _cell(c: Mapping[str, Any] | None) -> str:
-    """``0.500``, ``0.500 (3/12 err)`` when errors were left out or counted, ``—`` when undefined."""
-    c = c or {}
-    if "n_subsets" in c:
-        errors, n = c["n_subsets"] - c.get("n_scored", 0), c["n_subsets"]
-    else:
-        errors, n = c.get("n_errors", 0), c.get("n", c.get("n_replies", 0))
-    return _fmt(c.get("value")) + (f" ({errors}/{n} err)" if errors else "")
-
-
-def table_rows(checks: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(check, plain, remedied) cells; "n/a" where a remedy does not apply (order-invariant by construction)."""
-    return [
-        (title, _cell(checks.get(plain)), _cell(checks.get(rem)) if rem else "n/a") for title, plain, rem in TABLE_ROWS
-    ]
-
-
-def summary_md(label: str, checks: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any]) -> str:
-    lines = [
-        f"# Consistency — {label}",
-        "",
-        f"Suites: {', '.join(info['suites_ran']) or 'none'}"
-        + (f" · skipped: {'; '.join(info['skipped'])}" if info["skipped"] else ""),
-        f"Groups: {', '.join(f'{k} {v}' for k, v in info['n_groups'].items()) or 'none'} · pairs per pairwise suite: {info['limit_pairs'] or 'all'} · "
-        f"max_new_tokens {info['max_new_tokens']} · max_response_chars {info['max_response_chars']} · "
-        f"samples {info['samples']} · {info['seconds']:.0f} s",
-        "",
-        "| check | plain | remedied |",
-        "|---|---:|---:|",
-    ]
-    lines += [f"| {t} | {p} | {r} |" for t, p, r in table_rows(checks)]
-    lines += ["", "| check | value | details |", "|---|---:|---|"]
-    for name, c in checks.items():
-        details = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items() if k != "value"
-        )
-        lines.append(f"| {name} | {_fmt(c.get('value'))} | {details or '—'} |")
-    cr = checks.get("conflict_ratio_remedied") or {}
-    lines += [
-        "",
-        "Notes:",
-        "- Remedied = distribution-sensitive scores (E[s] over the score-token probabilities at `[RESULT]`) and "
-        "likelihood-aware aggregation (verdict probabilities of both orders added); same judgements as plain.",
-        f"- Ties: scores within {info['score_tol']} are equal; likelihood-aware totals within {info['verdict_tol']} are a TIE.",
-        "- Missing probabilities (no `[RESULT]` marker): the remedy falls back to the parsed value as a one-point "
-        f"distribution (argmax score; one-hot verdict): {cr.get('n_score_fallbacks', 0)} score and "
-        f"{cr.get('n_verdict_fallbacks', 0)} pair fallbacks.",
-        "- Unparseable replies are errors, never dropped: CR uses valid pairs (`cr_errors_as_conflicts` counts them "
-        "as conflicts); NTR leaves k-subsets touching an error pair out and says how many.",
-        "- CR, NTR_3 and NTR_4 use the 4 real responses of each prompt. "
-        + (
-            "NTR_5 adds the prompt's reference answer as a 5th response (judged like the others, with itself as the "
-            "reference answer)."
-            if info["with_reference"]
-            else "NTR_5 is undefined: 4 responses per prompt."
-        ),
-        "- Position consistency pools the pairwise suites; `position_consistency/<suite>_pairs` is the same measure "
-        "on the score-comparison pairs.",
-    ]
-    if info["data_errors"]:
-        lines.append(f"- Malformed source rows/groups (reported, not judged): {info['data_errors']}")
-    return "\n".join(lines) + "\n"
-
-
-def print_table(label: str, checks: Mapping[str, Mapping[str, Any]], file: Any = None) -> None:
-    """One rich table: rows = checks, columns = plain vs remedied."""
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"consistency — {label}")
-    t.add_column("check")
-    t.add_column("plain", justify="right")
-    t.add_column("remedied", justify="right")
-    for row in table_rows(checks):
-        t.add_row(*row)
-    Console(file=file or sys.stdout).print(t)
 
 
 # --------------------------------------------------------------------------- the station
@@ -803,7 +650,6 @@ def run(
         raise ConsistencyError(f"samples must be >= 1, got {samples}")
     t0 = time.time()
     label = _label(model_ref, engine, backend)
-    parse = _Parse()
     skipped, data_errors, fingerprints = [], [], {}
 
     groups: list[Group] = []
@@ -830,31 +676,14 @@ def run(
         from .engine import Engine
 
         engine = Engine.from_ref(model_ref, backend=backend, batch_size=batch_size, base_url=base_url)
-    scores, pair_rows = judge_groups(
-        engine,
-        groups,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        parse=parse,
-        score_tol=score_tol,
-        verdict_tol=verdict_tol,
-        progress=progress,
-    )
+    judge = _Judge(engine, max_new_tokens=max_new_tokens, seed=seed, progress=progress)
+    scores, pair_rows = judge_groups(judge, groups, score_tol=score_tol, verdict_tol=verdict_tol)
 
     swaps: dict[str, Any] = {}
     for name in [s for s in suites if s in PAIRWISE_SUITES]:
         try:
             swaps[name] = swap_suite(
-                engine,
-                name,
-                limit=limit_pairs,
-                mirror=mirror,
-                seed=seed,
-                max_response_chars=max_response_chars,
-                max_new_tokens=max_new_tokens,
-                samples=samples,
-                parse=parse,
-                progress=progress,
+                judge, name, limit=limit_pairs, mirror=mirror, max_response_chars=max_response_chars, samples=samples
             )
         except DataError as err:
             skipped.append(f"{name} ({err})")
@@ -863,7 +692,7 @@ def run(
         if swaps[name]["data_errors"]:
             data_errors.append(f"{name}: {swaps[name]['data_errors']} malformed source rows")
     for s in skipped:
-        print(f"skipped {s}", file=sys.stderr)
+        log.warning("skipped %s", s)
     suites_ran = absolute_ran + list(swaps)
     if not suites_ran:
         raise DataError("no consistency suite could be loaded: " + "; ".join(skipped))
@@ -911,7 +740,7 @@ def run(
         scores,
         pair_rows,
         transitivity,
-        parse,
+        judge,
         score_tol=score_tol,
         verdict_tol=verdict_tol,
         with_reference=with_reference,
@@ -998,7 +827,7 @@ def check_gate(gate: Any, summary: Mapping[str, Any], *, source: str | Path | No
             continue
         kind, check = field.split("_", 1)
         info = checks.get(check)
-        value = _num(info.get("value") if isinstance(info, Mapping) else info)
+        value = number(info.get("value") if isinstance(info, Mapping) else info)
         if value is None:
             failures.append(f"{check} not measured ({field} {_g(limit)})")
         elif kind == "min" and value < limit:
@@ -1021,10 +850,10 @@ def _figure(
     try:
         if where == "bench":
             doc = json.loads((bench_root / label / what / "metrics.json").read_text())
-            return _num((doc.get("metrics", {}).get(metric) or {}).get("value"))
+            return number((doc.get("metrics", {}).get(metric) or {}).get("value"))
         doc = json.loads((consistency_root / label / SUMMARY).read_text())
         info = (doc.get("checks") or {}).get(what)
-        return _num(info.get("value") if isinstance(info, Mapping) else info)
+        return number(info.get("value") if isinstance(info, Mapping) else info)
     except (OSError, json.JSONDecodeError):
         return None
 

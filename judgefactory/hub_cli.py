@@ -19,10 +19,11 @@ def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def cmd_card(args: argparse.Namespace) -> None:
-    from . import hub, models
+    from . import models
+    from .card import write_card
 
     ref, folder = _artifact(args)
-    out = hub.write_card(
+    out = write_card(
         folder,
         paths.bench(),
         paths.consistency(),
@@ -35,10 +36,11 @@ def cmd_card(args: argparse.Namespace) -> None:
 
 def cmd_push(args: argparse.Namespace) -> None:
     from . import hub, models
+    from .card import build_card
     from .consistency import gate_for
 
     ref, folder = _artifact(args)
-    card = str(hub.build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
+    card = str(build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
     result = hub.push(
         folder,
         args.repo,

@@ -30,6 +30,7 @@ from . import manifest as mf
 from . import paths
 from .errors import JudgeFactoryError
 from .recipes import AdapterRecipe, MergeRecipe, SearchRecipe
+from .tables import fmt, md_table
 
 HEADLINE = {"absolute": "pearson_expected", "pairwise": "kappa"}
 RESULTS = "results.jsonl"
@@ -235,8 +236,8 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     chosen_recipe = MergeRecipe.model_validate(chosen_recipe).model_dump(mode="json", exclude_none=True)
     header = (
         f"# Chosen by the merge search {search.name!r} (recipes/searches/{search.name}.yaml) on the dev splits of both\n"
-        f"# skills: {chosen['id']}, retention absolute {_f(chosen['retention']['absolute'])}, "
-        f"pairwise {_f(chosen['retention']['pairwise'])} (best worst-case). merges/{search.name}/table.md has every candidate.\n"
+        f"# skills: {chosen['id']}, retention absolute {fmt(chosen['retention']['absolute'])}, "
+        f"pairwise {fmt(chosen['retention']['pairwise'])} (best worst-case). merges/{search.name}/table.md has every candidate.\n"
     )
     text = header + yaml.safe_dump(chosen_recipe, sort_keys=False)
     mf.write_text(folder / "chosen.yaml", text)
@@ -271,28 +272,27 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     return folder
 
 
-def _f(x: Any) -> str:
-    return "—" if x is None or x != x else f"{x:.3f}"
-
-
 def table(search: SearchRecipe, rows: list[dict], refs: list[dict], chosen: str, reference: dict) -> str:
     """The search as Markdown: reference points, then every candidate with both dev figures and retentions."""
-    lines = [
-        f"# Merge search `{search.name}` (dev splits only)",
-        "",
-        "| model | absolute dev: expected-score Pearson | argmax Pearson | parse | pairwise dev: kappa | position consistency "
-        "| parse | retention absolute | retention pairwise |",
-        "|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "model",
+        "absolute dev: expected-score Pearson",
+        "argmax Pearson",
+        "parse",
+        "pairwise dev: kappa",
+        "position consistency",
+        "parse",
+        "retention absolute",
+        "retention pairwise",
     ]
+    cells = []
     for r in refs + rows:
         a, p = r["scores"]["absolute"], r["scores"]["pairwise"]
         ret = r.get("retention") or retention(r["scores"], reference)
-        name = f"**{r['id']}** (chosen)" if r["id"] == chosen else r["id"]
-        lines.append(
-            f"| {name} | {_f(a.get('pearson_expected'))} | {_f(a.get('pearson'))} | {_f(a.get('parse_rate'))} | "
-            f"{_f(p.get('kappa'))} | {_f(p.get('position_consistency'))} | {_f(p.get('parse_rate'))} | "
-            f"{_f(ret['absolute'])} | {_f(ret['pairwise'])} |"
-        )
+        figures = [a.get("pearson_expected"), a.get("pearson"), a.get("parse_rate"), p.get("kappa")]
+        figures += [p.get("position_consistency"), p.get("parse_rate"), ret["absolute"], ret["pairwise"]]
+        cells.append((f"**{r['id']}** (chosen)" if r["id"] == chosen else r["id"], *map(fmt, figures)))
+    lines = [f"# Merge search `{search.name}` (dev splits only)", "", md_table(header, cells)]
     lines += [
         "",
         "Retention = candidate / specialist on the dev headline (absolute: expected-score Pearson with the GPT-4 mean "

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import manifest as mf
 from . import paths
+from .tables import MISSING, fmt_metric, md_table
 
 _R = TypeVar("_R")
 
@@ -72,7 +73,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     """Run the whole line; returns the report folder."""
     import os
 
-    from . import bases, consistency, hub, merge, models, recipes, train
+    from . import bases, card, consistency, merge, models, recipes, train
     from .bench import report as bench_report
     from .bench import run as bench_run
     from .data import pairs, sources
@@ -130,7 +131,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     merged = Path(models.resolve(f"merge:{MERGE}")[1])
     line.station(
         "model card (no push)",
-        lambda: hub.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
+        lambda: card.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
     )
     compare_dir = paths.bench() / "compare"
     line.station(
@@ -180,14 +181,12 @@ def _check(cons_root: Path, label: str, name: str) -> dict | None:
 
 
 def _fmt(m: dict | None) -> str:
+    """``tables.fmt_metric``; an undefined consistency check also says how many replies were unparseable."""
     if m and m.get("value") is None:  # say why: consistency checks carry their error counts
         n, errors = m.get("n", m.get("n_subsets")), m.get("n_errors", m.get("triples_error"))
-        return f"— ({errors}/{n} unparseable)" if n and errors is not None else "—"
-    if not m:
-        return "—"
-    v = m["value"]
-    ci = m.get("ci")
-    return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else "")
+        if n and errors is not None:
+            return f"{MISSING} ({errors}/{n} unparseable)"
+    return fmt_metric(m)
 
 
 def verdict(merge_m: dict | None, spec_m: dict | None, higher_better: bool) -> str:
@@ -245,14 +244,20 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
             f"Data: the local mirror at `{root}`. Same items for every model (quick subsets, `recipes/bench/{BENCH}.yaml`).",
             "",
         ]
+    said: dict[str, dict[str, list[str]]] = {"absolute": {}, "pairwise": {}}
+    verdicts = []
+    for name, vals, hb in rows:
+        if name.startswith("baseline:"):  # a comparison on the same items, not something the merge keeps or loses
+            continue
+        base_v, abs_v, pw_v, merge_v = vals
+        v_abs, v_pw = verdict(merge_v, abs_v, hb), verdict(merge_v, pw_v, hb)
+        verdicts.append((name, v_abs, v_pw))
+        said["absolute"].setdefault(v_abs, []).append(name)
+        said["pairwise"].setdefault(v_pw, []).append(name)
     lines += [
         "## Base vs specialists vs merged judge",
         "",
-        "| metric | " + " | ".join(MODELS) + " |",
-        "|---|" + "---|" * len(MODELS),
-    ]
-    lines += [f"| {name} | " + " | ".join(_fmt(v) for v in vals) + " |" for name, vals, _ in rows]
-    lines += [
+        md_table(["metric", *MODELS], [(name, *map(_fmt, vals)) for name, vals, _ in rows]),
         "",
         "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
         "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "
@@ -263,19 +268,7 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         "",
         "## What the merge keeps and loses",
         "",
-        "| metric | vs absolute specialist | vs pairwise specialist |",
-        "|---|---|---|",
-    ]
-    said: dict[str, dict[str, list[str]]] = {"absolute": {}, "pairwise": {}}
-    for name, vals, hb in rows:
-        if name.startswith("baseline:"):  # a comparison on the same items, not something the merge keeps or loses
-            continue
-        base_v, abs_v, pw_v, merge_v = vals
-        v_abs, v_pw = verdict(merge_v, abs_v, hb), verdict(merge_v, pw_v, hb)
-        lines.append(f"| {name} | {v_abs} | {v_pw} |")
-        said["absolute"].setdefault(v_abs, []).append(name)
-        said["pairwise"].setdefault(v_pw, []).append(name)
-    lines += [
+        md_table(["metric", "vs absolute specialist", "vs pairwise specialist"], verdicts),
         "",
         "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
         "'gains' / 'loses' = outside it, better / worse.",
@@ -289,9 +282,9 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         (compare_dir / "compare.md").read_text() if (compare_dir / "compare.md").is_file() else "(none)",
         "",
     ]
-    lines += ["## Stations", "", "| station | wall time | artifact |", "|---|---|---|"]
-    lines += [f"| {s['station']} | {_mmss(s['seconds'])} | `{s['artifact']}` |" for s in line.stations]
-    lines += [f"| **whole line** | **{_mmss(time.time() - line.started)}** | |", ""]
+    stations = [(s["station"], _mmss(s["seconds"]), f"`{s['artifact']}`") for s in line.stations]
+    stations.append(("**whole line**", f"**{_mmss(time.time() - line.started)}**", ""))
+    lines += ["## Stations", "", md_table(["station", "wall time", "artifact"], stations), ""]
     mf.write_text(out / "index.md", "\n".join(lines) + "\n")
     mf.write_json(out / "stations.json", line.stations)
     return out

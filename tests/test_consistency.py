@@ -16,7 +16,7 @@ import pytest
 from conftest import PKG_MIRROR
 
 from judgefactory import consistency as C
-from judgefactory import formats
+from judgefactory import consistency_report, formats
 from judgefactory import manifest as mf
 from judgefactory.consistency_metrics import is_conflict
 from judgefactory.engine import ANSWERS, Judgement
@@ -260,7 +260,7 @@ def test_errors_are_counted_not_dropped(tmp_path: Path, mini_mirror: Path) -> No
     )
     assert checks["ntr_4"]["value"] is None and checks["ntr_4"]["n_scored"] == 0
     assert checks["ntr_4"]["reason"].startswith("no k-subset could be scored")
-    rows = {title: (plain, rem) for title, plain, rem in C.table_rows(checks)}
+    rows = {title: (plain, rem) for title, plain, rem in consistency_report.table_rows(checks)}
     assert rows["conflict ratio (CR)"] == (
         "0.667 (3/6 err)",
         "0.000 (3/6 err)",

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from judgefactory import hub
+from judgefactory import card, hub
 
 TOKEN = "hf_" + "Zq7" * 11 + "x"  # hub-token shaped, 37 chars
 REPO = "judge-org/tiny-judge"
@@ -346,7 +346,7 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"model": "/base+/adapters/pair-smol", "parameters": {"weight": 0.5}},
         ],
     }
-    (art / hub.MERGE_YAML).write_text(yaml.safe_dump(merge_yaml, sort_keys=False))
+    (art / card.MERGE_YAML).write_text(yaml.safe_dump(merge_yaml, sort_keys=False))
     parents = [
         _adapter_manifest("abs-smol", "absolute", "prometheus-eval/Feedback-Collection", "vicuna_eval.json", 320),
         _adapter_manifest("pair-smol", "pairwise", "judge-from-scratch/bbq-pairs", "pairs.jsonl", 535),
@@ -424,7 +424,7 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
             }
         )
     )
-    hub.write_card(art, root / "bench", root / "consistency", MODEL, repo_id=REPO)
+    card.write_card(art, root / "bench", root / "consistency", MODEL, repo_id=REPO)
     return root
 
 
@@ -513,7 +513,7 @@ def test_card_request_examples_use_the_trained_formats(factory: Path) -> None:
     assert len(bodies) == 2 and all(b["model"] == MODEL for b in bodies)
     absolute, bias = (b["messages"] for b in bodies)
     assert absolute[0]["content"] == formats.ABS_SYSTEM_PROMPT and "###Feedback:" in absolute[1]["content"]
-    assert bias == formats.bias_messages(formats.bias_prompt(**hub.BIAS_EXAMPLE))
+    assert bias == formats.bias_messages(formats.bias_prompt(**card.BIAS_EXAMPLE))
 
 
 def test_card_without_results_and_for_an_adapter(factory: Path, tmp_path: Path) -> None:
@@ -522,7 +522,7 @@ def test_card_without_results_and_for_an_adapter(factory: Path, tmp_path: Path) 
     (art / "manifest.json").write_text(
         json.dumps(_adapter_manifest("abs-smol", "absolute", "prometheus-eval/Feedback-Collection", "f.json", 10))
     )
-    out = hub.write_card(
+    out = card.write_card(
         art, tmp_path / "no-bench", tmp_path / "no-consistency", "abs-smol", out=tmp_path / "card" / "README.md"
     )
     text = out.read_text()
@@ -739,12 +739,12 @@ def test_card_carries_no_local_paths(factory: Path, tmp_path: Path) -> None:
             {"model": f"{cache}/bases/abc+{cache}/lora/222", "parameters": {"weight": 0.5}},
         ],
     }
-    (art / hub.MERGE_YAML).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (art / card.MERGE_YAML).write_text(yaml.safe_dump(cfg, sort_keys=False))
     m = json.loads((art / hub.MANIFEST).read_text())
     m["mergekit_config"] = cfg
-    m["files"][hub.MERGE_YAML] = _sha(art / hub.MERGE_YAML)
+    m["files"][card.MERGE_YAML] = _sha(art / card.MERGE_YAML)
     (art / hub.MANIFEST).write_text(json.dumps(m))
-    text = hub.write_card(art, factory / "bench", factory / "consistency", MODEL, out=tmp_path / "card.md").read_text()
+    text = card.write_card(art, factory / "bench", factory / "consistency", MODEL, out=tmp_path / "card.md").read_text()
     assert "/home/someone" not in text and "/.cache/" not in text
     assert (
         "- model: HuggingFaceTB/SmolLM2-135M-Instruct+abs-smol" in text

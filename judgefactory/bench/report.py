@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import manifest as mf
+from ..tables import fmt_metric, md_table
 
 ABSOLUTE = ("feedback_bench", "vicuna", "mt_bench")
 
@@ -70,16 +71,6 @@ def load_consistency(label: str, root: Path) -> dict[str, dict[str, Any]]:
     return {k: (v if isinstance(v, dict) else {"value": v}) for k, v in checks.items()}
 
 
-def fmt(m: dict[str, Any] | None) -> str:
-    """``0.512 [0.401, 0.611]``, ``0.512``, or ``—``."""
-    if not m or not isinstance(m.get("value"), (int, float)) or not math.isfinite(m["value"]):
-        return "—"
-    ci = m.get("ci")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
-        return f"{m['value']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return f"{m['value']:.3f}"
-
-
 def rows(labels: Sequence[str], results: dict[str, dict], consistency: dict[str, dict]) -> list[tuple[str, list[str]]]:
     """(row name, one cell per model): every suite's metrics, then consistency checks."""
     out = []
@@ -90,20 +81,25 @@ def rows(labels: Sequence[str], results: dict[str, dict], consistency: dict[str,
             names.update(dict.fromkeys((results[lab].get(s) or {}).get("metrics", {})))
         for n in names:
             out.append(
-                (f"{s} / {n}", [fmt(((results[lab].get(s) or {}).get("metrics") or {}).get(n)) for lab in labels])
+                (
+                    f"{s} / {n}",
+                    [fmt_metric(((results[lab].get(s) or {}).get("metrics") or {}).get(n)) for lab in labels],
+                )
             )
     checks: dict[str, None] = {}
     for lab in labels:
         checks.update(dict.fromkeys(consistency[lab]))
     for c in checks:
-        out.append((f"consistency / {c}", [fmt(consistency[lab].get(c)) for lab in labels]))
+        out.append((f"consistency / {c}", [fmt_metric(consistency[lab].get(c)) for lab in labels]))
     return out
 
 
 def markdown(labels: Sequence[str], table: list[tuple[str, list[str]]]) -> str:
-    lines = ["| suite / metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in table]
-    return "\n".join(lines) + "\n"
+    """``rows`` as a Markdown table: the metric column, then one right-aligned column per model."""
+    return (
+        md_table(["suite / metric", *labels], [(name, *cells) for name, cells in table], align="l" + "r" * len(labels))
+        + "\n"
+    )
 
 
 def _value_err(m: dict[str, Any] | None) -> tuple[float, tuple[float, float]]:

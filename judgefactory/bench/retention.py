@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tables import fmt, fmt_ci, md_table
 from . import suites
 
 SKILLS: dict[str, list[tuple[str, str]]] = {
@@ -116,20 +117,19 @@ def table(
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    def f(x: Any) -> str:
-        return "—" if x is None or x != x else f"{x:.3f}"
-
-    lines = [
-        "| model | skill | suite | metric | model's value | specialist's value | retention [95% CI] | n |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in doc["rows"]:
-        ci = f" [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]" if r.get("ci") else ""
-        lines.append(
-            f"| {r['model']} | {r['skill']} | {r['suite']} | {r['metric']} | {f(r['merged'])} | {f(r['specialist'])} | "
-            f"{f(r['retention'])}{ci} | {r['n']} |"
+    """``table``'s rows as a Markdown table (the retention's CI to 2 decimals)."""
+    header = ["model", "skill", "suite", "metric", "model's value", "specialist's value", "retention [95% CI]", "n"]
+    rows = [
+        (
+            *(r[k] for k in ("model", "skill", "suite", "metric")),
+            fmt(r["merged"]),
+            fmt(r["specialist"]),
+            fmt(r["retention"]) + (f" {fmt_ci(r['ci'], 2)}" if r.get("ci") else ""),
+            r["n"],
         )
-    return "\n".join(lines) + "\n"
+        for r in doc["rows"]
+    ]
+    return md_table(header, rows) + "\n"
 
 
 def save(doc: dict[str, Any], path: Path) -> None:

@@ -12,6 +12,7 @@ rows whose config hash (model fingerprint, suite, mode, sampling, prompt) is not
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,10 @@ from typing import Any
 from .. import manifest as mf
 from ..data.sources import DataError
 from ..recipes import BenchRecipe, SuiteSpec
+from ..tables import fmt, fmt_ci, md_table
 from . import suites
+
+log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
@@ -194,10 +198,6 @@ def predict(
     return rows
 
 
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def table_md(doc: dict[str, Any]) -> str:
     """The suite's metrics as a Markdown table."""
     lines = [
@@ -205,12 +205,12 @@ def table_md(doc: dict[str, Any]) -> str:
         "",
         f"n = {doc['n']} items · source `{doc['source']}` · gold: {doc['labels']} · passes: {', '.join(doc['modes'])}",
         "",
-        "| metric | value | 95% CI |",
-        "|---|---:|---|",
+        md_table(
+            ["metric", "value", "95% CI"],
+            [(name, fmt(m["value"]), fmt_ci(m.get("ci"))) for name, m in doc["metrics"].items()],
+            align="lrl",
+        ),
     ]
-    for name, m in doc["metrics"].items():
-        ci = f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]" if m.get("ci") else "—"
-        lines.append(f"| {name} | {_fmt(m['value'])} | {ci} |")
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in doc["counts"].items())]
     for prefix, what in (doc.get("baselines") or {}).items():
         lines.append(f"Baseline `{prefix}_*` (a comparison, not this model's result): {what}")
@@ -383,5 +383,5 @@ def run(
         except DataError as err:
             if single:
                 raise
-            print(f"skipped {spec.name}: {err}", file=sys.stderr)  # e.g. Feedback-Bench: not in the data mirror
+            log.warning("skipped %s: %s", spec.name, err)  # e.g. Feedback-Bench: not in the data mirror
     return folders[0] if single else Path(out_root) / label
