@@ -26,10 +26,8 @@ MERGE_YAML = "mergekit_config.yaml"
 MERGE_YAML_MERGEKIT = "mergekit_config.yml"  # the name mergekit itself writes
 METRICS = "metrics.json"
 SUMMARY = "summary.json"
-NA = "n/a"
-"""The card's mark for an undefined figure or a missing hash. The card keeps it (not ``tables.MISSING``, which marks a
-missing confidence interval here) so that a card is byte-identical to the ones already published
-(docs/example_model_card.md)."""
+NA = MISSING
+"""The card's mark for an undefined figure or a missing hash: the one missing-value mark of every report."""
 
 LIMITATIONS_COMMON = [
     "Small base model: a judge this size is noisy; read every figure with its confidence interval and use it "
