@@ -280,6 +280,11 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
         "density": False,
     },
     "ties": {"parameters": {"normalize", "rescale", "lambda", "int8_mask"}, "signed_weights": True, "density": True},
+    "breadcrumbs": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask", "gamma"},
+        "signed_weights": True,
+        "density": True,
+    },
     "dare_linear": {
         "parameters": {"normalize", "rescale", "lambda", "int8_mask"},
         "signed_weights": True,

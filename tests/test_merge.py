@@ -209,7 +209,7 @@ def test_task_arithmetic_runs_around_the_base(world):
     check_all(out, lambda k: W[k].double() + (A[k] - W[k]).double() + 0.5 * (B[k] - W[k]).double(), list(W), atol=2e-5)
 
 
-@pytest.mark.parametrize("method", ["ties", "dare_linear"])
+@pytest.mark.parametrize("method", ["ties", "dare_linear", "breadcrumbs"])
 def test_sparsifying_methods_run_around_the_base_reproducibly(world, method):
     r = recipe(
         method,
