@@ -17,11 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from . import paths
+from .bases import EMBEDDED
 from .errors import JudgeFactoryError
 
 RECIPES_DIR = paths.recipes_dir()
 
-EMBEDDED_BASES = ("smollm2-135m-instruct", "gemma3-270m")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -37,9 +37,9 @@ class _Strict(BaseModel):
 def check_base(value: str) -> str:
     """A base is ``embedded:<known>``, a hub id ``org/name``, or an existing local folder."""
     if value.startswith("embedded:"):
-        if value.split(":", 1)[1] not in EMBEDDED_BASES:
+        if value.split(":", 1)[1] not in EMBEDDED:
             raise ValueError(
-                f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED_BASES)}"
+                f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED)}"
             )
         return value
     if _HUB_ID.match(value) or Path(value).is_dir():
