@@ -80,7 +80,7 @@ merge: $(STAMP) ## merge the specialists: make merge recipe=nuslerp_50_50
 	$(JF) merge $(or $(recipe),nuslerp_50_50) $(if $(ARGS),--set $(ARGS))
 
 merge-search: $(STAMP) ## merge candidates scored on both dev splits: make merge-search recipe=full_search
-	$(JF) merge-search $(or $(recipe),full_search)
+	$(JF) merge-search $(or $(recipe),full_search) $(if $(ARGS),--set $(ARGS))
 
 sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
 	$(JF) sweep $(or $(recipe),nuslerp_sweep)
