@@ -27,7 +27,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         n_boot=args.n_boot,
     )
     folders = (
-        [out] if args.suite in suites.LOADERS else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
+        [out] if args.suite in suites.SUITES else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
     )
     for f in folders:
         print((f / bench_run.TABLE).read_text())
@@ -50,8 +50,8 @@ def add_parser(sub) -> None:
     s.add_argument(
         "suite",
         metavar="SUITE",
-        help="a suite (vicuna, mt_bench, feedback_bench, preference_bench, hhh, autoj, "
-        "bbq_pairs, bbq_pairs_ood, bbq_qa) or a bench recipe (quick, full)",
+        help="a suite (bench/suites.py SUITES: vicuna, bbq_pairs, …; an unknown name lists them all) "
+        "or a bench recipe (quick, full)",
     )
     s.add_argument("--limit", type=int, default=None, help="items per suite (seeded, stratified subset)")
     s.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: the recipe's)")

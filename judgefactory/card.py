@@ -112,9 +112,9 @@ def _fmt_ci(ci: Any) -> str:
 
 def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
     """Every ``bench/<model>/<suite>/metrics.json`` of the model, sorted by suite, split into the model's own headline
-    metrics (``bench.suites.SUITE_INFO``; the model-index and the card's results table) and the baselines scored on the
+    metrics (``bench.suites.SUITES``; the model-index and the card's results table) and the baselines scored on the
     same items (the card's labelled comparison rows; never the model's results)."""
-    from .bench.suites import SUITE_INFO, SuiteInfo, is_baseline
+    from .bench.suites import SUITES, SuiteInfo, is_baseline
 
     folder = Path(bench_root) / model_name
     results = []
@@ -123,7 +123,11 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
         suite = str(data.get("suite") or path.parent.name)
         metrics = {name: m for name, m in (data.get("metrics") or {}).items() if isinstance(m, dict)}
         own = {name: m for name, m in metrics.items() if not is_baseline(name)}
-        info = SUITE_INFO.get(suite) or SuiteInfo(tuple(own), suite, suite, str(data.get("source") or "?"))
+        info = (
+            SUITES[suite].info
+            if suite in SUITES
+            else SuiteInfo(tuple(own), suite, suite, str(data.get("source") or "?"))
+        )
         limit = data.get("limit")
         subset = f"seeded stratified subset, limit {limit}" if limit else "all items"
         described = data.get("baselines") or {}

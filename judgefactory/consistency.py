@@ -59,6 +59,7 @@ from typing import Any
 
 from . import formats
 from . import manifest as mf
+from .bench.suites import SUITES
 from .consistency_metrics import (
     conflict_ratio,
     expected_score,
@@ -88,11 +89,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
-ABSOLUTE_SUITES = ("vicuna", "mt_bench")
+ABSOLUTE_SUITES = tuple(n for n, s in SUITES.items() if s.consistency and s.kind == "absolute")
 """suites with several responses per instruction: scores vs pairwise verdicts (CR) and transitivity (NTR_k)."""
-PAIRWISE_SUITES = ("hhh", "autoj", "preference_bench", "bbq_pairs", "bbq_pairs_ood")
+PAIRWISE_SUITES = tuple(n for n, s in SUITES.items() if s.consistency and s.kind != "absolute")
 """suites of A/B pairs: position consistency, primacy, recency (and repetition stability)."""
-DEFAULT_SUITES = ("vicuna", "mt_bench", "hhh", "autoj", "preference_bench", "bbq_pairs")
+DEFAULT_SUITES = tuple(n for n, s in SUITES.items() if s.consistency == "default")
 KS = (3, 4, 5)
 REFERENCE = "reference"
 SAMPLING_TEMPERATURE = 1.0

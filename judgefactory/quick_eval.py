@@ -42,12 +42,12 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
 
     qe = _spec(recipe)
     if recipe.task == "absolute":
-        return suites.absolute_suite(
-            "quick_eval", qe.source, qe.file, mirror, qe.limit, 0, recipe.data.max_response_chars
-        )
-    return suites.load_bbq_pairs(
-        mirror, qe.limit, 0, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source
+        rows = suites.absolute_rows(qe.source, qe.file, mirror, recipe.data.max_response_chars)
+        return suites.suite_data("quick_eval", "absolute", rows, qe.limit, 0)
+    rows = suites.bbq_pair_rows(
+        mirror, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source
     )
+    return suites.suite_data("bbq_pairs", "bbq_pairs", rows, qe.limit, 0)
 
 
 def _predict(

@@ -348,22 +348,24 @@ class MergeRecipe(_Strict):
 
 
 # --------------------------------------------------------------------------- bench suites
+def _check_suite(value: str) -> str:
+    """A suite of ``bench.suites.SUITES`` (imported when a bench recipe is validated: the suites pull in the metrics)."""
+    from .bench.suites import SUITES
+
+    if value not in SUITES:
+        raise ValueError(f"unknown suite; suites are {', '.join(SUITES)}")
+    return value
+
+
 class SuiteSpec(_Strict):
-    name: Literal[
-        "feedback_bench",
-        "vicuna",
-        "mt_bench",
-        "preference_bench",
-        "hhh",
-        "autoj",
-        "bbq_pairs",
-        "bbq_pairs_ood",
-        "bbq_qa",
-    ]
+    name: str
+    """a suite of ``bench.suites.SUITES``."""
     limit: int | None = Field(None, gt=0)
     samples: int = Field(1, gt=0)
     temperature: float = Field(0.0, ge=0)
     max_new_tokens: int = Field(128, gt=0)
+
+    _name = field_validator("name")(_check_suite)
 
 
 class BenchRecipe(_Strict):

@@ -265,7 +265,7 @@ def test_score_bbq_pairs_hand_computed_with_the_training_label_rule(tmp_path):
             ),  # biased vs correct: rule A, humans B
         ],
     )
-    data = suites.load_bbq_pairs(mirror=mirror)
+    data = suites.load("bbq_pairs", mirror=mirror)
     assert [it.gold for it in data.items] == ["A", "TIE", "TIE", "B", "B"]
     ids = [it.id for it in data.items]
     v_ab = ["A", "TIE", None, "B", "B"]

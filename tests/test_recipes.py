@@ -183,3 +183,15 @@ def test_cpu_recipes_fix_their_work_and_precision():
         assert (r.train.bf16, r.train.base_dtype) == (False, "float32"), p
         if r.dev is not None:
             assert max(r.dev.steps) <= r.train.max_steps, p
+
+
+def test_bench_suite_names_are_checked_against_the_suite_definitions():
+    """A bench recipe names suites of ``bench.suites.SUITES`` (no second list of names to keep in step)."""
+    from judgefactory.bench.suites import SUITES
+
+    ok = recipes.from_dict({"kind": "bench", "name": "b", "suites": [{"name": n} for n in SUITES]})
+    assert isinstance(ok, recipes.BenchRecipe) and [s.name for s in ok.suites] == list(SUITES)
+    with pytest.raises(
+        recipes.RecipeError, match=r"field 'suites\.0\.name': unknown suite; suites are feedback_bench, "
+    ):
+        recipes.from_dict({"kind": "bench", "name": "b", "suites": [{"name": "nope"}]}, "b.yaml")

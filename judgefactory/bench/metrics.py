@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.metrics import cohen_kappa_score
+
+# scipy.stats and sklearn are imported where they are used: this module is on the import path of the suite registry
+# (bench.suites.SUITES), which the command line and the recipe validator read, and they cost ~1 s of CPU to import.
 
 __all__ = [
     "VERDICTS",
@@ -78,6 +79,8 @@ def correlations(pred: Sequence[float | None], gold: Sequence[float]) -> dict[st
     x = np.asarray([float(p) for p in pred if p is not None], dtype=float)
     y = np.asarray([float(gold[i]) for i in keep], dtype=float)
     n_errors = n - len(keep)
+    from scipy import stats
+
     hits = sum(1 for p, g in zip(pred, gold, strict=False) if p is not None and _round_half_up(p) == _round_half_up(g))
     return {
         "pearson": _safe_corr(stats.pearsonr, x, y),
@@ -142,6 +145,8 @@ def cohen_kappa(
     if bad_gold:
         raise ValueError(f"gold labels outside {allowed}: {bad_gold}")
     mapped = [p if (p is not None and p in allowed) else ERROR_LABEL for p in pred]
+    from sklearn.metrics import cohen_kappa_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

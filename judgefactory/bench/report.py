@@ -22,13 +22,17 @@ from typing import Any
 from .. import manifest as mf
 from ..tables import fmt_metric, md_table
 
-ABSOLUTE = ("feedback_bench", "vicuna", "mt_bench")
+
+def _absolute() -> list[str]:
+    from .suites import SUITES
+
+    return [name for name, s in SUITES.items() if s.kind == "absolute"]
 
 
 def _headline() -> dict[str, str]:
-    from .suites import SUITE_INFO
+    from .suites import SUITES
 
-    return {name: info.headline[0] for name, info in SUITE_INFO.items()}
+    return {name: s.info.headline[0] for name, s in SUITES.items()}
 
 
 _SWEEP = re.compile(r"^merge-(?P<recipe>.+)-w(?P<w>\d+(?:\.\d+)?)$")
@@ -181,7 +185,7 @@ def kappa_chart(labels: Sequence[str], results: dict[str, dict], out: Path) -> P
 
 def correlation_chart(labels: Sequence[str], results: dict[str, dict], out: Path) -> Path | None:
     """Pearson / Spearman / Kendall per absolute suite, bars = models."""
-    present = [s for s in ABSOLUTE if any(s in results[lab] for lab in labels)]
+    present = [s for s in _absolute() if any(s in results[lab] for lab in labels)]
     if not present:
         return None
     keys = [(s, k) for s in present for k in ("pearson", "spearman", "kendall")]

@@ -61,20 +61,20 @@ def bench_recipe(suite_or_recipe: str | BenchRecipe) -> BenchRecipe:
 
     if isinstance(suite_or_recipe, BenchRecipe):
         return suite_or_recipe
-    if suite_or_recipe in suites.LOADERS:
+    if suite_or_recipe in suites.SUITES:
         return BenchRecipe(kind="bench", name=suite_or_recipe, suites=[SuiteSpec(name=suite_or_recipe)])
     try:
         path = recipes.find("bench", suite_or_recipe)
     except recipes.RecipeError:
         known = sorted(p.stem for p in (recipes.RECIPES_DIR / "bench").glob("*.yaml"))
         raise suites.SuiteError(
-            f"unknown suite {suite_or_recipe!r}: suites are {', '.join(suites.LOADERS)}; "
+            f"unknown suite {suite_or_recipe!r}: suites are {', '.join(suites.SUITES)}; "
             f"bench recipes are {', '.join(known)} (recipes/bench)"
         ) from None
     r = recipes.load(path)
     if r.kind != "bench":
         raise recipes.RecipeError(
-            f"{suite_or_recipe}: a {r.kind} recipe, expected a suite ({', '.join(suites.LOADERS)}) or kind: bench"
+            f"{suite_or_recipe}: a {r.kind} recipe, expected a suite ({', '.join(suites.SUITES)}) or kind: bench"
         )
     return r
 
@@ -360,7 +360,7 @@ def run(
 
     if engine is not None:
         engine.batch_size = bs
-    single = isinstance(suite_name_or_bench_recipe, str) and suite_name_or_bench_recipe in suites.LOADERS
+    single = isinstance(suite_name_or_bench_recipe, str) and suite_name_or_bench_recipe in suites.SUITES
     folders = []
     for spec in recipe.suites:
         try:

@@ -5,7 +5,13 @@ request key (``main`` for absolute grading and QA; ``ab`` / ``ba`` = the two A/B
 the stored predictions into ``{"metric": {"value", "ci"}}``. Parse failures are never dropped: they count as wrong
 (accuracy, kappa, swap metrics) or are reported as ``parse_rate`` beside correlations.
 
-Suites (``LOADERS``):
+Every suite is ONE ``Suite`` definition in ``SUITES`` (at the end of this module): its name, its kind (``KINDS``: how
+its requests are judged and scored), its loader, the headline metrics and model-card dataset (``SuiteInfo``) and its
+place in a consistency run. Everything else reads that mapping: ``load`` and ``score``, the bench recipe validator
+(``recipes.SuiteSpec``), the bench runner and CLI, the comparison report, the model card and ``judgefactory
+consistency``. Adding a suite = adding its loader (or reusing one) and one ``Suite(...)`` entry here.
+
+Suites:
 
 * absolute, Pearson / Spearman / Kendall-tau vs the reference mean score, exact match, parse rate:
   ``feedback_bench`` (``prometheus-eval/Feedback-Bench``, Feedback-Collection schema), ``vicuna``, ``mt_bench``
@@ -35,7 +41,8 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from .. import formats
 from ..data import sources
@@ -65,59 +72,6 @@ class SuiteInfo:
     split: str
 
 
-SUITE_INFO: dict[str, SuiteInfo] = {
-    "feedback_bench": SuiteInfo(
-        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
-        "feedback_bench",
-        "Feedback-Bench (Prometheus, GPT-4 reference scores)",
-        "test",
-    ),
-    "vicuna": SuiteInfo(
-        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
-        "vicuna_eval",
-        "Vicuna Bench (Prometheus eval, GPT-4 reference scores)",
-        "vicuna_eval.json",
-    ),
-    "mt_bench": SuiteInfo(
-        ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate"),
-        "mt_bench_eval",
-        "MT-Bench (Prometheus eval, GPT-4 reference scores)",
-        "mt_bench_eval.json",
-    ),
-    "preference_bench": SuiteInfo(
-        ("accuracy", "position_consistency", "parse_rate"),
-        "preference_bench",
-        "Preference-Bench (Prometheus pairwise)",
-        "test",
-    ),
-    "hhh": SuiteInfo(
-        ("accuracy", "position_consistency", "parse_rate"),
-        "hhh_alignment",
-        "HHH Alignment (pairwise)",
-        "hhh_alignment_eval.json",
-    ),
-    "autoj": SuiteInfo(
-        ("acc_with_tie", "acc_without_tie", "accuracy", "position_consistency", "parse_rate"),
-        "autoj_pairwise",
-        "Auto-J pairwise test set",
-        "autoj_pairwise.jsonl",
-    ),
-    "bbq_pairs": SuiteInfo(
-        ("kappa", "accuracy", "both_orders_correct", "position_bias_rate", "parse_rate"),
-        "bbq_pairs",
-        "BBQ response pairs, in-distribution (human verdicts)",
-        "eval_in_dist",
-    ),
-    "bbq_pairs_ood": SuiteInfo(
-        ("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
-        "bbq_pairs_ood",
-        "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
-        "pairs_unused_religion",
-    ),
-    "bbq_qa": SuiteInfo(
-        ("acc_ambig", "acc_disambig", "s_dis", "s_amb", "parse_rate"), "bbq", "BBQ question answering", "all items"
-    ),
-}
 BASELINE_PREFIXES = ("rule_baseline_", "rule_alt_baseline_")
 """metric-name prefixes of baselines scored on a suite's items: comparisons, never the judged model's results."""
 
@@ -154,6 +108,79 @@ class SuiteData:
     """where the gold labels come from (shown in metrics.json and table.md)."""
     reparse: Callable[[Item, str], Any] | None = None
     """suite-specific parser applied to each raw reply instead of the engine's (bbq_qa: the chosen option index)."""
+
+
+@dataclass
+class Rows:
+    """What a suite's loader reads: every item (before ``limit``), the data errors, where the data and its gold labels
+    come from, and the data fingerprint."""
+
+    items: list[Item]
+    errors: list[str]
+    source: str
+    fingerprint: str
+    labels: str
+
+
+Loader = Callable[[Any, int | None], Rows]
+"""``(mirror, max_response_chars) -> Rows``."""
+Scorer = Callable[[SuiteData, dict, list[str], "Boot"], tuple[dict, dict]]
+"""``(data, prediction rows keyed (item id, request key, mode), modes headline first, bootstrap) -> (metrics, counts)``."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the suites of one kind are judged and scored (``KINDS``)."""
+
+    answer: str
+    """the engine answer kind (``engine.ANSWERS``) its replies are parsed with."""
+    score: Scorer
+    reparse: Callable[[Item, str], Any] | None = None
+    """a parser applied to each raw reply instead of the engine's."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One bench suite, defined once (``SUITES``)."""
+
+    name: str
+    kind: str
+    """a key of ``KINDS``: absolute | pairwise (Prometheus relative, A/B in both orders) | bbq_pairs (the bias verdict,
+    both orders) | bbq_qa."""
+    loader: Loader
+    info: SuiteInfo
+    """the headline metrics and the model-card dataset."""
+    consistency: Literal["default", "on_request"] | None = None
+    """``judgefactory consistency``: run by default, run when named, or never. Absolute suites give the score-comparison
+    groups (several responses per instruction), the A/B suites position consistency."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SuiteError(f"suite {self.name!r}: unknown kind {self.kind!r}; kinds: {', '.join(KINDS)}")
+        if self.consistency and self.kind not in CONSISTENCY_KINDS:
+            raise SuiteError(f"suite {self.name!r}: a {self.kind} suite has no consistency check")
+
+    def load(
+        self, mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
+    ) -> SuiteData:
+        return suite_data(self.name, self.kind, self.loader(mirror, max_response_chars), limit, seed)
+
+
+def suite_data(name: str, kind: str, rows: Rows, limit: int | None = None, seed: int = 0) -> SuiteData:
+    """``SuiteData`` of a ``kind`` (its engine answer and reparser from ``KINDS``) holding a seeded stratified subset of
+    ``limit`` of the loaded rows' items (all when None)."""
+    k = KINDS[kind]
+    return SuiteData(
+        name,
+        kind,
+        k.answer,
+        stratified(rows.items, limit, seed),
+        rows.source,
+        rows.fingerprint,
+        rows.errors,
+        labels=rows.labels,
+        reparse=k.reparse,
+    )
 
 
 # --------------------------------------------------------------------------- subsets
@@ -200,16 +227,9 @@ def _clean(prompt: str) -> str:
     return prompt.strip().rstrip('",').rstrip()
 
 
-def absolute_suite(
-    name: str,
-    source: str,
-    config: str | None,
-    mirror: Any,
-    limit: int | None,
-    seed: int,
-    max_response_chars: int | None,
-) -> SuiteData:
-    """An absolute-grading suite from any Prometheus absolute source (eval files or Feedback-Collection layout)."""
+def absolute_rows(source: str, config: str | None, mirror: Any, max_response_chars: int | None) -> Rows:
+    """The rows of an absolute-grading suite from any Prometheus absolute source (eval files or Feedback-Collection
+    layout)."""
     from ..data.prometheus import load_absolute, shorten
 
     loaded = sources.load_rows(source, config, mirror=mirror)
@@ -229,36 +249,9 @@ def absolute_suite(
                 meta={"scores": it.scores},
             )
         )
-    return SuiteData(
-        name,
-        "absolute",
-        "score",
-        stratified(out, limit, seed),
-        source,
-        _fingerprint(loaded),
-        errors,
-        labels="GPT-4 reference scores (mean of the available samples)",
+    return Rows(
+        out, errors, source, _fingerprint(loaded), labels="GPT-4 reference scores (mean of the available samples)"
     )
-
-
-def load_feedback_bench(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    return absolute_suite(
-        "feedback_bench", "prometheus-eval/Feedback-Bench", None, mirror, limit, seed, max_response_chars
-    )
-
-
-def load_vicuna(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    return absolute_suite("vicuna", "prometheus-eval/vicuna", None, mirror, limit, seed, max_response_chars)
-
-
-def load_mt_bench(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    return absolute_suite("mt_bench", "prometheus-eval/mt-bench", None, mirror, limit, seed, max_response_chars)
 
 
 # --------------------------------------------------------------------------- Prometheus pairwise
@@ -290,127 +283,93 @@ def _pair_item(
     )
 
 
-def load_preference_bench(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    source = "prometheus-eval/Preference-Bench"
+def prometheus_pairs(
+    source: str,
+    row_item: Callable[[int, dict[str, Any], int | None], Item | str],
+    mirror: Any,
+    max_response_chars: int | None,
+    *,
+    labels: str,
+) -> Rows:
+    """A Prometheus pairwise suite: ``row_item(index, row, max_response_chars)`` turns each row into an item, or into
+    the reason it cannot (a data error naming the file and row)."""
     loaded = sources.load_rows(source, None, mirror=mirror)
     items, errors = [], list(loaded.errors)
     for i, r in enumerate(loaded.rows):
-        where = f"{r.get('_file', source)} row {i}"
-        missing = [
-            k
-            for k in ("orig_instruction", "orig_response_A", "orig_response_B", "orig_criteria", "orig_preference")
-            if r.get(k) in (None, "")
-        ]
-        pref = str(r.get("orig_preference", "")).strip().upper()
-        if missing or pref not in ("A", "B"):
-            errors.append(
-                f"{where}: "
-                + (f"missing field '{missing[0]}'" if missing else f"orig_preference must be A or B, got {pref!r}")
-            )
-            continue
-        items.append(
-            _pair_item(
-                str(r.get("id", r.get("__index_level_0__", i))),
-                r["orig_instruction"],
-                r["orig_response_A"],
-                r["orig_response_B"],
-                f"[{r['orig_criteria'].strip()}]",
-                r.get("orig_reference_answer"),
-                pref,
-                pref,
-                max_response_chars,
-            )
-        )
-    return SuiteData(
-        "preference_bench",
-        "pairwise",
-        "relative",
-        stratified(items, limit, seed),
-        source,
-        _fingerprint(loaded),
-        errors,
-        labels="orig_preference (preference label of the Preference Collection)",
+        got = row_item(i, r, max_response_chars)
+        if isinstance(got, str):
+            errors.append(f"{r.get('_file', source)} row {i}: {got}")
+        else:
+            items.append(got)
+    return Rows(items, errors, source, _fingerprint(loaded), labels)
+
+
+def preference_bench_item(i: int, r: dict[str, Any], max_response_chars: int | None) -> Item | str:
+    """``prometheus-eval/Preference-Bench``: ``orig_response_A/B``, criterion and reference, ``orig_preference``."""
+    missing = [
+        k
+        for k in ("orig_instruction", "orig_response_A", "orig_response_B", "orig_criteria", "orig_preference")
+        if r.get(k) in (None, "")
+    ]
+    pref = str(r.get("orig_preference", "")).strip().upper()
+    if missing:
+        return f"missing field '{missing[0]}'"
+    if pref not in ("A", "B"):
+        return f"orig_preference must be A or B, got {pref!r}"
+    return _pair_item(
+        str(r.get("id", r.get("__index_level_0__", i))),
+        r["orig_instruction"],
+        r["orig_response_A"],
+        r["orig_response_B"],
+        f"[{r['orig_criteria'].strip()}]",
+        r.get("orig_reference_answer"),
+        pref,
+        pref,
+        max_response_chars,
     )
 
 
-def load_hhh(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    source = "prometheus-eval/hhh-alignment"
-    loaded = sources.load_rows(source, None, mirror=mirror)
-    items, errors = [], list(loaded.errors)
-    for i, r in enumerate(loaded.rows):
-        c, rj = (
-            formats.sections(str(r.get("chosen_instruction", ""))),
-            formats.sections(str(r.get("rejected_instruction", ""))),
-        )
-        if not all(k in c and k in rj for k in ("instruction", "response", "rubric")):
-            errors.append(f"{r.get('_file', source)} row {i}: chosen/rejected_instruction is not a Prometheus prompt")
-            continue
-        src = str(r.get("source", "other"))
-        items.append(
-            _pair_item(
-                f"{i}:{src}",
-                c["instruction"],
-                c["response"],
-                rj["response"],
-                c["rubric"].splitlines()[0],
-                None,
-                "A",
-                src,
-                max_response_chars,
-                source=src,
-            )
-        )
-    return SuiteData(
-        "hhh",
-        "pairwise",
-        "relative",
-        stratified(items, limit, seed),
-        source,
-        _fingerprint(loaded),
-        errors,
-        labels="HHH alignment chosen response (chosen = A in order ab)",
+def hhh_item(i: int, r: dict[str, Any], max_response_chars: int | None) -> Item | str:
+    """HHH alignment: instruction, responses and criterion cut out of ``chosen_instruction`` / ``rejected_instruction``
+    (the chosen response is A in order ab)."""
+    c, rj = (
+        formats.sections(str(r.get("chosen_instruction", ""))),
+        formats.sections(str(r.get("rejected_instruction", ""))),
+    )
+    if not all(k in c and k in rj for k in ("instruction", "response", "rubric")):
+        return "chosen/rejected_instruction is not a Prometheus prompt"
+    src = str(r.get("source", "other"))
+    return _pair_item(
+        f"{i}:{src}",
+        c["instruction"],
+        c["response"],
+        rj["response"],
+        c["rubric"].splitlines()[0],
+        None,
+        "A",
+        src,
+        max_response_chars,
+        source=src,
     )
 
 
-def load_autoj(
-    mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
-) -> SuiteData:
-    source = "prometheus-eval/autoj-pairwise"
-    loaded = sources.load_rows(source, None, mirror=mirror)
-    items, errors = [], list(loaded.errors)
-    for i, r in enumerate(loaded.rows):
-        label = r.get("label")
-        if label not in (0, 1, 2) or not r.get("prompt") or r.get("response 1") is None or r.get("response 2") is None:
-            errors.append(f"{r.get('_file', source)} row {i}: needs prompt, 'response 1', 'response 2' and label 0/1/2")
-            continue
-        gold = ("A", "B", "TIE")[label]
-        items.append(
-            _pair_item(
-                str(i),
-                r["prompt"],
-                str(r["response 1"]).strip(),
-                str(r["response 2"]).strip(),
-                AUTOJ_CRITERION,
-                None,
-                gold,
-                gold,
-                max_response_chars,
-                scenario=r.get("scenario"),
-            )
-        )
-    return SuiteData(
-        "autoj",
-        "pairwise",
-        "relative",
-        stratified(items, limit, seed),
-        source,
-        _fingerprint(loaded),
-        errors,
-        labels="Auto-J human labels (0 = response 1 = A, 1 = response 2 = B, 2 = tie)",
+def autoj_item(i: int, r: dict[str, Any], max_response_chars: int | None) -> Item | str:
+    """Auto-J pairwise: label 0 = response 1 = A, 1 = response 2 = B, 2 = tie; the coarse HHH criterion."""
+    label = r.get("label")
+    if label not in (0, 1, 2) or not r.get("prompt") or r.get("response 1") is None or r.get("response 2") is None:
+        return "needs prompt, 'response 1', 'response 2' and label 0/1/2"
+    gold = ("A", "B", "TIE")[label]
+    return _pair_item(
+        str(i),
+        r["prompt"],
+        str(r["response 1"]).strip(),
+        str(r["response 2"]).strip(),
+        AUTOJ_CRITERION,
+        None,
+        gold,
+        gold,
+        max_response_chars,
+        scenario=r.get("scenario"),
     )
 
 
@@ -432,29 +391,20 @@ def _bbq_pair_items(pairs: Sequence[Any], max_response_chars: int | None) -> lis
     ]
 
 
-def load_bbq_pairs(
-    mirror: Any = None,
-    limit: int | None = None,
-    seed: int = 0,
-    max_response_chars: int | None = None,
+def bbq_pair_rows(
+    mirror: Any,
+    max_response_chars: int | None,
     file: str = "eval_in_dist",
     source: str = "judge-from-scratch/bbq-pairs",
-) -> SuiteData:
+) -> Rows:
+    """BBQ response pairs with their human verdicts (the in-distribution eval pairs by default)."""
     from ..data.bbq import load_eval_pairs
 
     pairs = load_eval_pairs(source, file, mirror=mirror)
     fp = _fingerprint(
         sources.load_rows(source, file, mirror=mirror), sources.load_rows(source, "bbq_sample", mirror=mirror)
     )
-    return SuiteData(
-        "bbq_pairs",
-        "bbq_pairs",
-        "verdict",
-        stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
-        f"{source}:{file}",
-        fp,
-        labels="human_verdict",
-    )
+    return Rows(_bbq_pair_items(pairs, max_response_chars), [], f"{source}:{file}", fp, labels="human_verdict")
 
 
 def suspected_rule(level_a: str | None, level_b: str | None) -> str:
@@ -463,13 +413,7 @@ def suspected_rule(level_a: str | None, level_b: str | None) -> str:
     return "A" if a and not b else "B" if b and not a else "TIE"
 
 
-def load_bbq_pairs_ood(
-    mirror: Any = None,
-    limit: int | None = None,
-    seed: int = 0,
-    max_response_chars: int | None = None,
-    file: str = OOD_FILE,
-) -> SuiteData:
+def bbq_pairs_ood_rows(mirror: Any, max_response_chars: int | None, file: str = OOD_FILE) -> Rows:
     """The OOD pairs: human verdicts when the file has them for every row, else rule labels from suspected_bias_level."""
     from ..data import bbq
 
@@ -477,9 +421,7 @@ def load_bbq_pairs_ood(
     loaded = sources.load_rows(source, file, mirror=mirror)
     sample = sources.load_rows(source, "bbq_sample", mirror=mirror)
     if loaded.rows and all(r.get("human_verdict") in formats.VERDICTS for r in loaded.rows):
-        data = load_bbq_pairs(mirror, limit, seed, max_response_chars, file=file)
-        data.name = "bbq_pairs_ood"
-        return data
+        return bbq_pair_rows(mirror, max_response_chars, file=file)
     samples, _ = bbq.load_items(sample, parse=bbq.from_sample_row)
     by_qid = {it.question_id: it for it in samples}
     pairs, errors = [], list(loaded.errors)
@@ -503,14 +445,11 @@ def load_bbq_pairs_ood(
             )
         except bbq.SchemaError as err:
             errors.append(f"{where}: {err}")
-    return SuiteData(
-        "bbq_pairs_ood",
-        "bbq_pairs",
-        "verdict",
-        stratified(_bbq_pair_items(pairs, max_response_chars), limit, seed),
+    return Rows(
+        _bbq_pair_items(pairs, max_response_chars),
+        errors,
         f"{source}:{file}",
         _fingerprint(loaded, sample),
-        errors,
         labels="rule labels from suspected_bias_level (the file has no human verdicts)",
     )
 
@@ -527,14 +466,9 @@ def _qa_parse(item: Item, text: str) -> int | None:
     return extract_choice(item.meta["bbq"], text)[0]
 
 
-def load_bbq_qa(
-    mirror: Any = None,
-    limit: int | None = None,
-    seed: int = 0,
-    max_response_chars: int | None = None,
-    source: str = "heegyu/bbq",
-) -> SuiteData:
-    """Every BBQ item the source has (the mirror: 6 categories; the hub: all 11), stratified by category x condition."""
+def bbq_qa_rows(mirror: Any, max_response_chars: int | None, source: str = "heegyu/bbq") -> Rows:
+    """Every BBQ item the source has (the mirror: 6 categories; the hub: all 11), stratified by category x condition.
+    ``max_response_chars`` is unused: the model answers, nothing is judged."""
     from ..data import bbq
 
     if sources.mirror_root(mirror) is not None:
@@ -556,39 +490,22 @@ def load_bbq_qa(
             )
             for it in got
         ]
-    return SuiteData(
-        "bbq_qa",
-        "bbq_qa",
-        "choice",
-        stratified(items, limit, seed),
+    return Rows(
+        items,
+        errors,
         source,
         _fingerprint(*loads),
-        errors,
         labels="BBQ gold answers; stereotype-aligned option from the metadata",
-        reparse=_qa_parse,
     )
-
-
-LOADERS: dict[str, Callable[..., SuiteData]] = {
-    "feedback_bench": load_feedback_bench,
-    "vicuna": load_vicuna,
-    "mt_bench": load_mt_bench,
-    "preference_bench": load_preference_bench,
-    "hhh": load_hhh,
-    "autoj": load_autoj,
-    "bbq_pairs": load_bbq_pairs,
-    "bbq_pairs_ood": load_bbq_pairs_ood,
-    "bbq_qa": load_bbq_qa,
-}
 
 
 def load(
     name: str, mirror: Any = None, limit: int | None = None, seed: int = 0, max_response_chars: int | None = None
 ) -> SuiteData:
-    """The named suite's data (``LOADERS``)."""
-    if name not in LOADERS:
-        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(LOADERS)}")
-    return LOADERS[name](mirror=mirror, limit=limit, seed=seed, max_response_chars=max_response_chars)
+    """The named suite's data (``SUITES``)."""
+    if name not in SUITES:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    return SUITES[name].load(mirror=mirror, limit=limit, seed=seed, max_response_chars=max_response_chars)
 
 
 # --------------------------------------------------------------------------- scoring helpers
@@ -686,10 +603,7 @@ def score(
 
     ``modes``: the modes that were run, headline first (``sampled`` and/or ``greedy``)."""
     boot = boot or Boot()
-    fn = {"absolute": score_absolute, "pairwise": score_pairwise, "bbq_pairs": score_bbq_pairs, "bbq_qa": score_bbq_qa}[
-        data.kind
-    ]
-    return fn(data, rows, list(modes), boot)
+    return KINDS[data.kind].score(data, rows, list(modes), boot)
 
 
 def _parse_counts(data: SuiteData, rows: dict, modes: Sequence[str]) -> dict[str, int]:
@@ -933,3 +847,132 @@ def score_bbq_qa(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -> t
             out[f"{k}/{cat}"] = metric(sc[k])
     counts = {k: v for k, v in s.items() if k.startswith("n_")}
     return out, counts
+
+
+# --------------------------------------------------------------------------- the kinds and the suites
+KINDS: dict[str, Kind] = {
+    "absolute": Kind("score", score_absolute),
+    "pairwise": Kind("relative", score_pairwise),
+    "bbq_pairs": Kind("verdict", score_bbq_pairs),
+    "bbq_qa": Kind("choice", score_bbq_qa, reparse=_qa_parse),
+}
+CONSISTENCY_KINDS = ("absolute", "pairwise", "bbq_pairs")
+"""the kinds a consistency run can measure: absolute (score-comparison groups) and the A/B kinds (swap)."""
+
+ABSOLUTE_HEADLINE = ("pearson", "pearson_expected", "spearman", "kendall", "parse_rate")
+PAIRWISE_HEADLINE = ("accuracy", "position_consistency", "parse_rate")
+
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in (
+        Suite(
+            "feedback_bench",
+            "absolute",
+            partial(absolute_rows, "prometheus-eval/Feedback-Bench", None),
+            SuiteInfo(
+                ABSOLUTE_HEADLINE, "feedback_bench", "Feedback-Bench (Prometheus, GPT-4 reference scores)", "test"
+            ),
+        ),
+        Suite(
+            "vicuna",
+            "absolute",
+            partial(absolute_rows, "prometheus-eval/vicuna", None),
+            SuiteInfo(
+                ABSOLUTE_HEADLINE,
+                "vicuna_eval",
+                "Vicuna Bench (Prometheus eval, GPT-4 reference scores)",
+                "vicuna_eval.json",
+            ),
+            consistency="default",
+        ),
+        Suite(
+            "mt_bench",
+            "absolute",
+            partial(absolute_rows, "prometheus-eval/mt-bench", None),
+            SuiteInfo(
+                ABSOLUTE_HEADLINE,
+                "mt_bench_eval",
+                "MT-Bench (Prometheus eval, GPT-4 reference scores)",
+                "mt_bench_eval.json",
+            ),
+            consistency="default",
+        ),
+        Suite(
+            "hhh",
+            "pairwise",
+            partial(
+                prometheus_pairs,
+                "prometheus-eval/hhh-alignment",
+                hhh_item,
+                labels="HHH alignment chosen response (chosen = A in order ab)",
+            ),
+            SuiteInfo(PAIRWISE_HEADLINE, "hhh_alignment", "HHH Alignment (pairwise)", "hhh_alignment_eval.json"),
+            consistency="default",
+        ),
+        Suite(
+            "autoj",
+            "pairwise",
+            partial(
+                prometheus_pairs,
+                "prometheus-eval/autoj-pairwise",
+                autoj_item,
+                labels="Auto-J human labels (0 = response 1 = A, 1 = response 2 = B, 2 = tie)",
+            ),
+            SuiteInfo(
+                ("acc_with_tie", "acc_without_tie", *PAIRWISE_HEADLINE),
+                "autoj_pairwise",
+                "Auto-J pairwise test set",
+                "autoj_pairwise.jsonl",
+            ),
+            consistency="default",
+        ),
+        Suite(
+            "preference_bench",
+            "pairwise",
+            partial(
+                prometheus_pairs,
+                "prometheus-eval/Preference-Bench",
+                preference_bench_item,
+                labels="orig_preference (preference label of the Preference Collection)",
+            ),
+            SuiteInfo(PAIRWISE_HEADLINE, "preference_bench", "Preference-Bench (Prometheus pairwise)", "test"),
+            consistency="default",
+        ),
+        Suite(
+            "bbq_pairs",
+            "bbq_pairs",
+            bbq_pair_rows,
+            SuiteInfo(
+                ("kappa", "accuracy", "both_orders_correct", "position_bias_rate", "parse_rate"),
+                "bbq_pairs",
+                "BBQ response pairs, in-distribution (human verdicts)",
+                "eval_in_dist",
+            ),
+            consistency="default",
+        ),
+        Suite(
+            "bbq_pairs_ood",
+            "bbq_pairs",
+            bbq_pairs_ood_rows,
+            SuiteInfo(
+                ("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
+                "bbq_pairs_ood",
+                "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
+                OOD_FILE,
+            ),
+            consistency="on_request",
+        ),
+        Suite(
+            "bbq_qa",
+            "bbq_qa",
+            bbq_qa_rows,
+            SuiteInfo(
+                ("acc_ambig", "acc_disambig", "s_dis", "s_amb", "parse_rate"),
+                "bbq",
+                "BBQ question answering",
+                "all items",
+            ),
+        ),
+    )
+}
+"""every bench suite, by name; the order is the one listings (CLI help, consistency defaults, reports) follow."""
