@@ -40,7 +40,7 @@ def cmd_pairs(args: argparse.Namespace) -> None:
         folder = pairs.build(recipe, out_root=out_root, mirror=mirror, force=args.force)
         m = mf.read(folder) or {}
         if before.get("created") and before.get("created") == m.get("created"):
-            log.info(f"{folder}: up to date (same recipe and inputs; --force rebuilds)")
+            log.info("%s: up to date (same recipe and inputs; --force rebuilds)", folder)
         from rich.console import Console
 
         console = Console()

@@ -45,7 +45,9 @@ def cmd_merge(args: argparse.Namespace) -> None:
     recipe = _load(args)
     if recipe.sweep is not None:
         log.info(
-            f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)"
+            "note: %s has a sweep; this merges its own weights only (run `judgefactory sweep %s` for all points)",
+            recipe.name,
+            args.recipe,
         )
     out = merge.run(recipe, **_kwargs(args))
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
@@ -63,7 +65,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     points = recipe.sweep.weights
     outs = []
     for k, w in enumerate(points, 1):
-        log.info(f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}")
+        log.info("[sweep %d/%d] %s weight %.2f", k, len(points), recipe.models[0].adapter or recipe.models[0].model, w)
         t1 = time.perf_counter()
         outs.append(merge.run(recipe, weights=[w, round(1.0 - w, 10)], **_kwargs(args)))
         print(f"{outs[-1]}  ({time.perf_counter() - t1:.1f}s)")
