@@ -26,9 +26,9 @@ import contextlib
 import fcntl
 import importlib.metadata as md
 import json
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,8 @@ from . import bases, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
 from .recipes import MERGE_METHODS, MergeRecipe, dump
+
+log = logging.getLogger(__name__)
 
 TASK_VECTOR_METHODS = tuple(m for m, spec in MERGE_METHODS.items() if spec["signed_weights"])  # sums of task vectors
 """methods that merge task vectors around ``base_model``."""
@@ -79,7 +81,7 @@ def point_name(name: str, weight: float) -> str:
 
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+        log.info("%s", msg)
 
 
 # --------------------------------------------------------------------------- the merge

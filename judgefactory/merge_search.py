@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from . import paths
 from .errors import JudgeFactoryError
 from .recipes import AdapterRecipe, MergeRecipe, SearchRecipe
 from .tables import fmt, md_table
+
+log = logging.getLogger(__name__)
 
 HEADLINE = {"absolute": "pearson_expected", "pairwise": "kappa"}
 RESULTS = "results.jsonl"
@@ -219,10 +222,12 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
                 "seconds": round(time.time() - t0, 1),
             }
         )
-        print(
-            f"{search.name}: {cid}: absolute dev {scores['absolute'].get('pearson_expected'):.3f}, pairwise dev "
-            f"{scores['pairwise'].get('kappa'):.3f}",
-            flush=True,
+        log.info(
+            "%s: %s: absolute dev %.3f, pairwise dev %.3f",
+            search.name,
+            cid,
+            scores["absolute"].get("pearson_expected"),
+            scores["pairwise"].get("kappa"),
         )
     shutil.rmtree(scratch, ignore_errors=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 from . import manifest as mf
 from . import paths
 from .tables import MISSING, fmt_metric, md_table
+
+log = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
 
@@ -107,7 +110,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
         }
     )
     line.station("prepare the embedded base", lambda: bases.prepare(BASE))
-    print(chat(BASE, "In one sentence, what makes a good judge?", max_new_tokens=40))
+    log.info("%s", chat(BASE, "In one sentence, what makes a good judge?", max_new_tokens=40))
     line.station(
         "build the BBQ pair set", lambda: pairs.build(load("pairs", "bbq_pairs", recipes.PairsRecipe), mirror=root)
     )

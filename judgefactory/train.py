@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +22,8 @@ from . import bases, formats, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
 from .recipes import AdapterRecipe, dump
+
+log = logging.getLogger(__name__)
 
 
 class TrainError(JudgeFactoryError):
@@ -82,7 +84,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
 
     items, errors = load_absolute(d.source, d.file, mirror=mirror)
     if errors:
-        print(f"warning: {len(errors)} malformed rows skipped and counted; first: {errors[0]}")
+        log.warning("%d malformed rows skipped and counted; first: %s", len(errors), errors[0])
     items, dev = dev_split(items, d.dev_fraction, recipe.train.seed)  # the dev split never reaches training
     if not items:
         raise TrainError(f"{d.source}: no usable rows ({len(errors)} malformed)")
@@ -326,9 +328,12 @@ def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (t
 
         def on_step_end(self, args, state, control, **kw):
             if time.time() - self.start > minutes * 60 and state.global_step < state.max_steps:
-                print(
-                    f"time cap of {minutes} min reached at step {state.global_step} of {state.max_steps}: "
-                    "the adapter will be marked INCOMPLETE; rerun the same command to resume"
+                log.warning(
+                    "time cap of %s min reached at step %d of %d: the adapter will be marked INCOMPLETE; "
+                    "rerun the same command to resume",
+                    minutes,
+                    state.global_step,
+                    state.max_steps,
                 )
                 control.should_training_stop = True
                 control.should_save = True
@@ -348,7 +353,13 @@ def _Curve(recipe: AdapterRecipe, tok: Any, mirror: Any, path: Path):  # noqa: N
     assert recipe.dev is not None, f"{recipe.name}: a learning curve needs a dev block"
     steps = recipe.dev.steps
     data = dev_data(recipe, mirror)
-    print(f"{recipe.name}: learning curve at steps {steps} on the dev split ({len(data.items)} items, {data.source})")
+    log.info(
+        "%s: learning curve at steps %s on the dev split (%d items, %s)",
+        recipe.name,
+        steps,
+        len(data.items),
+        data.source,
+    )
 
     class Curve(TrainerCallback):
         def __init__(self) -> None:
@@ -371,7 +382,7 @@ def _Curve(recipe: AdapterRecipe, tok: Any, mirror: Any, path: Path):  # noqa: N
             from .quick_eval import DEV_HEADLINE
 
             key = DEV_HEADLINE[recipe.task]
-            print(f"{recipe.name}: dev {key} {point[key]:.3f} at step {step} ({point['seconds']:.0f} s)")
+            log.info("%s: dev %s %.3f at step %d (%.0f s)", recipe.name, key, point[key], step, point["seconds"])
 
         def on_train_begin(self, args, state, control, model=None, **kw):
             self._score(model, state.global_step, state)
@@ -453,8 +464,11 @@ def run(
         {"recipe": recipe.model_dump(mode="json"), "data": data_info, "base": (base_m or {}).get("files", recipe.base)}
     )
     if not force and mf.is_fresh(out, inputs) and completed(mf.read(out)):
-        print(
-            f"adapter {recipe.name} is fresh (same recipe, data and base; {recipe.train.max_steps} steps done): {out}"
+        log.info(
+            "adapter %s is fresh (same recipe, data and base; %d steps done): %s",
+            recipe.name,
+            recipe.train.max_steps,
+            out,
         )
         if quick_eval and recipe.quick_eval is not None and not (mf.read(out) or {}).get("quick_eval"):
             check(out, recipe, mirror)
@@ -464,14 +478,20 @@ def run(
 
     prec = precision(recipe)
     if prec["fell_back_to_float32"]:
-        print(
-            f"{recipe.name}: this {prec['device']} has no native bf16: training in float32 (bf16 would be emulated; "
-            "the adapter differs from one trained where bf16 runs)"
+        log.warning(
+            "%s: this %s has no native bf16: training in float32 (bf16 would be emulated; the adapter differs from "
+            "one trained where bf16 runs)",
+            recipe.name,
+            prec["device"],
         )
     model, tok, lora = (_load_unsloth if recipe.backend == "unsloth" else _load_trl)(recipe, prec["base_dtype"])
     rows, too_long = _fit(rows, tok, recipe.train.max_length)
-    print(
-        f"{recipe.name}: {len(rows)} training examples ({too_long} longer than max_length={recipe.train.max_length} dropped)"
+    log.info(
+        "%s: %d training examples (%d longer than max_length=%d dropped)",
+        recipe.name,
+        len(rows),
+        too_long,
+        recipe.train.max_length,
     )
     work = Path(adapters_dir) / ".work" / f"{recipe.name}-{inputs[:12]}"
     work.mkdir(parents=True, exist_ok=True)
@@ -514,18 +534,24 @@ def run(
         trainer.score_loss_weight = t.score_loss_weight
     resume = get_last_checkpoint(str(work)) if work.is_dir() else None
     if resume:
-        print(f"resuming from {resume}")
+        log.info("resuming from %s", resume)
     started = time.time()
     with completion_only_head():
         trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - started
-    log = [h for h in trainer.state.log_history if "loss" in h]
-    first, last = _loss_ends(log)
+    losses = [h for h in trainer.state.log_history if "loss" in h]
+    first, last = _loss_ends(losses)
     steps = trainer.state.global_step
     done = steps >= t.max_steps
-    print(
-        f"{recipe.name}: loss {first:.3f} -> {last:.3f} over {steps} of {t.max_steps} steps ({train_s / 60:.1f} min)"
-        + ("" if done else " -- INCOMPLETE: stopped by the time cap")
+    log.info(
+        "%s: loss %.3f -> %.3f over %d of %d steps (%.1f min)%s",
+        recipe.name,
+        first,
+        last,
+        steps,
+        t.max_steps,
+        train_s / 60,
+        "" if done else " -- INCOMPLETE: stopped by the time cap",
     )
     preference = None
     if done and recipe.preference is not None:
@@ -540,7 +566,7 @@ def run(
         _portable_adapter_config(tmp, bases.hub_id(recipe.base))
         mf.write_text(tmp / "recipe.yaml", dump(recipe))
         mf.write_text(tmp / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in trainer.state.log_history))
-        _plot_loss(log, tmp / "loss_curve.png", recipe.name)
+        _plot_loss(losses, tmp / "loss_curve.png", recipe.name)
         if curve:
             mf.write_text(tmp / "curve.jsonl", "".join(json.dumps(p) + "\n" for p in curve))
             _plot_curve(curve, tmp / "curve.png", recipe)
@@ -583,8 +609,13 @@ def run(
     if done:
         shutil.rmtree(work, ignore_errors=True)
     else:
-        print(
-            f"{recipe.name}: INCOMPLETE adapter saved at {out} ({steps}/{t.max_steps} steps); checkpoints kept in {work}"
+        log.warning(
+            "%s: INCOMPLETE adapter saved at %s (%d/%d steps); checkpoints kept in %s",
+            recipe.name,
+            out,
+            steps,
+            t.max_steps,
+            work,
         )
     if quick_eval and recipe.quick_eval is not None:
         check(out, recipe, mirror, peft_model=trainer.model, tok=tok)
@@ -609,9 +640,8 @@ def check(out: Path, recipe: AdapterRecipe, mirror: Any, peft_model: Any = None,
             out,
             {**m, "quick_eval": {"failed": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}},
         )
-        print(
-            f"{recipe.name}: the adapter is saved at {out}; its quick check FAILED (recorded in its manifest)",
-            file=sys.stderr,
+        log.warning(
+            "%s: the adapter is saved at %s; its quick check FAILED (recorded in its manifest)", recipe.name, out
         )
         raise
     mf.write_json(out / "quick_eval.json", evals)

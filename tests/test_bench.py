@@ -444,7 +444,7 @@ def test_report_table_and_charts(tmp_path):
 
 # --------------------------------------------------------------------------- CLI and quick eval
 def test_cli_registers_both_commands():
-    from judgefactory import bench_cli
+    from judgefactory.cli import bench as bench_cli
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")

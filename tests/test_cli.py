@@ -127,22 +127,14 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
     ).stdout
     assert "17 recipes valid" in out or "recipes valid" in out.splitlines()[-1]
     assert str(target / "judgefactory" / "_recipes") in out
-    where = subprocess.run(
-        [sys.executable, "-c", "from judgefactory import paths; print(paths.workspace(), paths.adapters())"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+
+    def installed_paths(*calls: str) -> list[str]:
+        code = f"from judgefactory import paths; print({', '.join(f'paths.{c}()' for c in calls)})"
+        run = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    where = installed_paths("workspace", "adapters")
     assert where == [str(tmp_path / "home" / "judgefactory"), str(tmp_path / "home" / "judgefactory" / "adapters")]
     env["JUDGEFACTORY_HOME"] = str(tmp_path / "ws")
-    where = subprocess.run(
-        [sys.executable, "-c", "from judgefactory import paths; print(paths.bench())"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert where == str(tmp_path / "ws" / "bench")
+    assert installed_paths("bench") == [str(tmp_path / "ws" / "bench")]

@@ -351,7 +351,7 @@ def test_gate_stops_a_dry_run_push(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- CLI parser
 def test_cli_parser() -> None:
-    from judgefactory import consistency_cli
+    from judgefactory.cli import consistency as consistency_cli
 
     p = argparse.ArgumentParser()
     consistency_cli.add_parser(p.add_subparsers(dest="command"))

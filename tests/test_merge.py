@@ -477,7 +477,7 @@ def test_full_checkpoints_merge_linear(world, tmp_path):
 def test_cli_merge_and_sweep_parse(world, tmp_path, capsys):
     import argparse
 
-    from judgefactory import merge_cli
+    from judgefactory.cli import merge as merge_cli
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command", required=True)

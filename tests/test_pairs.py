@@ -18,7 +18,8 @@ from conftest import PKG_MIRROR
 
 from judgefactory import formats, recipes
 from judgefactory import manifest as mf
-from judgefactory.data import bbq, bbq_responses, pairs, pairs_cli, sources
+from judgefactory.cli import data as data_cli
+from judgefactory.data import bbq, bbq_responses, pairs, sources
 from judgefactory.recipes import PairsRecipe
 
 BUCKETS = dict(clear_bias=6, subtle_bias=4, tracked_vs_alternate=4, tie=4, adversarial=6)
@@ -481,7 +482,7 @@ def test_llm_labeler_unreachable_is_counted(tmp_path):
 def test_cli_build_prints_summary(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-mirror", default=None)
-    pairs_cli.add_parser(parser.add_subparsers(dest="command"))
+    data_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         [
             "--data-mirror",

@@ -1,29 +1,37 @@
-"""``judgefactory merge`` / ``judgefactory sweep``: the command-line face of :mod:`judgefactory.merge`.
+"""``judgefactory merge`` / ``sweep`` / ``merge-search``: the command-line face of :mod:`judgefactory.merge` and
+:mod:`judgefactory.merge_search`.
 
-``add_parser(sub)`` registers both commands on the main parser's subparsers. RECIPE is a name in
-``recipes/merges`` (``nuslerp_50_50``) or a path to a YAML file. Progress goes to stderr (stage lines
-and mergekit's bars); the output path(s) and the elapsed time go to stdout.
+RECIPE is a name in ``recipes/merges`` (``nuslerp_50_50``; ``recipes/searches`` for merge-search) or a path to a YAML
+file. Progress goes to stderr (the log's stage lines and mergekit's bars); the output path(s) and the elapsed time go
+to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import common
+
+if TYPE_CHECKING:
+    from ..recipes import MergeRecipe
+
+log = logging.getLogger(__name__)
+
+_SET_HELP = "recipe overrides (dotted keys, YAML values)"
 
 
-def _load(args: argparse.Namespace):
-    from . import recipes
+def _load(args: argparse.Namespace) -> MergeRecipe:
+    from ..recipes import MergeRecipe
 
-    r = recipes.load(recipes.find("merges", args.recipe), args.set)
-    if r.kind != "merge":
-        raise recipes.RecipeError(f"{args.recipe}: a {r.kind} recipe, expected kind: merge")
-    return r
+    return common.load_recipe("merges", args.recipe, args.set, MergeRecipe)
 
 
-def _kwargs(args: argparse.Namespace) -> dict:
-    kw: dict = {"cuda": args.cuda, "force": args.force, "quiet": args.quiet}
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"cuda": args.cuda, "force": args.force, "quiet": args.quiet}
     for key in ("adapters_dir", "merges_dir", "cache_dir"):
         if getattr(args, key):
             kw[key] = Path(getattr(args, key))
@@ -31,21 +39,22 @@ def _kwargs(args: argparse.Namespace) -> dict:
 
 
 def cmd_merge(args: argparse.Namespace) -> None:
-    from . import merge
+    from .. import merge
 
     t0 = time.perf_counter()
     recipe = _load(args)
     if recipe.sweep is not None:
-        print(
-            f"note: {recipe.name} has a sweep; this merges its own weights only (run `judgefactory sweep {args.recipe}` for all points)",
-            file=sys.stderr,
+        log.info(
+            "note: %s has a sweep; this merges its own weights only (run `judgefactory sweep %s` for all points)",
+            recipe.name,
+            args.recipe,
         )
     out = merge.run(recipe, **_kwargs(args))
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from . import merge
+    from .. import merge
 
     t0 = time.perf_counter()
     recipe = _load(args)
@@ -56,11 +65,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     points = recipe.sweep.weights
     outs = []
     for k, w in enumerate(points, 1):
-        print(
-            f"[sweep {k}/{len(points)}] {recipe.models[0].adapter or recipe.models[0].model} weight {w:.2f}",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info("[sweep %d/%d] %s weight %.2f", k, len(points), recipe.models[0].adapter or recipe.models[0].model, w)
         t1 = time.perf_counter()
         outs.append(merge.run(recipe, weights=[w, round(1.0 - w, 10)], **_kwargs(args)))
         print(f"{outs[-1]}  ({time.perf_counter() - t1:.1f}s)")
@@ -68,24 +73,21 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from . import merge_search, recipes
+    from .. import merge_search
+    from ..recipes import SearchRecipe
 
-    recipe = recipes.load(recipes.find("searches", args.recipe), args.set)
-    if recipe.kind != "search":
-        raise recipes.RecipeError(f"{args.recipe}: a {recipe.kind} recipe, expected kind: search")
+    recipe = common.load_recipe("searches", args.recipe, args.set, SearchRecipe)
     t0 = time.perf_counter()
     out = merge_search.run(recipe, force=args.force)
     print((out / "table.md").read_text())
     print(f"{out}  ({time.perf_counter() - t0:.1f}s); chosen: recipes/merges/{recipe.name}-chosen.yaml")
 
 
-def _common(s: argparse.ArgumentParser) -> None:
+def _merge_args(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "recipe", metavar="RECIPE", help="a name in recipes/merges (e.g. nuslerp_50_50) or a recipe .yaml path"
     )
-    s.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)"
-    )
+    common.add_set(s, _SET_HELP)
     s.add_argument("--cuda", action="store_true", help="do mergekit's arithmetic on the GPU")
     s.add_argument("--force", action="store_true", help="merge again even if the output is fresh")
     s.add_argument("--quiet", action="store_true", help="no progress output")
@@ -94,20 +96,18 @@ def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--cache-dir", default=None, help="staged inputs + LoRA folds (default: $JUDGEFACTORY_CACHE/merge)")
 
 
-def add_parser(sub) -> None:
-    """Register ``merge RECIPE`` and ``sweep RECIPE`` on ``sub`` (the main parser's subparsers)."""
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``merge RECIPE``, ``sweep RECIPE`` and ``merge-search RECIPE`` on ``sub``."""
     s = sub.add_parser("merge", help="merge adapters/checkpoints with mergekit into merges/<name>/")
-    _common(s)
+    _merge_args(s)
     s.set_defaults(func=cmd_merge)
     s = sub.add_parser("sweep", help="one merge per weight in the recipe's sweep: merges/<name>-w<w>/")
-    _common(s)
+    _merge_args(s)
     s.set_defaults(func=cmd_sweep)
     s = sub.add_parser(
         "merge-search", help="merge candidates scored on both skills' dev splits: merges/<search>/ + a chosen recipe"
     )
     s.add_argument("recipe", metavar="RECIPE", help="a name in recipes/searches or a recipe .yaml path")
-    s.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides (dotted keys, YAML values)"
-    )
+    common.add_set(s, _SET_HELP)
     s.add_argument("--force", action="store_true", help="score every candidate again")
     s.set_defaults(func=cmd_search)

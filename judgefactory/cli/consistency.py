@@ -1,15 +1,15 @@
 """``judgefactory consistency MODEL``: the command-line face of :mod:`judgefactory.consistency`.
 
-``add_parser(sub)`` registers the command on the main parser's subparsers. It writes ``consistency/<model>/``
-(swap.json, conflict.json, transitivity.json, summary.json, summary.md, manifest.json) and prints one table:
-rows = checks, columns = plain vs remedied judging.
+It writes ``consistency/<model>/`` (swap.json, conflict.json, transitivity.json, summary.json, summary.md,
+manifest.json) and prints one table: rows = checks, columns = plain vs remedied judging.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+
+from . import common
 
 
 def _limit(value: int | None) -> int | None:
@@ -17,7 +17,7 @@ def _limit(value: int | None) -> int | None:
 
 
 def cmd_consistency(args: argparse.Namespace) -> None:
-    from . import consistency
+    from .. import consistency
 
     t0 = time.perf_counter()
     out = consistency.run(
@@ -25,34 +25,28 @@ def cmd_consistency(args: argparse.Namespace) -> None:
         limit_groups=_limit(args.limit),
         limit_pairs=_limit(args.limit_pairs),
         suites=args.suites,
-        out_root=Path(args.out) if args.out else None,
         samples=args.samples,
         max_new_tokens=args.max_new_tokens,
-        max_response_chars=args.max_response_chars,
-        batch_size=args.batch_size,
         seed=args.seed,
         with_reference=not args.no_reference,
         score_tol=args.score_tol,
         verdict_tol=args.verdict_tol,
-        backend=args.backend,
-        base_url=args.base_url,
         progress=args.progress,
+        **common.engine_kwargs(args),
     )
     print(f"{out}  ({time.perf_counter() - t0:.1f}s)")
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``consistency MODEL [--limit N] [--limit-pairs M] [--suites ...]`` on ``sub``."""
-    from .consistency import ABSOLUTE_SUITES, DEFAULT_SUITES, PAIRWISE_SUITES
+    from ..consistency import ABSOLUTE_SUITES, DEFAULT_SUITES, PAIRWISE_SUITES
 
     s = sub.add_parser(
         "consistency",
         help="position consistency, score-comparison conflicts (CR) and transitivity "
         "(NTR_k), plain vs remedied: consistency/<model>/",
     )
-    s.add_argument(
-        "model", metavar="MODEL", help="base, embedded:<name>, adapter:<name>, merge:<name>, a folder or hub id"
-    )
+    common.add_model(s)
     s.add_argument(
         "--limit", type=int, default=8, help="instructions (4 responses each) per absolute suite (default 8; 0: all)"
     )
@@ -68,8 +62,7 @@ def add_parser(sub) -> None:
     )
     s.add_argument("--samples", type=int, default=1, help="samples per pairwise item for repetition stability (1: off)")
     s.add_argument("--max-new-tokens", type=int, default=128)
-    s.add_argument("--max-response-chars", type=int, default=None, help="clip judged responses (CPU budgets)")
-    s.add_argument("--batch-size", type=int, default=16)
+    common.add_engine(s, results="consistency", batch_size=16, clip_help="clip judged responses (CPU budgets)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--no-reference",
@@ -80,8 +73,5 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--verdict-tol", type=float, default=0.1, help="likelihood-aware totals within this are a TIE (default 0.1)"
     )
-    s.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
-    s.add_argument("--base-url", default=None, help="openai backend: the server, e.g. http://localhost:8000/v1")
     s.add_argument("--progress", action="store_true", help="progress bars on stderr")
-    s.add_argument("--out", default=None, help="results root (default: the workspace's consistency/, see README)")
     s.set_defaults(func=cmd_consistency)

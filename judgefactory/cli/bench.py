@@ -1,6 +1,5 @@
 """``judgefactory bench`` / ``judgefactory bench-compare``: the command-line face of :mod:`judgefactory.bench`.
 
-``add_parser(sub)`` registers both on the main parser's subparsers.
 ``bench MODEL SUITE``: SUITE is one suite (``vicuna``, ``bbq_pairs``, …) or a bench recipe in recipes/bench (``quick``).
 ``bench-compare MODEL [MODEL …]``: one table across the models' results, plus charts in bench/compare/.
 """
@@ -8,24 +7,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from . import common
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .bench import run as bench_run
-    from .bench import suites
+    from ..bench import run as bench_run
+    from ..bench import suites
 
-    out = bench_run.run(
-        args.model,
-        args.suite,
-        limit=args.limit,
-        out_root=Path(args.out) if args.out else None,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        base_url=args.base_url,
-        max_response_chars=args.max_response_chars,
-        n_boot=args.n_boot,
-    )
+    out = bench_run.run(args.model, args.suite, limit=args.limit, n_boot=args.n_boot, **common.engine_kwargs(args))
     folders = (
         [out] if args.suite in suites.SUITES else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
     )
@@ -35,18 +25,16 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from .bench import report
+    from ..bench import report
 
     out = report.compare(args.models, out=args.out, bench_root=args.bench_root, consistency_root=args.consistency_root)
     print(out / "compare.md")
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``bench MODEL SUITE`` and ``bench-compare MODEL [MODEL …]`` on ``sub``."""
     s = sub.add_parser("bench", help="benchmark a model on a suite or a bench recipe: bench/<model>/<suite>/")
-    s.add_argument(
-        "model", metavar="MODEL", help="base, embedded:<name>, adapter:<name>, merge:<name>, a folder or hub id"
-    )
+    common.add_model(s)
     s.add_argument(
         "suite",
         metavar="SUITE",
@@ -54,17 +42,10 @@ def add_parser(sub) -> None:
         "or a bench recipe (quick, full)",
     )
     s.add_argument("--limit", type=int, default=None, help="items per suite (seeded, stratified subset)")
-    s.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: the recipe's)")
-    s.add_argument(
-        "--max-response-chars",
-        type=int,
-        default=None,
-        help="clip judged responses (CPU budgets; part of the config hash)",
+    common.add_engine(
+        s, results="bench", batch_size=None, clip_help="clip judged responses (CPU budgets; part of the config hash)"
     )
-    s.add_argument("--backend", choices=["transformers", "vllm", "openai"], default="transformers")
-    s.add_argument("--base-url", default=None, help="openai backend: the server, e.g. http://localhost:8000/v1")
     s.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap replicates per CI (0: no CIs)")
-    s.add_argument("--out", default=None, help="results root (default: the workspace's bench/, see README)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("bench-compare", help="compare models' bench (and consistency) results: table + charts")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import paths
+from .. import paths
 
 
 def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
-    from . import models
-    from .hub import HubError
+    from .. import models
+    from ..hub import HubError
 
     if bool(args.merge) == bool(args.adapter):
         raise HubError("give exactly one of --merge NAME or --adapter NAME")
@@ -19,8 +19,8 @@ def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def cmd_card(args: argparse.Namespace) -> None:
-    from . import models
-    from .card import write_card
+    from .. import models
+    from ..card import write_card
 
     ref, folder = _artifact(args)
     out = write_card(
@@ -35,9 +35,9 @@ def cmd_card(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from . import hub, models
-    from .card import build_card
-    from .consistency import gate_for
+    from .. import hub, models
+    from ..card import build_card
+    from ..consistency import gate_for
 
     ref, folder = _artifact(args)
     card = str(build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
@@ -55,6 +55,7 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``card`` and ``push`` (one of ``--merge NAME`` / ``--adapter NAME``) on ``sub``."""
     for name, fn, help_ in (
         ("card", cmd_card, "write the model card (README.md) of a merge or adapter; no upload"),
         ("push", cmd_push, "upload a merge or adapter to the Hugging Face Hub (needs HF_TOKEN)"),

@@ -1,0 +1,5 @@
+"""``python -m judgefactory.cli ...``: the same as the ``judgefactory`` console script."""
+
+from . import main
+
+main()
