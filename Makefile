@@ -29,7 +29,7 @@ repo ?=
 ARGS ?=
 
 .PHONY: help venv venv-gpu lint test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
-        bench bench-compare consistency card push clean-artifacts
+        bench bench-compare retention consistency card push clean-artifacts
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 20
@@ -91,6 +91,9 @@ bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=qui
 models ?= base adapter:absolute adapter:pairwise merge:nuslerp_50_50
 bench-compare: $(STAMP) ## one table + plots across models: make bench-compare models="base merge:nuslerp_50_50"
 	$(JF) bench-compare $(models)
+
+retention: $(STAMP) ## what a merge keeps of each specialist (eval sets, bootstrap CIs): make retention models=merge:full_search-chosen
+	$(JF) retention $(models) --pairwise $(or $(pairwise),adapter:pairwise-full) --absolute $(or $(absolute),adapter:absolute-full)
 
 consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=…
 	$(JF) consistency $(model) $(if $(limit),--limit $(limit))

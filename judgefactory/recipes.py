@@ -38,9 +38,7 @@ def check_base(value: str) -> str:
     """A base is ``embedded:<known>``, a hub id ``org/name``, or an existing local folder."""
     if value.startswith("embedded:"):
         if value.split(":", 1)[1] not in EMBEDDED:
-            raise ValueError(
-                f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED)}"
-            )
+            raise ValueError(f"unknown embedded base {value!r}; known: {', '.join('embedded:' + b for b in EMBEDDED)}")
         return value
     if _HUB_ID.match(value) or Path(value).is_dir():
         return value

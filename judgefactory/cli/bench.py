@@ -2,6 +2,7 @@
 
 ``bench MODEL SUITE``: SUITE is one suite (``vicuna``, ``bbq_pairs``, …) or a bench recipe in recipes/bench (``quick``).
 ``bench-compare MODEL [MODEL …]``: one table across the models' results, plus charts in bench/compare/.
+``retention MODEL [MODEL …] --pairwise A --absolute B``: how much of each specialist's eval figure the models keep.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(out / "compare.md")
 
 
+def cmd_retention(args: argparse.Namespace) -> None:
+    from ..bench import retention
+
+    out = retention.run(args.models, pairwise=args.pairwise, absolute=args.absolute, n_boot=args.n_boot)
+    print((out / "retention.md").read_text())
+    print(out)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``bench MODEL SUITE`` and ``bench-compare MODEL [MODEL …]`` on ``sub``."""
     s = sub.add_parser("bench", help="benchmark a model on a suite or a bench recipe: bench/<model>/<suite>/")
@@ -54,3 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--bench-root", default=None, help="default: the workspace's bench/")
     s.add_argument("--consistency-root", default=None, help="default: the workspace's consistency/")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser(
+        "retention", help="retention = model / specialist on the eval sets, paired bootstrap CIs: bench/retention/"
+    )
+    s.add_argument("models", metavar="MODEL", nargs="+", help="merged or joint judges (benched like the specialists)")
+    s.add_argument("--pairwise", required=True, help="the pairwise specialist, e.g. adapter:pairwise-full")
+    s.add_argument("--absolute", required=True, help="the absolute specialist, e.g. adapter:absolute-full")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    s.set_defaults(func=cmd_retention)
