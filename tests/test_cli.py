@@ -1,6 +1,5 @@
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -8,12 +7,12 @@ import pytest
 from judgefactory import cli
 
 
-def test_help_is_fast_and_lists_commands():
-    t = time.perf_counter()
+def test_help_lists_commands_without_heavy_imports():
+    """--help stays cheap because the CLI imports no torch / transformers / mergekit / trl (checked below), not by a
+    wall-clock limit, which failed on a loaded 2-core machine."""
     out = subprocess.run(
         [sys.executable, "-m", "judgefactory.cli", "--help"], capture_output=True, text=True, check=True
     )
-    assert time.perf_counter() - t < 5  # generous for CI; `time judgefactory --help` is ~0.1 s here
     for cmd in ("base", "validate", "chat", "data"):
         assert cmd in out.stdout
     heavy = subprocess.run(
