@@ -16,12 +16,14 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-# scipy.stats and sklearn are imported where they are used: this module is on the import path of the suite registry
-# (bench.suites.SUITES), which the command line and the recipe validator read, and they cost ~1 s of CPU to import.
+# numpy, scipy.stats and sklearn are imported where they are used: this module is on the import path of the suite
+# registry (bench.suites.SUITES), which the command line's parser and the recipe validator read; the three cost
+# ~1.3 s of CPU to import, numpy alone doubles the time of `judgefactory --help`.
 
 __all__ = [
     "VERDICTS",
@@ -57,6 +59,8 @@ def _round_half_up(x: float) -> int:
 
 def _safe_corr(fn: Callable[..., Any], x: np.ndarray, y: np.ndarray) -> float:
     """Correlation that is nan (without warnings) on < 2 points or constant input."""
+    import numpy as np
+
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
     with warnings.catch_warnings():
@@ -72,6 +76,9 @@ def correlations(pred: Sequence[float | None], gold: Sequence[float]) -> dict[st
     say how many were left out. ``exact_match`` is over ALL items (errors count wrong): the share
     of items whose prediction and gold round (half up) to the same integer.
     """
+    import numpy as np
+    from scipy import stats
+
     if len(pred) != len(gold):
         raise ValueError(f"pred and gold differ in length: {len(pred)} != {len(gold)}")
     n = len(gold)
@@ -79,8 +86,6 @@ def correlations(pred: Sequence[float | None], gold: Sequence[float]) -> dict[st
     x = np.asarray([float(p) for p in pred if p is not None], dtype=float)
     y = np.asarray([float(gold[i]) for i in keep], dtype=float)
     n_errors = n - len(keep)
-    from scipy import stats
-
     hits = sum(1 for p, g in zip(pred, gold, strict=False) if p is not None and _round_half_up(p) == _round_half_up(g))
     return {
         "pearson": _safe_corr(stats.pearsonr, x, y),
@@ -177,6 +182,8 @@ def bootstrap_ci(
     together. Pass one cluster per item for the ordinary item bootstrap. Replicates where the
     metric is nan are ignored. Deterministic for a given ``seed``.
     """
+    import numpy as np
+
     if not (len(pred) == len(gold) == len(clusters)):
         raise ValueError("pred, gold and clusters must have the same length")
     if not clusters:
@@ -280,6 +287,8 @@ def repetition_stability(samples: Sequence[Sequence[str | None]]) -> float:
     denominator but can never be the modal verdict, so an item whose samples all failed to parse
     scores 0. Items with no samples are skipped; nan if no item has samples.
     """
+    import numpy as np
+
     per_item: list[float] = []
     for item in samples:
         if len(item) == 0:
