@@ -12,6 +12,7 @@ import importlib.metadata as md
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import manifest as mf
 from .errors import JudgeFactoryError
@@ -78,6 +79,11 @@ def hub_id(name: str) -> str:
 
 def license_of(name: str) -> str | None:
     return EMBEDDED[name.split(":", 1)[1]].license if name.startswith("embedded:") else None
+
+
+def manifest_entry(name: str, **extra: Any) -> dict[str, Any]:
+    """The ``base`` block of an adapter's or a merge's manifest: the name, its public hub id and licence, and ``extra``."""
+    return {"name": name, "hub_id": hub_id(name), "license": license_of(name), **extra}
 
 
 def _gguf_path(spec: Embedded) -> Path:

@@ -203,6 +203,17 @@ TOP_LOGPROBS = 20
 """top next-token log-probabilities kept per generated token, by every backend (OpenAI's API maximum)."""
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How every request of one ``Engine.judge`` call is decoded; each backend's ``run`` takes it as it is."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    n: int = 1
+    top_p: float | None = None
+    seed: int | None = None
+
+
 class TransformersBackend:
     """A loaded (model, tokenizer); generation through ``generate.generate_sequences``, which records each step's top
     ``TOP_LOGPROBS`` next-token log-probabilities, so reading the answer distribution costs no extra forward pass."""
@@ -217,11 +228,7 @@ class TransformersBackend:
         messages_list: Sequence[Messages],
         *,
         spec: AnswerSpec | None,
-        max_new_tokens: int,
-        temperature: float,
-        n: int,
-        top_p: float | None,
-        seed: int | None,
+        sampling: Sampling,
         batch_size: int,
         progress: str | None,
     ) -> list[Raw]:
@@ -232,14 +239,14 @@ class TransformersBackend:
             self.model,
             self.tok,
             prompts,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=sampling.max_new_tokens,
             batch_size=batch_size,
-            temperature=temperature,
-            top_p=top_p,
-            num_return_sequences=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            num_return_sequences=sampling.n,
             progress=progress,
             bf16=self.bf16,
-            seed=seed,
+            seed=sampling.seed,
             top_logprobs=TOP_LOGPROBS if spec is not None else 0,
         )
         out = [Raw([c.text for c in s]) for s in seqs]
@@ -284,21 +291,17 @@ class VLLMBackend:
         messages_list: Sequence[Messages],
         *,
         spec: AnswerSpec | None,
-        max_new_tokens: int,
-        temperature: float,
-        n: int,
-        top_p: float | None,
-        seed: int | None,
+        sampling: Sampling,
         batch_size: int,
         progress: str | None,
     ) -> list[Raw]:
         params = self._vllm.SamplingParams(
-            n=n,
-            temperature=temperature,
-            top_p=top_p or 1.0,
-            max_tokens=max_new_tokens,
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p or 1.0,
+            max_tokens=sampling.max_new_tokens,
             logprobs=TOP_LOGPROBS,
-            seed=seed,
+            seed=sampling.seed,
         )
         outs = self.llm.chat(list(messages_list), params, use_tqdm=progress is not None, lora_request=self.lora)
         raws = []
@@ -343,31 +346,23 @@ class OpenAIBackend:
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as err:
             raise EngineError(f"{self.base_url}/chat/completions: {err}") from None
 
-    def _one(
-        self,
-        messages: Messages,
-        spec: AnswerSpec | None,
-        max_new_tokens: int,
-        temperature: float,
-        n: int,
-        top_p: float | None,
-        seed: int | None,
-    ) -> Raw:
+    def _one(self, messages: Messages, spec: AnswerSpec | None, sampling: Sampling) -> Raw:
+        n = sampling.n
         choices: list[dict[str, Any]] = []
         while len(choices) < n:  # servers that ignore n return one choice per request
             body = {
                 "model": self.model,
                 "messages": messages,
-                "max_tokens": max_new_tokens,
-                "temperature": temperature,
+                "max_tokens": sampling.max_new_tokens,
+                "temperature": sampling.temperature,
                 "n": n - len(choices),
                 "logprobs": True,
                 "top_logprobs": TOP_LOGPROBS,
             }
-            if top_p is not None:
-                body["top_p"] = top_p
-            if seed is not None:
-                body["seed"] = seed
+            if sampling.top_p is not None:
+                body["top_p"] = sampling.top_p
+            if sampling.seed is not None:
+                body["seed"] = sampling.seed
             got = self._post(body).get("choices") or []
             if not got:
                 raise EngineError(f"{self.base_url}: response without choices")
@@ -389,18 +384,12 @@ class OpenAIBackend:
         messages_list: Sequence[Messages],
         *,
         spec: AnswerSpec | None,
-        max_new_tokens: int,
-        temperature: float,
-        n: int,
-        top_p: float | None,
-        seed: int | None,
+        sampling: Sampling,
         batch_size: int,
         progress: str | None,
     ) -> list[Raw]:
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, batch_size))) as pool:
-            return list(
-                pool.map(lambda m: self._one(m, spec, max_new_tokens, temperature, n, top_p, seed), messages_list)
-            )
+            return list(pool.map(lambda m: self._one(m, spec, sampling), messages_list))
 
 
 # --------------------------------------------------------------------------- the engine
@@ -503,16 +492,9 @@ class Engine:
             raise EngineError(f"unknown answer kind {answer!r}: {', '.join(ANSWERS)}")
         if not messages_list:
             return []
+        sampling = Sampling(max_new_tokens, temperature, n, top_p, seed)
         raws = self.backend.run(
-            messages_list,
-            spec=spec,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            n=n,
-            top_p=top_p,
-            seed=seed,
-            batch_size=self.batch_size,
-            progress=progress,
+            messages_list, spec=spec, sampling=sampling, batch_size=self.batch_size, progress=progress
         )
         return [
             Judgement(r.texts, [spec.parse(t) if spec else None for t in r.texts], r.probs, r.probs_mass) for r in raws

@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class JudgeFactoryError(Exception):
     """An expected failure: the message is one line naming what to fix."""
+
+
+class TrainError(JudgeFactoryError):
+    """Training cannot start (bad data, missing pair set, wrong backend for this machine); raised by the SFT station
+    (``train``), its loss (``loss``) and the preference stage (``preference``)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 os.environ.setdefault(
     "LITELLM_LOCAL_MODEL_COST_MAP", "True"
@@ -194,6 +195,13 @@ def bias_prompt(
         choices=choices_text(choices),
         response_a=clip(response_a, max_response_chars),
         response_b=clip(response_b, max_response_chars),
+    )
+
+
+def pair_prompt(row: Mapping[str, Any], max_response_chars: int | None = None) -> str:
+    """The bias prompt of a pair-set row (``context``, ``question``, ``choices``, ``response_a``, ``response_b``)."""
+    return bias_prompt(
+        row["context"], row["question"], row["choices"], row["response_a"], row["response_b"], max_response_chars
     )
 
 

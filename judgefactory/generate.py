@@ -455,42 +455,11 @@ def prefilled(
     return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "past_key_values": cache}
 
 
-def generate(
-    model: Any,
-    tok: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
-    temperature: float = 0.0,
-    progress: str | None = None,
-    bf16: bool = True,
-    top_p: float | None = None,
-    num_return_sequences: int = 1,
-    return_sequences: bool = False,
-    seed: int | None = None,
-) -> list:
-    """One completion text per (already templated) prompt; output order matches input order.
-
-    With ``num_return_sequences`` > 1: a list of texts per prompt. With ``return_sequences``: the
-    ``Completion`` objects (text + token ids) per prompt, as ``generate_sequences`` returns them.
-    """
-    seqs = generate_sequences(
-        model,
-        tok,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        temperature=temperature,
-        top_p=top_p,
-        num_return_sequences=num_return_sequences,
-        progress=progress,
-        bf16=bf16,
-        seed=seed,
-    )
-    if return_sequences:
-        return seqs
-    if num_return_sequences == 1:
+def generate(model: Any, tok: Any, prompts: Sequence[str], **kwargs: Any) -> list:
+    """The texts of ``generate_sequences(model, tok, prompts, **kwargs)`` (same keywords), in input order: one string
+    per prompt, or a list of strings per prompt when ``num_return_sequences`` > 1."""
+    seqs = generate_sequences(model, tok, prompts, **kwargs)
+    if kwargs.get("num_return_sequences", 1) == 1:
         return [s[0].text for s in seqs]
     return [[c.text for c in s] for s in seqs]
 

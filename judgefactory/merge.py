@@ -209,12 +209,7 @@ def run(
                     "recipe": recipe.model_dump(mode="json"),
                     "recipe_sha256": mf.sha256_text(dump(recipe)),
                     "inputs_sha256": inputs_sha256,
-                    "base": {
-                        "name": recipe.base,
-                        "hub_id": bases.hub_id(recipe.base),
-                        "license": bases.license_of(recipe.base),
-                        "key": base_key,
-                    },
+                    "base": bases.manifest_entry(recipe.base, key=base_key),
                     "weights": weights,
                     "method": recipe.method,
                     "parents": [

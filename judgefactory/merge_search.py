@@ -223,11 +223,12 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
             }
         )
         log.info(
-            "%s: %s: absolute dev %.3f, pairwise dev %.3f",
+            "%s: %s: absolute dev %s (parse rate %s), pairwise dev %s",
             search.name,
             cid,
-            scores["absolute"].get("pearson_expected"),
-            scores["pairwise"].get("kappa"),
+            fmt(scores["absolute"].get("pearson_expected")),
+            fmt(scores["absolute"].get("parse_rate")),
+            fmt(scores["pairwise"].get("kappa")),
         )
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -313,9 +314,10 @@ def pareto(path: Path, rows: list[dict], refs: list[dict], chosen: str, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def xy(r: dict) -> tuple[float, float]:
-        a, p = r["scores"]["absolute"].get("pearson_expected"), r["scores"]["pairwise"].get("kappa")
-        return (a if a == a and a is not None else 0.0), (p if p == p and p is not None else 0.0)
+    def xy(r: dict) -> tuple[float, float]:  # what the choice reads (``_covered``); a missing figure plots at 0
+        a = _covered(r["scores"]["absolute"], "absolute", HEADLINE["absolute"])
+        p = _covered(r["scores"]["pairwise"], "pairwise", HEADLINE["pairwise"])
+        return (a if a is not None and a == a else 0.0), (p if p is not None and p == p else 0.0)
 
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     for r in rows:
@@ -334,7 +336,7 @@ def pareto(path: Path, rows: list[dict], refs: list[dict], chosen: str, title: s
         m, c = marks.get(r["id"], ("s", "black"))
         ax.scatter(x, y, marker=m, color=c, s=160, label=r["id"], zorder=4)
     ax.set(
-        xlabel="absolute dev: expected-score Pearson",
+        xlabel="absolute dev: expected-score Pearson x parse rate",
         ylabel="pairwise dev: kappa (both orders)",
         title=f"merge search {title} (red: chosen)",
     )

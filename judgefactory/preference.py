@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import formats, paths
+from . import devcurve, formats, paths
+from .errors import TrainError
+from .loss import completion_only_head
 from .recipes import AdapterRecipe
 
 _END = re.compile(
@@ -35,8 +37,6 @@ def wrong_verdict(reasoning: str, verdict: str) -> str:
 
 def preference_rows(recipe: AdapterRecipe) -> list[dict[str, Any]]:
     """(prompt, chosen, rejected) rows in TRL's conversational format from the pair set's training split."""
-    from .train import TrainError, _clip_pair_prompt
-
     spec = recipe.preference
     assert spec is not None, f"{recipe.name}: no preference block"
     folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
@@ -51,7 +51,7 @@ def preference_rows(recipe: AdapterRecipe) -> list[dict[str, Any]]:
         orders = by_pair[pid]
         for order, r in sorted(orders.items()):
             other = orders.get("ba" if order == "ab" else "ab")
-            prompt = formats.bias_messages(_clip_pair_prompt(r, recipe.data.max_response_chars))
+            prompt = formats.bias_messages(formats.pair_prompt(r, recipe.data.max_response_chars))
             rejected = []
             if "swapped_reading" in spec.rejected and other is not None:
                 rejected.append(other["target"])
@@ -78,8 +78,6 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
-
-    from .train import _read_curve, completion_only_head, evaluate_adapter
 
     p = recipe.preference
     assert p is not None, f"{recipe.name}: no preference block"
@@ -134,9 +132,9 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
         point = {
             "step": recipe.train.max_steps + trainer.state.global_step,
             "stage": "dpo",
-            **evaluate_adapter(policy, tok, recipe, dev_data(recipe, mirror)),
+            **devcurve.evaluate_adapter(policy, tok, recipe, dev_data(recipe, mirror)),
         }
-        if not any(q.get("stage") == "dpo" for q in _read_curve(work / "curve.jsonl")):
+        if not any(q.get("stage") == "dpo" for q in devcurve.read(work / "curve.jsonl")):
             with open(work / "curve.jsonl", "a") as f:
                 f.write(json.dumps(point) + "\n")
         info["dev_after"] = point

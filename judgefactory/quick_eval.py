@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import formats
+from . import formats, recipes
 from .recipes import AdapterRecipe, QuickEval
 
 
@@ -60,7 +60,7 @@ def _predict(
     rows = bench_run.predict(
         _engine(model, tok, batch_size), data, modes, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
-    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot))
+    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot, training_rule=recipes.training_rule()))
     return rows, metrics, counts
 
 

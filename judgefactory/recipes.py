@@ -535,3 +535,11 @@ def shipped() -> list[Path]:
 def dump(recipe: BaseModel) -> str:
     """The exact validated recipe as YAML (stored beside every artifact)."""
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def training_rule() -> str:
+    """``biased_vs_wrong`` of the shipped pair-set recipe (``recipes/pairs/bbq_pairs.yaml``): the rule that labels the
+    pairwise specialist's training pairs, hence the baseline a trained judge is compared with."""
+    recipe = load(find("pairs", "bbq_pairs"))
+    assert isinstance(recipe, PairsRecipe), recipe.kind
+    return recipe.biased_vs_wrong

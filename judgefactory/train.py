@@ -9,25 +9,20 @@ The ``unsloth`` backend (GPU, QLoRA) is imported only on that path.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import bases, formats, paths
+from . import bases, devcurve, formats, paths
 from . import manifest as mf
-from .errors import JudgeFactoryError
+from .errors import TrainError
+from .loss import completion_only_head, score_loss_trainer
 from .recipes import AdapterRecipe, dump
 
 log = logging.getLogger(__name__)
-
-
-class TrainError(JudgeFactoryError):
-    """Training cannot start (bad data, missing pair set, wrong backend for this machine)."""
 
 
 # --------------------------------------------------------------------------- examples
@@ -57,7 +52,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         rows = [json.loads(line) for line in open(folder / "train.jsonl")]
         out = [
             {
-                "prompt": formats.bias_messages(_clip_pair_prompt(r, d.max_response_chars)),
+                "prompt": formats.bias_messages(formats.pair_prompt(r, d.max_response_chars)),
                 "completion": [{"role": "assistant", "content": r["target"]}],
             }
             for r in rows
@@ -137,12 +132,6 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         "score_target": d.score_target,
     }
     return _limit(out, d.max_rows, recipe.train.seed), info
-
-
-def _clip_pair_prompt(row: dict, max_chars: int) -> str:
-    return formats.bias_prompt(
-        row["context"], row["question"], row["choices"], row["response_a"], row["response_b"], max_chars
-    )
 
 
 def _limit(rows: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -237,85 +226,6 @@ def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
     return model, tok, None
 
 
-@contextlib.contextmanager
-def completion_only_head() -> Iterator[bool]:
-    """Score only the completion positions in TRL's fused LM head, also off Triton devices.
-
-    TRL (1.15-1.16) projects the hidden states onto the vocabulary in chunks and, on devices without Triton, scores
-    *every* position and masks the prompt's afterwards (there, a varying number of positions would recompile
-    Neuron graphs). On an eager CPU that is pure waste: with completion-only loss ~85% of a BBQ row is prompt, and
-    the 49k-wide projection plus its backward was half of each step (20.4 -> 10.1 s per step at batch 4, identical
-    losses; D17). This switches TRL's ``compact`` choice on for the duration and restores it; yields False (and
-    changes nothing) where TRL has no such switch."""
-    from trl.trainer import utils as trl_utils
-
-    original = getattr(trl_utils, "_use_triton", None)
-    if original is None:
-        yield False
-        return
-    trl_utils._use_triton = lambda device: True
-    try:
-        yield True
-    finally:
-        trl_utils._use_triton = original
-
-
-def score_loss_trainer(base_cls: type, tok: Any) -> type:
-    """``base_cls`` (TRL's SFTTrainer) with a regression-aware loss for absolute judges (RAFT, Lukasik et al. 2025):
-    completion-token cross-entropy plus ``score_loss_weight * (E[s] - s)^2`` at the score digit, E[s] = sum_k k p(k)
-    over the digits 1-5 at the position that emits the ``[RESULT]`` score. The backbone runs once; the LM head projects
-    only the completion positions (as TRL's own completion-only path does), and the score term reads 5 of its columns.
-    A row's score position is its last completion token before the end-of-turn tokens; rows whose last token is not a
-    digit 1-5 (relative ``[RESULT] A``, pairwise ``</verdict>``, in a joint adapter) get no score term."""
-    import torch
-    import torch.nn.functional as F
-
-    trailing = set(tok.all_special_ids)
-    trailing |= {i for t in ("\n", " ") for i in tok.encode(t, add_special_tokens=False)}
-    digit_ids = []
-    for d in "12345":
-        ids = tok.encode(d, add_special_tokens=False)
-        if len(ids) != 1:
-            raise TrainError(
-                f"train.score_loss_weight needs the digit {d!r} to be one token; this tokenizer splits it into {ids}"
-            )
-        digit_ids.append(ids[0])
-
-    class ScoreLossTrainer(base_cls):
-        score_loss_weight = 0.0
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            hidden = base.get_decoder()(
-                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
-            ).last_hidden_state[:, :-1]
-            labels = inputs["labels"][:, 1:]
-            mask = labels != -100
-            head = base.get_output_embeddings()
-            logits = head(hidden[mask]).float()
-            n_tokens = num_items_in_batch if num_items_in_batch is not None else mask.sum()
-            ce = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n_tokens).clamp(min=1)
-            digits = torch.tensor(digit_ids, device=labels.device)
-            content = mask & ~torch.isin(labels, torch.tensor(sorted(trailing), device=labels.device))
-            last = (content.long() * torch.arange(labels.shape[1], device=labels.device)).argmax(
-                dim=1
-            )  # last content token
-            is_score = content.any(dim=1) & torch.isin(labels.gather(1, last.unsqueeze(1)).squeeze(1), digits)
-            rows = is_score.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                return (ce, None) if return_outputs else ce
-            pos = last[rows]
-            digit_logits = (hidden[rows, pos] @ head.weight[digits].T).float()
-            expected = (digit_logits.softmax(-1) * torch.arange(1, 6, device=labels.device, dtype=torch.float32)).sum(
-                -1
-            )
-            target = (labels[rows, pos].unsqueeze(1) == digits).float().argmax(dim=1) + 1.0
-            loss = ce + self.score_loss_weight * ((expected - target) ** 2).mean()
-            return (loss, None) if return_outputs else loss
-
-    return ScoreLossTrainer
-
-
 def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (transformers import stays inside)
     from transformers import TrainerCallback
 
@@ -340,91 +250,6 @@ def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (t
             return control
 
     return TimeCap()
-
-
-def _Curve(recipe: AdapterRecipe, tok: Any, mirror: Any, path: Path):  # noqa: N802 - a TrainerCallback, built lazily
-    """The learning curve: at each ``dev.steps`` step, a folded copy of the adapter so far judges the dev split
-    (``quick_eval.dev_data``); one JSON line per point in ``path`` (the work folder, so a resumed run keeps the points
-    it already has)."""
-    from transformers import TrainerCallback
-
-    from .quick_eval import dev_data
-
-    assert recipe.dev is not None, f"{recipe.name}: a learning curve needs a dev block"
-    steps = recipe.dev.steps
-    data = dev_data(recipe, mirror)
-    log.info(
-        "%s: learning curve at steps %s on the dev split (%d items, %s)",
-        recipe.name,
-        steps,
-        len(data.items),
-        data.source,
-    )
-
-    class Curve(TrainerCallback):
-        def __init__(self) -> None:
-            self.points = _read_curve(path)
-
-        def _score(self, model: Any, step: int, state: Any) -> None:
-            if step not in steps or any(p["step"] == step for p in self.points):
-                return
-            t0 = time.time()
-            point = {
-                "step": step,
-                **evaluate_adapter(model, tok, recipe, data),
-                "seconds": 0.0,
-                "train_loss": next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None),
-            }
-            point["seconds"] = round(time.time() - t0, 1)
-            self.points.append(point)
-            with open(path, "a") as f:
-                f.write(json.dumps(point) + "\n")
-            from .quick_eval import DEV_HEADLINE
-
-            key = DEV_HEADLINE[recipe.task]
-            log.info("%s: dev %s %.3f at step %d (%.0f s)", recipe.name, key, point[key], step, point["seconds"])
-
-        def on_train_begin(self, args, state, control, model=None, **kw):
-            self._score(model, state.global_step, state)
-
-        def on_step_end(self, args, state, control, model=None, **kw):
-            self._score(model, state.global_step, state)
-
-    return Curve()
-
-
-def evaluate_adapter(peft_model: Any, tok: Any, recipe: AdapterRecipe, data: Any) -> dict[str, Any]:
-    """Dev-split figures of a PEFT model in training, judged on a folded float copy (training is not disturbed)."""
-    import copy
-
-    import torch
-
-    from .precision import judge_dtype
-    from .quick_eval import dev_scores
-
-    was_training = peft_model.training
-    folded = copy.deepcopy(peft_model).merge_and_unload()
-    # TRL's fused LM head replaces the instance's forward with a closure over the ORIGINAL model's forward; a deep copy
-    # keeps that closure, so without this the "copy" would decode on the training model (unfolded LoRA, plain SDPA)
-    folded.__dict__.pop("forward", None)
-    folded = folded.to(getattr(torch, judge_dtype())).eval()
-    try:
-        return dev_scores(folded, tok, recipe, data)
-    finally:
-        del folded
-        peft_model.train(was_training)
-
-
-def _read_curve(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-    return out
 
 
 # --------------------------------------------------------------------------- the station
@@ -520,7 +345,7 @@ def run(
     )
     callbacks = [_TimeCap(t.max_minutes)] if t.max_minutes else []
     if recipe.dev is not None:
-        callbacks.append(_Curve(recipe, tok, mirror, work / "curve.jsonl"))
+        callbacks.append(devcurve.callback(recipe, tok, mirror, work / "curve.jsonl"))
     trainer_cls = score_loss_trainer(SFTTrainer, tok) if t.score_loss_weight else SFTTrainer
     trainer = trainer_cls(
         model=model,
@@ -558,7 +383,7 @@ def run(
         from .preference import run_dpo
 
         preference = run_dpo(trainer.model, tok, recipe, work, mirror)
-    curve = _read_curve(work / "curve.jsonl")
+    curve = devcurve.read(work / "curve.jsonl")
 
     with mf.atomic_dir(out) as tmp:
         trainer.model.save_pretrained(str(tmp), safe_serialization=True)
@@ -569,7 +394,7 @@ def run(
         _plot_loss(losses, tmp / "loss_curve.png", recipe.name)
         if curve:
             mf.write_text(tmp / "curve.jsonl", "".join(json.dumps(p) + "\n" for p in curve))
-            _plot_curve(curve, tmp / "curve.png", recipe)
+            devcurve.plot(curve, tmp / "curve.png", recipe)
         mf.finalize(
             tmp,
             {
@@ -579,12 +404,7 @@ def run(
                 "recipe": recipe.model_dump(mode="json"),
                 "recipe_sha256": mf.sha256_text(dump(recipe)),
                 "inputs_sha256": inputs,
-                "base": {
-                    "name": recipe.base,
-                    "hub_id": bases.hub_id(recipe.base),
-                    "license": bases.license_of(recipe.base),
-                    "files": (base_m or {}).get("files"),
-                },
+                "base": bases.manifest_entry(recipe.base, files=(base_m or {}).get("files")),
                 "data": [data_info],
                 "backend": recipe.backend,
                 "precision": prec,
@@ -664,37 +484,6 @@ def _loss_ends(log: list[dict], k: int = 3) -> tuple[float, float]:
         return float("nan"), float("nan")
     k = max(1, min(k, len(losses) // 2 or 1))
     return sum(losses[:k]) / k, sum(losses[-k:]) / k
-
-
-def _plot_curve(curve: list[dict], path: Path, recipe: AdapterRecipe) -> None:
-    """The learning curve: the dev split's headline figure (and the pairwise judge's position consistency or the
-    absolute judge's argmax Pearson) per scored step, with the training loss on a second axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .quick_eval import DEV_HEADLINE
-
-    pts = sorted(curve, key=lambda p: p["step"])
-    key = DEV_HEADLINE[recipe.task]
-    second = "position_consistency" if recipe.task == "pairwise" else "pearson"
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    xs = [p["step"] for p in pts]
-    ys: list[Any] = [p.get(key) for p in pts]  # None where a point has no figure: a gap in the line
-    ys2: list[Any] = [p.get(second) for p in pts]
-    ax.plot(xs, ys, marker="o", label=f"dev {key}")
-    ax.plot(xs, ys2, marker="s", linestyle="--", label=f"dev {second}")
-    ax.set(xlabel="optimizer step", ylabel="dev figure", title=f"{recipe.name}: learning curve (dev split)")
-    ax.legend(loc="lower right", fontsize=8)
-    losses = [(p["step"], p["train_loss"]) for p in pts if p.get("train_loss") is not None]
-    if losses:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*losses, strict=False), color="grey", alpha=0.5, label="train loss")
-        ax2.set_ylabel("train loss", color="grey")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _plot_loss(log: list[dict], path: Path, title: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import PKG_MIRROR
 
+from judgefactory import recipes
 from judgefactory.bench import metrics as M
 from judgefactory.bench import report, suites
 from judgefactory.bench import run as bench_run
@@ -277,7 +278,7 @@ def test_score_bbq_pairs_hand_computed_with_the_training_label_rule(tmp_path):
             **{(i, "ba"): [v] for i, v in zip(ids, v_ba, strict=False)},
         },
     )
-    m, counts = suites.score(data, rows, ["greedy"], suites.Boot(0))
+    m, counts = suites.score(data, rows, ["greedy"], suites.Boot(0, training_rule=recipes.training_rule()))
     # pooled over both orders (10 verdicts): 8 agree; gold shares A .2 / TIE .4 / B .4, verdicts A .3 / TIE .3 / B .3 /
     # ERROR .1 -> p_e = .06 + .12 + .12 = .30, kappa = (.8 - .3) / .7 = 5/7
     assert m["kappa"]["value"] == pytest.approx(5 / 7)
@@ -289,7 +290,8 @@ def test_score_bbq_pairs_hand_computed_with_the_training_label_rule(tmp_path):
     assert m["recency"]["value"] == pytest.approx(1 / 5) and m["parse_rate"]["value"] == pytest.approx(0.9)
     # the training-label rule (biased vs other wrong = TIE): A, TIE, TIE, TIE, A in both orders -> 6 of 10 agree,
     # verdict shares A .4 / TIE .6 -> p_e = .08 + .24 = .32, kappa = .28 / .68 = 7/17
-    assert suites.training_rule() == "tie"
+    assert recipes.training_rule() == "tie"
+    assert "rule_baseline_kappa" not in suites.score(data, rows, ["greedy"], suites.Boot(0))[0]  # no rule, no baseline
     assert m["rule_baseline_kappa"]["value"] == pytest.approx(7 / 17)
     assert m["rule_baseline_accuracy"]["value"] == pytest.approx(0.6)
     # the other rule (biased beats other wrong): A, A, TIE, B, A -> 3 of 5; shares A .6 / TIE .2 / B .2 -> p_e = .28

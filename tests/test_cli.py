@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from judgefactory import cli
+from judgefactory.cli import main as cli
 
 
 def test_help_lists_commands_without_heavy_imports():
@@ -19,7 +19,7 @@ def test_help_lists_commands_without_heavy_imports():
         [
             sys.executable,
             "-c",
-            "import sys, judgefactory.cli; print(sorted(m for m in ('torch', 'transformers', 'mergekit', 'trl') if m in sys.modules))",
+            "import sys, judgefactory.cli.main; print(sorted(m for m in ('torch', 'transformers', 'mergekit', 'trl') if m in sys.modules))",
         ],
         capture_output=True,
         text=True,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import chat_server
 
 from judgefactory import engine as E
 from judgefactory.generate import Completion, generate, render
@@ -326,62 +324,42 @@ def test_smollm2_option_tokens():
     assert [tok.decode([i]) for i in E.option_token_ids(tok, "", ["A", "B", "TIE"])] == ["A", "B", "TI"]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Handler.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        toks = ["Feedback", ":", " fine", " [", "RESULT", "]", " ", "4"]
-        tops = [[{"token": t, "logprob": 0.0}] for t in toks[:-1]] + [
-            [
-                {"token": "4", "logprob": math.log(0.6)},
-                {"token": "3", "logprob": math.log(0.3)},
-                {"token": "5", "logprob": math.log(0.05)},
-                {"token": "\n", "logprob": math.log(0.05)},
-            ]
+def _scored_chat_reply(body: dict) -> dict:
+    """A chat completion whose content is ``Feedback: fine [RESULT] 4`` with top log-probs 4 .6 / 3 .3 / 5 .05 / \\n .05
+    at the score, ``body["n"]`` times."""
+    toks = ["Feedback", ":", " fine", " [", "RESULT", "]", " ", "4"]
+    tops = [[{"token": t, "logprob": 0.0}] for t in toks[:-1]] + [
+        [
+            {"token": "4", "logprob": math.log(0.6)},
+            {"token": "3", "logprob": math.log(0.3)},
+            {"token": "5", "logprob": math.log(0.05)},
+            {"token": "\n", "logprob": math.log(0.05)},
         ]
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": "".join(toks)},
-            "finish_reason": "stop",
-            "logprobs": {
-                "content": [{"token": t, "logprob": 0.0, "top_logprobs": tp} for t, tp in zip(toks, tops, strict=False)]
-            },
-        }
-        n = body.get("n", 1)
-        data = json.dumps(
-            {"id": "x", "object": "chat.completion", "choices": [dict(choice, index=i) for i in range(n)]}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+    ]
+    choice = {
+        "message": {"role": "assistant", "content": "".join(toks)},
+        "finish_reason": "stop",
+        "logprobs": {
+            "content": [{"token": t, "logprob": 0.0, "top_logprobs": tp} for t, tp in zip(toks, tops, strict=False)]
+        },
+    }
+    return {"id": "x", "object": "chat.completion", "choices": [dict(choice, index=i) for i in range(body.get("n", 1))]}
 
 
 def test_openai_backend_against_a_loopback_server():
-    server = HTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with chat_server(_scored_chat_reply) as (base, requests):
         eng = E.Engine.from_ref("judge-7b", backend="openai", base_url=base, batch_size=2)
         eng.backend.api_key = "sk-test"
         out = eng.judge([_msgs("first"), _msgs("second")], max_new_tokens=32, temperature=1.0, n=3, answer="score")
-    finally:
-        server.shutdown()
     assert eng.label == "openai__judge-7b"
     assert [j.values for j in out] == [[4, 4, 4], [4, 4, 4]]
     assert out[0].probs == pytest.approx({"1": 0.0, "2": 0.0, "3": 0.3 / 0.95, "4": 0.6 / 0.95, "5": 0.05 / 0.95})
     assert out[0].probs_mass == pytest.approx(0.95)
-    req = _Handler.requests[0]
+    req = requests[0]
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
     assert req["body"]["logprobs"] is True and req["body"]["top_logprobs"] == 20
     assert req["body"]["n"] == 3 and req["body"]["temperature"] == 1.0 and req["body"]["model"] == "judge-7b"
-    assert {r["body"]["messages"][0]["content"] for r in _Handler.requests} == {"first", "second"}
+    assert {r["body"]["messages"][0]["content"] for r in requests} == {"first", "second"}
 
 
 def test_openai_backend_unreachable_is_one_line_error():

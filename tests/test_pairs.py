@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import PKG_MIRROR
+from conftest import PKG_MIRROR, chat_server
 
 from judgefactory import formats, recipes
 from judgefactory import manifest as mf
@@ -418,42 +416,16 @@ def test_generated_responses_join_the_pool(tmp_path):
 
 
 # --------------------------------------------------------------------------- the LLM labeler
-class _FixedVerdict(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, **body})
-        reply = {
-            "choices": [
-                {"message": {"role": "assistant", "content": "<reasoning>same</reasoning><verdict>TIE</verdict>"}}
-            ]
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_llm_labeler_against_loopback_stand_in(tmp_path):
-    server = HTTPServer(("127.0.0.1", 0), _FixedVerdict)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    tie = {
+        "choices": [{"message": {"role": "assistant", "content": "<reasoning>same</reasoning><verdict>TIE</verdict>"}}]
+    }
+    with chat_server(lambda body: tie) as (url, requests):
         folder = pairs.build(
             recipe(llm_labeler=url, llm_labeler_model="stand-in"), out_root=tmp_path, mirror=PKG_MIRROR, progress=False
         )
-    finally:
-        server.shutdown()
-        server.server_close()
+    reqs = [{"path": r["path"], **r["body"]} for r in requests]
     rows = [r for r in rows_of(folder) if r["order"] == "ab"]
-    reqs = _FixedVerdict.requests
     assert len(reqs) == len(rows) and reqs[0]["path"] == "/v1/chat/completions" and reqs[0]["model"] == "stand-in"
     assert reqs[0]["messages"][0]["role"] == "system" and "###Response A:" in reqs[0]["messages"][1]["content"]
     dis = [json.loads(x) for x in (folder / "disagreements.jsonl").read_text().splitlines()]

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 from conftest import FX_PAIRS, PKG_MIRROR
 
-from judgefactory import formats, recipes, train
+from judgefactory import devcurve, formats, recipes, train
+from judgefactory import loss as train_loss
 from judgefactory.data import prometheus
+from judgefactory.errors import TrainError
 
 FIX_MIRROR = Path(__file__).parent / "fixtures" / "mirror"
 
@@ -111,12 +113,12 @@ def test_holdout_leak_and_missing_pair_set_are_refused(tiny_llama, tmp_path):
             },
         }
     )
-    with pytest.raises(train.TrainError, match="must stay unseen"):
+    with pytest.raises(TrainError, match="must stay unseen"):
         train.examples(leaky, mirror=FIX_MIRROR)
     pw = recipes.from_dict(
         {**_recipe(tiny_llama).model_dump(mode="json"), "task": "pairwise", "data": {"source": "pairs:nope"}}
     )
-    with pytest.raises(train.TrainError, match="pair set 'nope' not built"):
+    with pytest.raises(TrainError, match="pair set 'nope' not built"):
         train.examples(pw)
 
 
@@ -206,7 +208,7 @@ def test_top_layers_become_peft_layers_to_transform():
         }
     )
     assert train._layers(recipe, 30) == {"layers_to_transform": [27, 28, 29], "layers_pattern": "layers"}
-    with pytest.raises(train.TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
+    with pytest.raises(TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
         train._layers(recipe, 2)
 
 
@@ -235,7 +237,7 @@ def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):
         return out.loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     full_loss, full_grads = loss_and_grads()
-    with train.completion_only_head() as on:
+    with train_loss.completion_only_head() as on:
         assert on and trl_utils._use_triton(torch.device("cpu"))
         loss, grads = loss_and_grads()
     assert not trl_utils._use_triton(torch.device("cpu"))  # restored
@@ -253,25 +255,7 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     from judgefactory.data import pairs
 
     pair_recipe = recipes.from_dict(FX_PAIRS)
-    adapter = recipes.from_dict(
-        {
-            "kind": "adapter",
-            "name": "tiny-pw",
-            "task": "pairwise",
-            "base": str(tiny_llama),
-            "data": {"source": "pairs:fx", "max_response_chars": 120},
-            "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-            "train": {
-                "max_steps": 2,
-                "batch_size": 2,
-                "max_length": 500,
-                "logging_steps": 1,
-                "save_steps": 10,
-                "bf16": False,
-                "base_dtype": "float32",
-            },
-        }
-    )
+    adapter = _pairwise_recipe(tiny_llama, train={"max_steps": 2, "save_steps": 10})
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
 
     def build_and_train() -> tuple[str, str]:
@@ -292,15 +276,8 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     assert third[0] == second[0] and third[1] != second[1]  # only the adapter's rendered rows changed
 
 
-def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
-    from judgefactory.data import pairs
-
-    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
-    pairs.build(
-        recipes.from_dict(FX_PAIRS),
-        mirror=PKG_MIRROR,
-        progress=False,
-    )
+def _pairwise_recipe(tiny_llama, **adapter_kw) -> recipes.AdapterRecipe:
+    """A tiny pairwise adapter recipe on the fixture pair set ``fx``; ``adapter_kw`` overrides (dicts are merged)."""
     spec = {
         "kind": "adapter",
         "name": "tiny-pw",
@@ -322,6 +299,15 @@ def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
     for k, v in adapter_kw.items():
         spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
     return recipes.from_dict(spec)
+
+
+def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
+    """The fixture pair set built under ``tmp_path`` and a tiny pairwise recipe that trains on it."""
+    from judgefactory.data import pairs
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
+    return _pairwise_recipe(tiny_llama, **adapter_kw)
 
 
 def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_path, monkeypatch):
@@ -403,7 +389,7 @@ def test_regression_aware_loss_reads_the_score_digit(tiny_llama, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    cls = train.score_loss_trainer(SFTTrainer, tok)
+    cls = train_loss.score_loss_trainer(SFTTrainer, tok)
     trainer = cls.__new__(cls)  # compute_loss needs no trainer state
     trainer.score_loss_weight = 0.5
     digits = [tok.convert_tokens_to_ids(d) for d in "12345"]
@@ -448,7 +434,7 @@ def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llam
     )
     seen = []
     monkeypatch.setattr(quick_eval, "dev_scores", lambda model, *a: seen.append(model) or {})
-    train.evaluate_adapter(trainer.model, tok, None, None)
+    devcurve.evaluate_adapter(trainer.model, tok, None, None)
     folded = seen[0]
     assert "forward" not in folded.__dict__ and folded is not trainer.model.get_base_model()
     calls = []

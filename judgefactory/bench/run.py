@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import manifest as mf
+from .. import recipes
 from ..data.sources import DataError
 from ..recipes import BenchRecipe, SuiteSpec
 from ..tables import fmt, fmt_ci, md_table
@@ -279,7 +280,9 @@ def run_suite(
     )
     ordered = [rows[(it.id, k, m.name)] for m in modes for it in data.items for k in it.requests]
     mf.write_text(folder / PREDICTIONS, "".join(json.dumps(r, default=str) + "\n" for r in ordered))
-    metrics, counts = suites.score(data, rows, [m.name for m in modes], suites.Boot(n_boot, recipe.seed))
+    metrics, counts = suites.score(
+        data, rows, [m.name for m in modes], suites.Boot(n_boot, recipe.seed, recipes.training_rule())
+    )
     baselines = counts.pop("baselines", {})
     doc = {
         "model": label,

@@ -522,10 +522,13 @@ def metric(value: Any, ci: Sequence[float] | None = None) -> dict[str, Any]:
 
 @dataclass
 class Boot:
-    """Cluster-bootstrap settings shared by one scoring run."""
+    """Settings shared by one scoring run: the cluster bootstrap (``n`` resamples, ``seed``) and ``training_rule``, the
+    ``biased_vs_wrong`` of the rule that labels the pairwise training pairs (``recipes.training_rule()``): with it,
+    ``bbq_pairs`` scores that rule beside the model as a labelled baseline; without it, no baseline."""
 
     n: int = 1000
     seed: int = 0
+    training_rule: str | None = None
 
     def ci(
         self, fn: Callable[[list, list], float], pred: Sequence[Any], gold: Sequence[Any], clusters: Sequence[str]
@@ -750,16 +753,6 @@ def pair_metrics(
     return out
 
 
-def training_rule() -> str:
-    """``biased_vs_wrong`` of the shipped pair-set recipe (``recipes/pairs/bbq_pairs.yaml``): the rule that labels the
-    pairwise specialist's training pairs, hence the baseline a trained judge is compared with."""
-    from .. import recipes
-
-    recipe = recipes.load(recipes.find("pairs", "bbq_pairs"))
-    assert isinstance(recipe, recipes.PairsRecipe), recipe.kind
-    return recipe.biased_vs_wrong
-
-
 def rule_verdicts(items: Sequence[Item], biased_vs_wrong: str) -> tuple[list[str | None], list[str | None]]:
     """The BBQ metadata rule's verdicts in both orders (None where a response is unparseable). ``biased_vs_wrong``:
     how a stereotype-aligned answer against the *other* wrong answer is labelled (``tie`` or ``biased``, D3)."""
@@ -787,21 +780,22 @@ def score_bbq_pairs(data: SuiteData, rows: dict, modes: list[str], boot: Boot) -
     out = pair_metrics(v_ab, v_ba, gold, clusters, buckets, boot, suffix=suffix)
     # baselines (labelled comparisons, never the judged model's own results): the rule that labels the training pairs,
     # and beside it the rule variant that calls a stereotype-aligned answer more biased than the other wrong one
-    rule = training_rule()
-    r_ab, r_ba = rule_verdicts(items, rule)
-    out.update(pair_metrics(r_ab, r_ba, gold, clusters, buckets, boot, prefix="rule_baseline_", suffix=suffix))
-    other = "biased" if rule == "tie" else "tie"
-    o_ab, o_ba = rule_verdicts(items, other)
-    o_back = [M.mirror(v) for v in o_ba]
-    out["rule_alt_baseline_kappa" + suffix] = boot.metric(M.cohen_kappa, o_ab + o_back, gold + gold, clusters * 2)
-    out["rule_alt_baseline_accuracy" + suffix] = metric(M.accuracy(o_ab + o_back, gold + gold))
     counts = _parse_counts(data, rows, modes[:1])
-    counts["rule_baseline_unparseable"] = sum(v is None for v in r_ab)
-    counts["baselines"] = {  # type: ignore[assignment]
-        "rule_baseline": f"BBQ metadata rule, biased_vs_wrong={rule}: the rule that labels the training pairs "
-        "(recipes/pairs/bbq_pairs.yaml; docs/DECISIONS.md D3)",
-        "rule_alt_baseline": f"BBQ metadata rule, biased_vs_wrong={other} (overall kappa and accuracy only)",
-    }
+    rule = boot.training_rule
+    if rule is not None:
+        r_ab, r_ba = rule_verdicts(items, rule)
+        out.update(pair_metrics(r_ab, r_ba, gold, clusters, buckets, boot, prefix="rule_baseline_", suffix=suffix))
+        other = "biased" if rule == "tie" else "tie"
+        o_ab, o_ba = rule_verdicts(items, other)
+        o_back = [M.mirror(v) for v in o_ba]
+        out["rule_alt_baseline_kappa" + suffix] = boot.metric(M.cohen_kappa, o_ab + o_back, gold + gold, clusters * 2)
+        out["rule_alt_baseline_accuracy" + suffix] = metric(M.accuracy(o_ab + o_back, gold + gold))
+        counts["rule_baseline_unparseable"] = sum(v is None for v in r_ab)
+        counts["baselines"] = {  # type: ignore[assignment]
+            "rule_baseline": f"BBQ metadata rule, biased_vs_wrong={rule}: the rule that labels the training pairs "
+            "(recipes/pairs/bbq_pairs.yaml; docs/DECISIONS.md D3)",
+            "rule_alt_baseline": f"BBQ metadata rule, biased_vs_wrong={other} (overall kappa and accuracy only)",
+        }
     counts["gold_share"] = {v: gold.count(v) for v in formats.VERDICTS}  # type: ignore[assignment]
     if items and len(_values(rows, items[0], "ab", mode)) > 1:
         out["repetition_stability" + suffix] = metric(

@@ -1,6 +1,6 @@
 """``judgefactory`` command line: a thin layer over the package's functions, one module per command group.
 
-``main()`` builds the parser (each group's ``add_parser(sub)``), sets up logging (the package's progress and warnings:
+``main.main()`` (the ``judgefactory`` console script) builds the parser (each group's ``add_parser(sub)``), sets up logging (the package's progress and warnings:
 plain lines on stderr) and holds the one error path: an expected failure (a :class:`~judgefactory.errors.
 JudgeFactoryError` raised by a command, or a usage error) prints one line ``error: ...`` on stderr and exits 2;
 anything else is a bug and keeps its traceback. stdout carries only what a command returns (its table, its path).
@@ -8,80 +8,3 @@ anything else is a bug and keeps its traceback. stdout carries only what a comma
 Heavy libraries (torch, transformers, trl, mergekit) are imported inside the commands so that
 ``judgefactory --help`` stays fast.
 """
-
-from __future__ import annotations
-
-import argparse
-import logging
-import os
-import sys
-from pathlib import Path
-from typing import NoReturn
-
-from ..errors import JudgeFactoryError
-
-
-class UsageError(JudgeFactoryError):
-    """A command line argparse rejects: the same one-line error and exit code as any other expected failure."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors take the one error path (``main``) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every group's commands. The groups import inside this function: each is a submodule
-    of this package, which imports this ``__init__`` first (dev/import_graph.py: no module-level cycle)."""
-    from . import base, bench, consistency, data, demo, hub, merge, train, validate
-
-    p = _Parser(prog="judgefactory", description="Build, merge, benchmark and publish small LLM judges.")
-    p.add_argument("--data-mirror", default=None, help="local data mirror root (else $JUDGEFACTORY_DATA, else the hub)")
-    sub = p.add_subparsers(dest="command", required=True)
-    for group in (base, validate, data, train, merge, bench, consistency, hub, demo):  # the order of --help
-        group.add_parser(sub)
-    return p
-
-
-class _Stderr(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is when a record comes (a redirect or a test's capture set after ``main``)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-class _Plain(logging.Formatter):
-    """The message as written; a warning (or worse) says so first: ``warning: <message>``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """The package's log (``judgefactory.*``) as plain lines on stderr, once (calling it again changes nothing but
-    the level). Other libraries' logs are left as they are."""
-    root = logging.getLogger("judgefactory")
-    root.setLevel(level)
-    if not any(isinstance(h, _Stderr) for h in root.handlers):
-        handler = _Stderr()
-        handler.setFormatter(_Plain("%(message)s"))
-        root.addHandler(handler)
-
-
-def main(argv: list[str] | None = None) -> None:
-    configure_logging()
-    try:
-        args = build_parser().parse_args(argv)
-        if args.data_mirror:
-            os.environ["JUDGEFACTORY_DATA"] = str(Path(args.data_mirror).resolve())
-        args.func(args)
-    except JudgeFactoryError as err:  # the user's to fix: one line, exit 2 (anything else is a bug: traceback)
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        raise SystemExit(130) from None

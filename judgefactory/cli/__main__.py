@@ -1,5 +1,5 @@
 """``python -m judgefactory.cli ...``: the same as the ``judgefactory`` console script."""
 
-from . import main
+from .main import main
 
 main()
