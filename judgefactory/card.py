@@ -160,6 +160,23 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
     return results
 
 
+def load_retention(bench_root: Path, model_name: str) -> dict[str, Any] | None:
+    """The model's rows of ``bench/retention/retention.json`` (``judgefactory retention``: what it keeps of each
+    specialist on the eval sets) as the card's words and table, or None when it was not measured."""
+    from .bench import retention
+
+    doc = read_json(Path(bench_root) / "retention" / "retention.json") or {}
+    rows = [r for r in doc.get("rows") or [] if r.get("model") == model_name]
+    if not rows:
+        return None
+    mine = {**doc, "rows": rows}
+    return {
+        "words": "\n".join(f"- {retention.sentence(r)}" for r in rows),
+        "table": retention.markdown(mine).strip(),
+        "specialists": ", ".join(f"{k}: `{v}`" for k, v in (doc.get("specialists") or {}).items()),
+    }
+
+
 def load_consistency(consistency_root: Path, model_name: str) -> dict[str, Any] | None:
     """``consistency/<model>/summary.json``, or None when not measured yet."""
     return read_json(Path(consistency_root) / model_name / SUMMARY)
@@ -437,6 +454,7 @@ def card_context(
     consistency: dict[str, Any] | None,
     model_name: str,
     repo_id: str | None = None,
+    retention: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Template variables for ``templates/model_card.md``."""
     adapters = adapter_manifests(manifest)
@@ -451,6 +469,7 @@ def card_context(
         "repo_id": repo_id or f"path/to/{model_name}",
         "summary": _summary(manifest, tasks, base_hub_id or base.get("name", "?")),
         "overview_table": _overview_table(manifest, adapters, base_hub_id),
+        "retention": retention,
         "has_absolute": "absolute" in tasks or not tasks,
         "has_pairwise": "pairwise" in tasks or not tasks,
         "bias": bias_example(),
@@ -513,7 +532,8 @@ def build_card(
     results = load_results(Path(bench_root), model_name)
     consistency = load_consistency(Path(consistency_root), model_name)
     data = card_data(manifest, results, model_name)
-    context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id)
+    retention = load_retention(Path(bench_root), model_name)
+    context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id, retention)
     return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **context)
 
 

@@ -258,6 +258,17 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         said["absolute"].setdefault(v_abs, []).append(name)
         said["pairwise"].setdefault(v_pw, []).append(name)
     lines += [
+        "## What the merge keeps and loses",
+        "",
+        md_table(["metric", "vs absolute specialist", "vs pairwise specialist"], verdicts),
+        "",
+        "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
+        "'gains' / 'loses' = outside it, better / worse. These are the demo's quick subsets: they show what the line "
+        "does, not how good the judges are. Retention on the full eval sets, with CIs: `make retention "
+        "models=merge:<name>` (README, 'Merged judge').",
+        "",
+        *[plainly(spec, said[spec]) for spec in ("absolute", "pairwise")],
+        "",
         "## Base vs specialists vs merged judge",
         "",
         md_table(["metric", *MODELS], [(name, *map(_fmt, vals)) for name, vals, _ in rows]),
@@ -269,15 +280,7 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         "each response: the absolute specialist is trained on both formats (`data.relative_pairs`); a model that "
         "answers neither stays undefined, with its error count.",
         "",
-        "## What the merge keeps and loses",
-        "",
-        md_table(["metric", "vs absolute specialist", "vs pairwise specialist"], verdicts),
-        "",
-        "'keeps' = the merge's value lies inside the specialist's 95% CI (±0.02 without a CI); "
-        "'gains' / 'loses' = outside it, better / worse.",
-        "",
     ]
-    lines += [plainly(spec, said[spec]) for spec in ("absolute", "pairwise")] + [""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob("*.png"))] + [""]
     lines += [
         "## Full comparison",

@@ -545,3 +545,14 @@ def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
     assert out == root / "retention" and [r["model"] for r in saved["rows"]] == ["same", "merged"]
     assert saved["rows"][1]["retention"] == pytest.approx(rows["merged"]["retention"])
     assert (out / "retention.md").read_text() == retention.markdown(saved)
+
+
+def test_retention_sentence_names_the_share_kept_and_the_verdict():
+    from judgefactory.bench import retention
+
+    row = {"skill": "absolute", "suite": "vicuna", "metric": "pearson_expected", "n": 320, "merged": 0.25}
+    short = retention.sentence({**row, "specialist": 0.3, "retention": 0.8333, "ci": [0.5, 1.2]})
+    assert short.startswith("Keeps 83% [50%, 120%] of the absolute specialist's pearson_expected on Vicuna")
+    assert short.endswith("falls short of 90% on the point estimate; the CI reaches above it.")
+    none = retention.sentence({**row, "specialist": -0.1, "retention": None, "ci": None})
+    assert "undefined" in none and "-0.100" in none

@@ -533,6 +533,70 @@ def test_card_without_results_and_for_an_adapter(factory: Path, tmp_path: Path) 
     assert "<verdict>" not in text and not (art / "README.md").exists()
 
 
+def test_card_leads_with_what_the_merge_keeps_of_its_specialists(factory: Path, tmp_path: Path) -> None:
+    """With ``bench/retention/retention.json`` rows for this model, the card says right after its overview what the merge
+    keeps of each specialist, in words and a table; the retention figures never enter the model-index."""
+    bench = tmp_path / "bench"
+    shutil.copytree(factory / "bench", bench)
+    row = {"skill": "pairwise", "metric": "kappa", "n": 240}
+    rows = [
+        {
+            **row,
+            "model": MODEL,
+            "suite": "bbq_pairs",
+            "merged": 0.46,
+            "specialist": 0.632,
+            "retention": 0.728,
+            "ci": [0.63, 0.84],
+        },
+        {
+            **row,
+            "model": MODEL,
+            "suite": "bbq_pairs_ood",
+            "merged": 0.7,
+            "specialist": 0.72,
+            "retention": 0.972,
+            "ci": [0.85, 1.1],
+        },
+        {
+            "model": MODEL,
+            "skill": "absolute",
+            "suite": "vicuna",
+            "metric": "pearson_expected",
+            "n": 320,
+            "merged": 0.3,
+            "specialist": 0.28,
+            "retention": 1.07,
+            "ci": [0.95, 2.0],
+        },
+        {
+            **row,
+            "model": "other-merge",
+            "suite": "bbq_pairs",
+            "merged": 0.1,
+            "specialist": 0.632,
+            "retention": 0.158,
+            "ci": None,
+        },
+    ]
+    (bench / "retention").mkdir()
+    (bench / "retention" / "retention.json").write_text(
+        json.dumps({"specialists": {"pairwise": "adapter-pw", "absolute": "adapter-abs"}, "rows": rows})
+    )
+    text = card.write_card(
+        _copy_artifact(factory, tmp_path), bench, factory / "consistency", MODEL, out=tmp_path / "card.md"
+    ).read_text()
+    section = text.index("## What the merge keeps of its specialists")
+    assert section < text.index("## What this judge does")
+    assert "Keeps 73% [63%, 84%] of the pairwise specialist's kappa on the 240 human-labelled" in text
+    assert "**loses** part of it (the whole CI is below 90%)" in text
+    assert "Keeps 97% [85%, 110%]" in text and "keeps it on the point estimate; the CI reaches below 90%" in text
+    assert "Keeps 107% [95%, 200%]" in text and "keeps it (the whole CI is at or above 90%)" in text
+    assert "other-merge" not in text and "adapter-pw" in text
+    index = json.dumps(_front_matter(text).get("model-index"))
+    assert "0.728" not in index and "retention" not in index
+
+
 def test_card_usage_snippet_runs(factory: Path) -> None:
     """The card's transformers snippet runs as written against the (tiny) pushed folder."""
     art = factory / "merges" / MODEL

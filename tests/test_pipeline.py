@@ -47,3 +47,22 @@ def test_report_states_plainly_what_the_merge_keeps_and_loses():
         plainly("pairwise", {"gains": ["BBQ pair κ"]})
         == "- Against the pairwise specialist the merge gains BBQ pair κ."
     )
+
+
+def test_report_leads_with_what_the_merge_keeps(tmp_path, monkeypatch):
+    """The demo report's first section says what the merge keeps and loses (and that the demo subsets are not the eval
+    sets); the full comparison follows. With no bench results every figure is undefined, never invented."""
+    from judgefactory.pipeline import MODELS, Line, write_report
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    for ref in MODELS[1:]:  # the specialists and the merge exist (no results yet)
+        kind, name = ref.split(":")
+        (tmp_path / f"{kind}s" / name).mkdir(parents=True)
+        (tmp_path / f"{kind}s" / name / "manifest.json").write_text("{}")
+    (tmp_path / "compare").mkdir()
+    out = write_report(tmp_path / "report", tmp_path / "compare", Line(), False, tmp_path)
+    text = (out / "index.md").read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## What the merge keeps and loses", "## Base vs specialists vs merged judge"]
+    assert "not how good the judges are" in text and "make retention" in text
+    assert "n/a" in text or "—" in text

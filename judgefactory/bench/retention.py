@@ -132,6 +132,36 @@ def markdown(doc: dict[str, Any]) -> str:
     return md_table(header, rows) + "\n"
 
 
+KEEP = 0.9
+"""The share of a specialist's figure a merged judge should keep (issue #22; the shipped merge gates' default)."""
+
+SUITE_WORDS = {
+    "bbq_pairs": "the 240 human-labelled in-distribution BBQ pairs (both orders)",
+    "bbq_pairs_ood": "the out-of-distribution religion pairs (rule labels, both orders)",
+    "vicuna": "Vicuna (GPT-4 scores)",
+    "hhh": "HHH alignment",
+    "autoj": "the Auto-J pairwise test set",
+}
+
+
+def sentence(row: dict[str, Any]) -> str:
+    """What one retention row says in words: the share kept, its CI, and whether that is the ``KEEP`` share."""
+    what = f"the {row['skill']} specialist's {row['metric']} on {SUITE_WORDS.get(row['suite'], row['suite'])}"
+    r, ci = row.get("retention"), row.get("ci")
+    if r is None:
+        return f"Retention of {what} is undefined (the specialist's figure is not positive: {fmt(row['specialist'])})."
+    kept = f"{r:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+    if ci and ci[0] >= KEEP:
+        verdict = f"keeps it (the whole CI is at or above {KEEP:.0%})"
+    elif ci and ci[1] < KEEP:
+        verdict = f"**loses** part of it (the whole CI is below {KEEP:.0%})"
+    elif r >= KEEP:
+        verdict = f"keeps it on the point estimate; the CI reaches below {KEEP:.0%}"
+    else:
+        verdict = f"falls short of {KEEP:.0%} on the point estimate; the CI reaches above it"
+    return f"Keeps {kept} of {what} ({fmt(row['merged'])} vs {fmt(row['specialist'])}, n = {row['n']}): {verdict}."
+
+
 def save(doc: dict[str, Any], path: Path) -> None:
     Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
