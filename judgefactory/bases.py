@@ -39,6 +39,10 @@ class Embedded:
     eos_token: str
     pad_token: str
     chat_template: str | None = None  # None: keep the GGUF's own
+    bpe_from_scores: bool = False
+    """The GGUF holds a SentencePiece *BPE* vocabulary (scores = merge order, no merges list), which transformers' GGUF
+    converter turns into a Unigram model: Unigram maximises the summed scores, so it prefers short pieces and splits
+    words no BPE merge would split (Gemma 3: ``capital`` -> ``▁c ap it al``). True: rebuild the BPE from the scores."""
 
 
 EMBEDDED = {
@@ -58,6 +62,7 @@ EMBEDDED = {
         eos_token="<end_of_turn>",
         pad_token="<pad>",
         chat_template=GEMMA_CHAT_TEMPLATE,
+        bpe_from_scores=True,
     ),
 }
 
@@ -117,6 +122,8 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if spec.bpe_from_scores:
+        bpe_from_scores(tok, gguf)
     tok.eos_token = spec.eos_token
     tok.pad_token = spec.pad_token
     if spec.chat_template:
@@ -134,6 +141,44 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+
+
+def bpe_from_scores(tok: Any, gguf: Path) -> None:
+    """Make a fast tokenizer converted from a SentencePiece-BPE GGUF what the GGUF describes (Gemma 3), in place:
+
+    * the Unigram model transformers' converter builds becomes the BPE it stands for: the same vocabulary, merges
+      ranked by the pieces' scores (SentencePiece BPE scores a piece by its merge order; transformers'
+      ``generate_merges`` rebuilds merges from scores as its converters do for BPE ``tokenizer.model`` files), byte
+      fallback for anything outside the vocabulary;
+    * the GGUF's control tokens (``tokenizer.ggml.token_type`` 3: ``<start_of_turn>``, ``<unused0>`` …) become special
+      tokens and its user-defined ones (4: newline and tab runs, ``<table>`` …) added tokens, each one piece as in
+      SentencePiece;
+    * ``tokenizer.ggml.add_bos_token`` decides whether plain text gets ``<bos>`` (chat templates write their own)."""
+    import json
+
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, models
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    model = json.loads(tok.backend_tokenizer.to_str())["model"]
+    if model.get("type") != "Unigram":
+        raise BaseError(f"expected the GGUF converter's Unigram model to rebuild as BPE, got {model.get('type')!r}")
+    pieces = [piece for piece, _ in model["vocab"]]
+    reader = GGUFReader(str(gguf))
+    field = reader.fields["tokenizer.ggml.token_type"]
+    types = [int(field.parts[i][0]) for i in field.data]
+    if len(types) != len(pieces):
+        raise BaseError(f"{gguf.name}: {len(types)} token types for {len(pieces)} tokens")
+    control = [p for p, t in zip(pieces, types, strict=True) if t == 3]
+    user = [p for p, t in zip(pieces, types, strict=True) if t == 4]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    merges = generate_merges(vocab, dict(map(tuple, model["vocab"])), skip_tokens=set(control) | set(user))
+    unk = tok.unk_token if tok.unk_token in vocab else None
+    tok.backend_tokenizer.model = models.BPE(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True)
+    tok.add_tokens([AddedToken(p, special=True, normalized=False) for p in control], special_tokens=True)
+    tok.add_tokens([AddedToken(p, special=False, normalized=False) for p in user])
+    bos = reader.fields.get("tokenizer.ggml.add_bos_token")
+    tok.add_bos_token = bool(bos.parts[bos.data[0]][0]) if bos is not None else False
 
 
 def prepare(name: str, rebuild: bool = False, verify: bool = False) -> Path | str:
