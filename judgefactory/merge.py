@@ -157,6 +157,15 @@ def run(
         base_ref = _stage_base(base_path, base_key, cache)
         for i in inputs:
             i.ref = f"{base_ref}+{_stage_adapter(i, cache)}" if i.kind == "adapter" else _stage_checkpoint(i, cache)
+        fold_cache = cache / "folds" / FOLD_DTYPE
+        _prune_incomplete_folds(fold_cache)
+        # 5b. folds made by mergekit's own code up front, so each checkpoint mergekit reads can be checked against the
+        # tensor names of its architecture definition (and conformed where transformers saved another layout)
+        base_ref = _conformed_base(base_ref, cache)
+        for i in inputs:
+            if i.kind == "adapter":
+                i.ref = f"{base_ref}+{i.ref.split('+', 1)[1]}"
+                _conform(_fold(i.ref, fold_cache))
 
         # 6. the exact configuration mergekit gets (the YAML text is what is parsed and stored)
         config_dict: dict[str, Any] = {"merge_method": recipe.method}
@@ -178,7 +187,6 @@ def run(
             config_dict["chat_template"] = chat_template
         config_yaml = yaml.safe_dump(config_dict, sort_keys=False, width=1 << 20)
         config = MergeConfiguration.model_validate(yaml.safe_load(config_yaml))
-        fold_cache = cache / "folds" / FOLD_DTYPE
         options = MergeOptions(
             lora_merge_cache=str(fold_cache),
             lora_merge_dtype=FOLD_DTYPE,
@@ -190,7 +198,6 @@ def run(
             trust_remote_code=False,
             out_shard_size=_shard_size(base_path),
         )
-        _prune_incomplete_folds(fold_cache)
 
         # 7. merge into a temp folder beside the output; rename into place only when complete
         _say(f"[2/4] mergekit {recipe.method} {weights} -> {out}", quiet)
@@ -486,6 +493,97 @@ def _complete_checkpoint(folder: Path) -> bool:
     except Exception:
         return False
     return True
+
+
+def _fold(ref: str, fold_cache: Path) -> Path:
+    """The fold of ``<base>+<adapter>`` in mergekit's ``lora_merge_cache``, made by mergekit's own code
+    (``ModelReference.merged``: PEFT ``merge_and_unload`` in float32, ``save_pretrained``) if not there yet; the merge
+    then finds it and folds nothing again."""
+    from mergekit.common import ModelReference
+
+    folded = ModelReference.parse(ref).merged(cache_dir=str(fold_cache), lora_merge_dtype=FOLD_DTYPE)
+    return Path(folded.model.path)
+
+
+def _tensor_names(folder: Path) -> dict[str, str]:
+    """Tensor name -> safetensors file of a checkpoint folder (names only; no tensor is read)."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            out.update(dict.fromkeys(h.keys(), f.name))
+    return out
+
+
+def _renames(folder: Path) -> dict[str, str]:
+    """Renames that give a checkpoint the tensor names mergekit's architecture definition for its config reads ({}:
+    it has them). transformers 5.17 saves ``Gemma3ForConditionalGeneration``'s vision tower as ``vision_tower.*``,
+    mergekit 0.1.5's ``gemma3vl`` definition reads ``vision_tower.vision_model.*``: an expected name found in the
+    checkpoint with one of its dotted parts left out is renamed; anything else missing is refused (MergeError)."""
+    from mergekit.architecture import arch_info_for_config
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder))
+    expected = [w for w in arch_info_for_config(config).all_weights(config)]
+    have = set(_tensor_names(folder))
+    renames: dict[str, str] = {}
+    missing = []
+    for w in expected:
+        names = (w.name, *(w.aliases or ()), *(w.tied_names or ()))
+        if any(n in have for n in names) or w.optional:
+            continue
+        parts = w.name.split(".")
+        found = [".".join(parts[:k] + parts[k + 1 :]) for k in range(1, len(parts) - 1)]
+        found = [f for f in found if f in have]
+        if len(found) == 1:
+            renames[found[0]] = w.name
+        else:
+            missing.append(w.name)
+    if missing:
+        raise MergeError(
+            f"{folder}: {len(missing)} tensors mergekit's {config.architectures[0]} definition reads are not in the "
+            f"checkpoint (first: {missing[:3]}); it cannot merge this layout"
+        )
+    return renames
+
+
+def _conform(folder: Path) -> Path:
+    """Rename a checkpoint's tensors in place (file by file, atomically) to the names mergekit reads (``_renames``)."""
+    renames = _renames(folder)
+    if not renames:
+        return folder
+    from safetensors.torch import load_file, save_file
+
+    files = _tensor_names(folder)
+    for name in sorted({files[k] for k in renames}):
+        tensors = load_file(str(folder / name))
+        tmp = folder / f".{name}.tmp"
+        save_file({renames.get(k, k): v for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, folder / name)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        doc = json.loads(index.read_text())
+        doc["weight_map"] = {renames.get(k, k): v for k, v in doc["weight_map"].items()}
+        mf.write_text(index, json.dumps(doc, indent=2) + "\n")
+    log.info("%s: %d tensors renamed to mergekit's layout (e.g. %s)", folder, len(renames), next(iter(renames.items())))
+    return folder
+
+
+def _conformed_base(base_ref: str, cache: Path) -> str:
+    """The staged base as mergekit can read it: itself, or a conformed copy beside its link (a hub id is passed on)."""
+    folder = Path(base_ref)
+    if not folder.is_dir() or not _renames(folder):
+        return base_ref
+    copy = cache / "bases" / f"{folder.name}-mergekit"
+    if mf.read(copy) is None:
+        with mf.atomic_dir(copy) as tmp:
+            for f in folder.resolve().iterdir():
+                if f.is_file() and f.name != mf.MANIFEST:
+                    shutil.copy2(f, tmp / f.name)
+            _conform(tmp)
+            mf.finalize(tmp, {"kind": "staged-base", "source": str(folder.resolve())})
+    return str(copy)
 
 
 def _prune_incomplete_folds(fold_cache: Path) -> None:

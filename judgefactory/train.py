@@ -181,21 +181,35 @@ def _load_trl(recipe: AdapterRecipe, base_dtype: str):
         r=recipe.lora.r,
         lora_alpha=recipe.lora.alpha,
         lora_dropout=recipe.lora.dropout,
-        target_modules=list(recipe.lora.target_modules),
         task_type="CAUSAL_LM",
-        **_layers(recipe, model.config.num_hidden_layers),
+        **lora_scope(recipe, model.config),
     )
     return model, tok, lora
 
 
-def _layers(recipe: AdapterRecipe, n_layers: int) -> dict[str, Any]:
-    """PEFT's ``layers_to_transform`` for ``lora.top_layers`` (the top N of the base's decoder layers)."""
+def lora_scope(recipe: AdapterRecipe, config: Any) -> dict[str, Any]:
+    """PEFT's ``target_modules`` (and layers) for the recipe: ``lora.target_modules`` in the language model only, and
+    with ``lora.top_layers`` only in the top N of its decoder layers.
+
+    A text model takes the names as they are (``layers_to_transform`` for the top layers). A multimodal checkpoint
+    (Gemma 3 4B loads as ``Gemma3ForConditionalGeneration``) has the same names in its vision tower, and its layer count
+    lives in the text config: the scope becomes one regex over ``…language_model.layers.<i>.….<name>`` (PEFT takes no
+    ``layers_to_transform`` beside a regex)."""
+    import re
+
+    text = config.get_text_config()
+    n_layers = text.num_hidden_layers
     top = recipe.lora.top_layers
-    if top is None:
-        return {}
-    if top > n_layers:
+    if top is not None and top > n_layers:
         raise TrainError(f"lora.top_layers={top} but base {recipe.base} has {n_layers} decoder layers")
-    return {"layers_to_transform": list(range(n_layers - top, n_layers)), "layers_pattern": "layers"}
+    layers = list(range(n_layers - top, n_layers)) if top is not None else None
+    names = list(recipe.lora.target_modules)
+    if text is config:
+        return {"target_modules": names} | (
+            {"layers_to_transform": layers, "layers_pattern": "layers"} if layers is not None else {}
+        )
+    index = "|".join(map(str, layers)) if layers is not None else r"\d+"
+    return {"target_modules": rf".*language_model\.layers\.({index})\..*\.({'|'.join(map(re.escape, names))})"}
 
 
 def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
@@ -218,10 +232,9 @@ def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
         r=recipe.lora.r,
         lora_alpha=recipe.lora.alpha,
         lora_dropout=recipe.lora.dropout,
-        target_modules=list(recipe.lora.target_modules),
         use_gradient_checkpointing="unsloth",
         random_state=recipe.train.seed,
-        **_layers(recipe, model.config.get_text_config().num_hidden_layers),
+        **lora_scope(recipe, model.config),
     )
     return model, tok, None
 

@@ -106,6 +106,55 @@ def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128):
     return path
 
 
+def build_tiny_gemma3(path: Path, seed: int = 0) -> Path:
+    """A random ``Gemma3ForConditionalGeneration`` (2 text layers, hidden 32; a 1-layer SigLIP vision tower without the
+    pooling head, as Gemma 3's) built from code and saved with the tiny tokenizer and Gemma's chat template: the
+    multimodal layout of google/gemma-3-4b-it at toy size."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    from judgefactory.bases import GEMMA_CHAT_TEMPLATE
+
+    torch.manual_seed(seed)
+    tok = build_tiny_tokenizer()
+    tok.chat_template = GEMMA_CHAT_TEMPLATE
+    text = Gemma3TextConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+        sliding_window=64,
+        initializer_range=0.2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+        vision_use_head=False,
+    )
+    cfg = Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=125,
+        eoi_token_index=126,
+        image_token_index=127,
+    )
+    Gemma3ForConditionalGeneration(cfg).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture()
 def tiny_llama(tmp_path: Path) -> Path:
     return build_tiny_llama(tmp_path / "tiny-llama")

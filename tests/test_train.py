@@ -196,20 +196,40 @@ def test_bf16_recipes_train_in_float32_where_bf16_is_emulated(monkeypatch):
     assert (p["bf16"], p["base_dtype"], p["fell_back_to_float32"]) == (True, "bfloat16", False)
 
 
-def test_top_layers_become_peft_layers_to_transform():
-    recipe = recipes.from_dict(
-        {
-            "kind": "adapter",
-            "name": "x",
-            "task": "absolute",
-            "base": "embedded:smollm2-135m-instruct",
-            "data": {"source": "prometheus-eval/mt-bench"},
-            "lora": {"top_layers": 3},
-        }
-    )
-    assert train._layers(recipe, 30) == {"layers_to_transform": [27, 28, 29], "layers_pattern": "layers"}
+def test_lora_scope_is_the_language_model_and_its_top_layers():
+    """A text model: the names as they are, ``layers_to_transform`` for the top layers. A multimodal Gemma 3 config
+    (the 4B checkpoints): the layer count comes from its text config, and one regex keeps LoRA out of the vision tower,
+    which has the same projection names."""
+    import re
+
+    from transformers import Gemma3Config, Gemma3TextConfig, LlamaConfig
+
+    spec = {
+        "kind": "adapter",
+        "name": "x",
+        "task": "absolute",
+        "base": "embedded:smollm2-135m-instruct",
+        "data": {"source": "prometheus-eval/mt-bench"},
+        "lora": {"top_layers": 3, "target_modules": ["q_proj", "v_proj"]},
+    }
+    recipe = recipes.from_dict(spec)
+    text = LlamaConfig(num_hidden_layers=30)
+    assert train.lora_scope(recipe, text) == {
+        "target_modules": ["q_proj", "v_proj"],
+        "layers_to_transform": [27, 28, 29],
+        "layers_pattern": "layers",
+    }
     with pytest.raises(TrainError, match="top_layers=3 but base .* has 2 decoder layers"):
-        train._layers(recipe, 2)
+        train.lora_scope(recipe, LlamaConfig(num_hidden_layers=2))
+    gemma = Gemma3Config(text_config=Gemma3TextConfig(num_hidden_layers=34))
+    pattern = train.lora_scope(recipe, gemma)["target_modules"]
+    full = re.compile(pattern).fullmatch  # PEFT matches a regex target against the whole module name
+    assert full("model.language_model.layers.33.self_attn.q_proj") and full("model.language_model.layers.31.mlp.v_proj")
+    assert not full("model.language_model.layers.30.self_attn.q_proj")  # below the top 3
+    assert not full("model.vision_tower.vision_model.encoder.layers.33.self_attn.q_proj")
+    assert not full("model.language_model.layers.33.self_attn.o_proj")
+    every = train.lora_scope(recipes.from_dict({**spec, "lora": {"target_modules": ["q_proj"]}}), gemma)
+    assert re.fullmatch(every["target_modules"], "model.language_model.layers.0.self_attn.q_proj")
 
 
 def test_completion_only_head_gives_the_same_loss_and_gradients(tiny_llama):

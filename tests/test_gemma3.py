@@ -1,0 +1,96 @@
+"""The Gemma 3 multimodal plumbing on a CPU stand-in (issue #19): a tiny random ``Gemma3ForConditionalGeneration``
+(the layout google/gemma-3-4b-it loads as) goes through train (trl backend) -> quick check -> mergekit merge -> judge.
+
+What it guards: the layer count read from the text config, LoRA kept out of the vision tower (which has the same
+projection names), and checkpoints conformed to the tensor names mergekit's ``gemma3vl`` definition reads
+(transformers 5.17 saves the vision tower as ``vision_tower.*``, mergekit 0.1.5 reads ``vision_tower.vision_model.*``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from conftest import FX_PAIRS, PKG_MIRROR, build_tiny_gemma3
+from safetensors import safe_open
+
+from judgefactory import merge, recipes, train
+
+FIX_MIRROR = Path(__file__).parent / "fixtures" / "mirror"
+TRAIN = {"batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 50, "bf16": False}
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in folder.glob("*.safetensors"):
+        with safe_open(str(f), "pt") as h:
+            out.update({k: h.get_tensor(k) for k in h.keys()})  # noqa: SIM118 - safe_open is not a mapping
+    return out
+
+
+def test_tiny_multimodal_gemma3_trains_merges_and_judges(tmp_path, monkeypatch):
+    from judgefactory.data import pairs
+    from judgefactory.engine import Engine
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
+    base = build_tiny_gemma3(tmp_path / "tiny-gemma3")
+    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
+    lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
+    pairwise = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "g3-pairwise",
+            "task": "pairwise",
+            "base": str(base),
+            "data": {"source": "pairs:fx", "max_response_chars": 120},
+            "lora": lora,
+            "train": {**TRAIN, "max_steps": 6, "learning_rate": 1e-2},
+            "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 4},
+        }
+    )
+    absolute = recipes.from_dict(
+        {
+            "kind": "adapter",
+            "name": "g3-absolute",
+            "task": "absolute",
+            "base": str(base),
+            "data": {"source": "prometheus-eval/Feedback-Collection", "max_response_chars": 200},
+            "lora": lora,
+            "train": {**TRAIN, "max_steps": 4, "learning_rate": 1e-2},
+        }
+    )
+    adapters = tmp_path / "adapters"
+    pw = train.run(pairwise, adapters_dir=adapters, mirror=PKG_MIRROR)
+    ab = train.run(absolute, adapters_dir=adapters, mirror=FIX_MIRROR, quick_eval=False)
+    m = json.loads((pw / "manifest.json").read_text())
+    assert m["training"]["completed"] and m["training"]["loss_last"] < m["training"]["loss_first"], m["training"]
+    assert m["quick_eval"]["adapter"]["n"] > 0 and "failed" not in m["quick_eval"]  # the check ran on the adapter
+    for folder in (pw, ab):
+        names = list(_tensors(folder))
+        assert names and all(".language_model.layers." in n for n in names), names[:3]  # no vision-tower LoRA
+
+    recipe = recipes.from_dict(
+        {
+            "kind": "merge",
+            "name": "g3-nuslerp",
+            "method": "nuslerp",
+            "base": str(base),
+            "models": [{"adapter": "g3-absolute", "weight": 0.5}, {"adapter": "g3-pairwise", "weight": 0.5}],
+            "use_base": True,
+            "dtype": "float32",
+        }
+    )
+    out = merge.run(recipe, adapters_dir=adapters, merges_dir=tmp_path / "merges", quiet=True)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Gemma3ForConditionalGeneration"]
+    merged, original = _tensors(out), _tensors(base)
+    vision = [k for k in merged if k.startswith("vision_tower.vision_model.")]  # mergekit's layout, written back
+    assert vision and all(torch.equal(merged[k], original[k.replace("vision_model.", "", 1)]) for k in vision)
+    q = "language_model.model.layers.1.self_attn.q_proj.weight"
+    o = "language_model.model.layers.1.self_attn.o_proj.weight"
+    assert not torch.equal(merged[q], original[q]) and torch.equal(merged[o], original[o])  # only LoRA'd tensors moved
+
+    judge = Engine.from_ref(str(out), batch_size=2)
+    verdicts = judge.judge([[{"role": "user", "content": "a b the verdict"}]] * 2, max_new_tokens=4, answer="verdict")
+    assert len(verdicts) == 2 and all(len(v.texts) == 1 for v in verdicts)
