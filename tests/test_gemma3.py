@@ -94,3 +94,20 @@ def test_tiny_multimodal_gemma3_trains_merges_and_judges(tmp_path, monkeypatch):
     judge = Engine.from_ref(str(out), batch_size=2)
     verdicts = judge.judge([[{"role": "user", "content": "a b the verdict"}]] * 2, max_new_tokens=4, answer="verdict")
     assert len(verdicts) == 2 and all(len(v.texts) == 1 for v in verdicts)
+
+
+def test_a_base_mergekit_cannot_read_is_refused_before_any_fold(tmp_path):
+    """mergekit 0.1.5 has no definition for Gemma 4 (google/gemma-4-E4B-it): the merge stops with one line naming it
+    before folding anything, instead of failing inside mergekit after minutes of folding."""
+    import pytest
+    from transformers import Gemma4Config
+
+    from judgefactory.merge import MergeError, _conformed_base
+
+    config = Gemma4Config()
+    config.architectures = ["Gemma4ForConditionalGeneration"]
+    config.save_pretrained(tmp_path / "gemma4")
+    with pytest.raises(
+        MergeError, match="mergekit .* has no architecture definition for Gemma4ForConditionalGeneration"
+    ):
+        _conformed_base(str(tmp_path / "gemma4"), tmp_path / "cache")

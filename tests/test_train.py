@@ -466,3 +466,24 @@ def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llam
         [[{"role": "user", "content": "a b the"}]] * 2, max_new_tokens=3, answer="verdict"
     )
     assert calls  # the engine's one-token attention ran: the copy decoded, on its own weights
+
+
+def test_unsloth_path_checks_the_gpu_before_anything_is_loaded():
+    """On the unsloth path, unsloth must be imported before transformers, TRL and PEFT (its patches): the run checks
+    for CUDA and imports unsloth first. Without a GPU it stops there with one line, having loaded none of them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from judgefactory import recipes, train\n"
+        "from judgefactory.errors import TrainError\n"
+        "recipe = recipes.load(recipes.find('adapters', 'pairwise-gemma-3-4b'))\n"
+        "try:\n"
+        "    train.run(recipe)\n"
+        "except TrainError as err:\n"
+        "    print(err)\n"
+        "print(sorted(m for m in ('transformers', 'trl', 'peft', 'datasets') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "needs a CUDA GPU" in out[0] and out[1] == "[]"
