@@ -32,7 +32,9 @@ def main() -> int:
         for i in installs
         if i["metadata"]["name"].lower() != "judgefactory"
     )
-    header = "# pip's resolution of the factory's pins + the gpu extra (dev/lock_gpu.py); make venv-gpu installs from it\n"
+    header = (
+        "# pip's resolution of the factory's pins + the gpu extra (dev/lock_gpu.py); make venv-gpu installs from it\n"
+    )
     (ROOT / "requirements-gpu.lock").write_text(header + "\n".join(pins) + "\n")
     print(f"{len(pins)} pins -> requirements-gpu.lock")
     return 0

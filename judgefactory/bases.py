@@ -242,17 +242,35 @@ def info(name: str) -> dict:
     }
 
 
-def load(name_or_path: str | Path, dtype: str = "float32"):
-    """(model, tokenizer) for a base name, a prepared folder, or any checkpoint folder. Never trusts remote code."""
+def load(name_or_path: str | Path, dtype: str = "float32", quantization: str = "none"):
+    """(model, tokenizer) for a base name, a prepared folder, or any checkpoint folder. Never trusts remote code.
+
+    ``quantization="4bit"``: the QLoRA base, NF4 weights with double quantisation through bitsandbytes (computing in
+    ``dtype``), placed on the GPU where there is one, else on the CPU (bitsandbytes 0.50 runs 4-bit on CPUs too)."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = prepare(str(name_or_path)) if str(name_or_path).startswith("embedded:") else name_or_path
+    extra: dict[str, Any] = {}
+    if quantization == "4bit":
+        import importlib.util
+
+        from transformers import BitsAndBytesConfig
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise BaseError("train.quantization=4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, dtype),
+        )
+        extra["device_map"] = {"": "cuda" if torch.cuda.is_available() else "cpu"}
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True
+            str(path), dtype=getattr(torch, dtype), trust_remote_code=False, use_safetensors=True, **extra
         )
     except (OSError, ValueError, KeyError, SafetensorError) as err:  # unreadable config, weights or tokenizer files
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""

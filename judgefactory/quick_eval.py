@@ -80,6 +80,7 @@ def absolute(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, da
     if "pearson_expected" in metrics:
         out["pearson_expected"] = _value(metrics, "pearson_expected")
         out["pearson_expected_ci"] = _ci(metrics, "pearson_expected")
+    out["values"] = [rows[(it.id, "main", "greedy")]["parsed"][0] for it in data.items]
     out["examples"] = [
         {
             "id": it.id,
@@ -114,6 +115,7 @@ def pairwise(model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, da
         "primacy": _value(metrics, "primacy"),
         "recency": _value(metrics, "recency"),
         "rule_baseline_kappa": _value(metrics, "rule_baseline_kappa"),
+        "values": verdicts + [rows[(it.id, "ba", "greedy")]["parsed"][0] for it in data.items],
         "verdict_share": {
             v: (verdicts + back).count(v) / (2 * n) if n else float("nan") for v in ("A", "B", "TIE", None)
         },
@@ -145,13 +147,25 @@ def _base_cache(recipe: AdapterRecipe, data: Any) -> Path:
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
 
 
-def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None, training: dict | None = None) -> dict:
+def compare(
+    peft_model: Any,
+    tok: Any,
+    recipe: AdapterRecipe,
+    mirror: Any = None,
+    training: dict | None = None,
+    adapter_dir: Path | None = None,
+) -> dict:
     """Quick check of the untrained base and the trained adapter on the same items.
 
     The base is loaded plain and the adapter folded into its weights (``merge_and_unload``; the adapter files are
     saved already), both in bf16 where this machine runs it natively (else float32): unmerged LoRA wrappers cost
     ~2x per decoding step on a CPU. The base's result is cached per machine (``_base_cache``): it depends only on the
-    base and the rendered requests."""
+    base and the rendered requests.
+
+    A QLoRA adapter (``train.quantization: 4bit``) is judged as it was trained: unfolded on its 4-bit base, on the
+    training device, and the base is that same model with the adapter disabled. Beside it, ``folded``: the adapter
+    folded into the full-precision base, which is what a merge receives, judged on the same items, with the share of
+    requests on which both give the same parsed answer (``folded_agreement``)."""
     import json
 
     import torch
@@ -172,6 +186,8 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     if training is not None:
         out["adapter_steps"] = f"{training.get('steps')}/{training.get('max_steps')}"
         out["incomplete"] = not training.get("completed", True)
+    if recipe.train.quantization == "4bit":
+        return _compare_quantized(peft_model, tok, recipe, data, out, adapter_dir)
     cache = _base_cache(recipe, data)
     if cache.is_file():
         out["base"] = {**json.loads(cache.read_text()), "cached": str(cache)}
@@ -186,6 +202,36 @@ def compare(peft_model: Any, tok: Any, recipe: AdapterRecipe, mirror: Any = None
     t = time.time()
     out["adapter"] = fn(folded, tok, recipe, data=data)
     out["adapter"]["seconds"] = round(time.time() - t, 1)
+    _print_table(out)
+    return out
+
+
+def _compare_quantized(
+    peft_model: Any, tok: Any, recipe: AdapterRecipe, data: Any, out: dict, adapter_dir: Path | None
+) -> dict:
+    """``compare`` for a QLoRA adapter: base = adapter disabled, adapter = unfolded on the 4-bit base, folded = the
+    adapter's files folded into the full-precision base (on the same device), with their agreement."""
+    import torch
+    from peft import PeftModel
+
+    from . import bases
+    from .precision import judge_dtype
+
+    fn = absolute if recipe.task == "absolute" else pairwise
+    peft_model.eval()
+    with peft_model.disable_adapter():
+        out["base"] = fn(peft_model, tok, recipe, data=data)
+    out["adapter"] = fn(peft_model, tok, recipe, data=data)
+    if adapter_dir is not None:
+        device = next(peft_model.parameters()).device
+        full, _ = bases.load(recipe.base, judge_dtype())
+        folded = PeftModel.from_pretrained(full.to(device), str(adapter_dir)).merge_and_unload().eval()
+        out["folded"] = fn(folded, tok, recipe, data=data)
+        a, b = out["adapter"]["values"], out["folded"]["values"]
+        out["folded_agreement"] = sum(x == y for x, y in zip(a, b, strict=True)) / len(a) if a else None
+        del folded, full
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     _print_table(out)
     return out
 
@@ -206,7 +252,9 @@ def _print_table(res: dict) -> None:
     table.add_column("model")
     for k in keys + ["n"]:
         table.add_column(k, justify="right")
-    for label in ("base", "adapter"):
+    for label in ("base", "adapter", "folded"):
+        if label not in res:
+            continue
         r = res[label]
         table.add_row(label, *[f"{r.get(k, float('nan')):.3f}" for k in keys], str(r.get("n")))
     Console().print(table)

@@ -168,8 +168,6 @@ class AdapterRecipe(_Strict):
 
     @model_validator(mode="after")
     def _backend_fits(self) -> AdapterRecipe:
-        if self.train.quantization == "4bit" and self.backend != "unsloth":
-            raise ValueError("train.quantization=4bit (QLoRA) needs backend: unsloth (GPU)")
         if self.task == "pairwise" and not self.data.source.startswith("pairs:"):
             raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
         if (self.task == "joint") != self.data.source.startswith("joint:"):

@@ -174,9 +174,11 @@ def precision(recipe: AdapterRecipe) -> dict[str, Any]:
 
 
 def _load_trl(recipe: AdapterRecipe, base_dtype: str):
-    from peft import LoraConfig
+    from peft import LoraConfig, prepare_model_for_kbit_training
 
-    model, tok = bases.load(recipe.base, base_dtype)
+    model, tok = bases.load(recipe.base, base_dtype, recipe.train.quantization)
+    if recipe.train.quantization == "4bit":  # QLoRA: norms in float32, input grads on for the frozen 4-bit base
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
     lora = LoraConfig(
         r=recipe.lora.r,
         lora_alpha=recipe.lora.alpha,
@@ -474,9 +476,9 @@ def check(out: Path, recipe: AdapterRecipe, mirror: Any, peft_model: Any = None,
     m = mf.read(out) or {}
     try:
         if peft_model is None:
-            base, tok = bases.load(recipe.base, "float32")
+            base, tok = bases.load(recipe.base, "float32", recipe.train.quantization)
             peft_model = PeftModel.from_pretrained(base, str(out))
-        evals = compare(peft_model, tok, recipe, mirror=mirror, training=m.get("training"))
+        evals = compare(peft_model, tok, recipe, mirror=mirror, training=m.get("training"), adapter_dir=out)
     except BaseException as err:
         mf.finalize(
             out,

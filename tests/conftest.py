@@ -79,8 +79,8 @@ def build_tiny_tokenizer(path: Path | None = None):
     return tok
 
 
-def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128):
-    """A 2-layer Llama (hidden 32) saved as safetensors with a tokenizer: what PEFT/TRL/mergekit open."""
+def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128, hidden_size: int = 32):
+    """A 2-layer Llama (hidden 32, MLP 2x) saved as safetensors with a tokenizer: what PEFT/TRL/mergekit open."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -88,8 +88,8 @@ def build_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 128):
     tok = build_tiny_tokenizer()
     cfg = LlamaConfig(
         vocab_size=max(vocab_size, len(tok)),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -111,3 +111,58 @@ def test_a_base_mergekit_cannot_read_is_refused_before_any_fold(tmp_path):
         MergeError, match="mergekit .* has no architecture definition for Gemma4ForConditionalGeneration"
     ):
         _conformed_base(str(tmp_path / "gemma4"), tmp_path / "cache")
+
+
+def test_qlora_on_cpu_trains_checks_unfolded_and_folded_and_merges(tmp_path, monkeypatch):
+    """bitsandbytes 0.50 quantises to NF4 on a CPU, so the QLoRA path runs here: a tiny 4-bit base trains a LoRA
+    (trl backend), the quick check judges it unfolded on the 4-bit base (base = adapter disabled) and folded into the
+    full-precision base (what a merge receives) with their agreement, and mergekit folds it like any other adapter."""
+    import pytest
+
+    pytest.importorskip("bitsandbytes")
+    from conftest import build_tiny_llama
+
+    from judgefactory.data import pairs
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
+    # bitsandbytes' CPU inference kernel repacks NF4 weights in blocks of 64 input features: a 32-wide layer fails there
+    # (``shape '[32, 0]' is invalid``), so this tiny model is 64 wide
+    base = build_tiny_llama(tmp_path / "tiny-llama", hidden_size=64)
+    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
+    spec = {
+        "kind": "adapter",
+        "name": "q-pairwise",
+        "task": "pairwise",
+        "base": str(base),
+        "data": {"source": "pairs:fx", "max_response_chars": 120},
+        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+        "train": {**TRAIN, "max_steps": 6, "learning_rate": 1e-2, "quantization": "4bit"},
+        "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 4},
+    }
+    adapters = tmp_path / "adapters"
+    out = train.run(recipes.from_dict(spec), adapters_dir=adapters, mirror=PKG_MIRROR)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["training"]["completed"] and m["training"]["loss_last"] < m["training"]["loss_first"], m["training"]
+    qe = m["quick_eval"]
+    assert {"base", "adapter", "folded"} <= set(qe) and 0.0 <= qe["folded_agreement"] <= 1.0
+    assert len(qe["adapter"]["values"]) == len(qe["folded"]["values"]) == 2 * qe["adapter"]["n"]
+    other = train.run(
+        recipes.from_dict({**spec, "name": "q-other", "train": {**spec["train"], "seed": 7}, "quick_eval": None}),
+        adapters_dir=adapters,
+        mirror=PKG_MIRROR,
+    )
+    recipe = recipes.from_dict(
+        {
+            "kind": "merge",
+            "name": "q-merge",
+            "method": "nuslerp",
+            "base": str(base),
+            "models": [{"adapter": "q-pairwise", "weight": 0.5}, {"adapter": other.name, "weight": 0.5}],
+            "use_base": True,
+            "dtype": "float32",
+        }
+    )
+    merged = merge.run(recipe, adapters_dir=adapters, merges_dir=tmp_path / "merges", quiet=True)
+    q = "model.layers.1.self_attn.q_proj.weight"
+    assert not torch.equal(_tensors(merged)[q], _tensors(base)[q])
