@@ -245,7 +245,9 @@ def _load_unsloth(recipe: AdapterRecipe, base_dtype: str):
         random_state=recipe.train.seed,
         **lora_scope(recipe, model.config),
     )
-    return model, tok, None
+    # a multimodal checkpoint (Gemma 3 4B) comes with a processor; text is tokenised (tok(p, ...), tok.pad, the chat
+    # template) by the tokenizer inside it
+    return model, getattr(tok, "tokenizer", tok), None
 
 
 def _TimeCap(minutes: float):  # noqa: N802 - builds a TrainerCallback lazily (transformers import stays inside)
