@@ -321,8 +321,9 @@ def run(
             recipe.train.max_steps,
             out,
         )
-        if quick_eval and recipe.quick_eval is not None and not (mf.read(out) or {}).get("quick_eval"):
-            check(out, recipe, mirror)
+        done_check = (mf.read(out) or {}).get("quick_eval")
+        if quick_eval and recipe.quick_eval is not None and (not done_check or "failed" in done_check):
+            check(out, recipe, mirror)  # never run, or failed: (re)checked, the adapter is not retrained
         return out
 
     from .precision import machine

@@ -487,3 +487,33 @@ def test_unsloth_path_checks_the_gpu_before_anything_is_loaded():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert "needs a CUDA GPU" in out[0] and out[1] == "[]"
+
+
+def test_a_failing_quick_check_never_costs_the_trained_adapter(tiny_llama, tmp_path, monkeypatch):
+    """The adapter is saved before its check runs; a check that fails (here: a fault injected into the comparison, as
+    a 4-bit base moved to the wrong device would) is recorded in the manifest as failed and re-raised, the adapter
+    stays, and a rerun re-checks it without training again."""
+    from judgefactory import manifest as mf
+    from judgefactory import quick_eval
+
+    recipe = _pair_setup(
+        tiny_llama,
+        tmp_path,
+        monkeypatch,
+        quick_eval={"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 2},
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot move a 4-bit model")
+
+    monkeypatch.setattr(quick_eval, "compare", broken)
+    with pytest.raises(RuntimeError, match="4-bit"):
+        train.run(recipe, adapters_dir=tmp_path / "adapters", mirror=PKG_MIRROR)
+    out = tmp_path / "adapters" / recipe.name
+    m = mf.read(out)
+    assert (out / "adapter_model.safetensors").is_file() and m["training"]["completed"]
+    assert m["quick_eval"] == {"failed": "RuntimeError: cannot move a 4-bit model"}
+    monkeypatch.setattr(quick_eval, "compare", lambda *a, **k: {"checked": True})
+    assert train.run(recipe, adapters_dir=tmp_path / "adapters", mirror=PKG_MIRROR) == out
+    again = mf.read(out)
+    assert again["quick_eval"] == {"checked": True} and again["training"] == m["training"]
