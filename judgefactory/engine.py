@@ -34,11 +34,8 @@ sum over the returned top tokens whose text after ``lead`` starts that option on
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -320,31 +317,29 @@ class VLLMBackend:
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible server: POST ``{base_url}/chat/completions`` (one request per conversation, in parallel)."""
+    """Any OpenAI-compatible server (vLLM, llama.cpp's ``llama-server``, a hosted API) through the ``openai`` SDK: one
+    chat completion per conversation, in parallel threads, with the top log-probabilities of each generated token."""
 
     name = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 300.0, workers: int = 8):
-        self.base_url, self.model, self.api_key, self.timeout, self.workers = (
-            base_url.rstrip("/"),
-            model,
-            api_key,
-            timeout,
-            workers,
-        )
+        import os
+
+        from openai import OpenAI
+
+        self.base_url, self.model, self.workers = base_url.rstrip("/"), model, workers
+        # a local server takes any key; the SDK insists on one (the key is never logged or written anywhere)
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.client = OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=2)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers
-        )
+        """``POST /chat/completions`` with ``body``; the response as a plain dict. Failures: one EngineError line."""
+        import openai
+
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read().decode())
-        except (urllib.error.URLError, OSError, json.JSONDecodeError) as err:
-            raise EngineError(f"{self.base_url}/chat/completions: {err}") from None
+            return self.client.chat.completions.create(**body).model_dump()
+        except openai.APIError as err:
+            raise EngineError(f"{self.base_url}/chat/completions: {type(err).__name__}: {err}") from None
 
     def _one(self, messages: Messages, spec: AnswerSpec | None, sampling: Sampling) -> Raw:
         n = sampling.n

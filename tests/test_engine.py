@@ -348,8 +348,7 @@ def _scored_chat_reply(body: dict) -> dict:
 
 def test_openai_backend_against_a_loopback_server():
     with chat_server(_scored_chat_reply) as (base, requests):
-        eng = E.Engine.from_ref("judge-7b", backend="openai", base_url=base, batch_size=2)
-        eng.backend.api_key = "sk-test"
+        eng = E.Engine.from_ref("judge-7b", backend="openai", base_url=base, batch_size=2, api_key="sk-test")
         out = eng.judge([_msgs("first"), _msgs("second")], max_new_tokens=32, temperature=1.0, n=3, answer="score")
     assert eng.label == "openai__judge-7b"
     assert [j.values for j in out] == [[4, 4, 4], [4, 4, 4]]

@@ -6,14 +6,13 @@ recipe names ``llm_labeler``.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import formats
+from ..engine import EngineError
 
 if TYPE_CHECKING:
     from .pairs import Pair
@@ -22,17 +21,13 @@ __all__ = ["ask_llm", "llm_second_opinion"]
 
 
 def ask_llm(base_url: str, model: str, prompt: str, timeout: float = 120.0) -> str:
-    """One chat completion from an OpenAI-compatible endpoint (``POST {base}/chat/completions``): the reply text."""
-    body = {"model": model, "messages": formats.bias_messages(prompt), "temperature": 0, "max_tokens": 256}
-    req = urllib.request.Request(
-        base_url.rstrip("/") + "/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's configured endpoint
-        data = json.loads(resp.read().decode())
-    return str(data["choices"][0]["message"]["content"])
+    """One greedy chat completion (the bias system prompt + ``prompt``) from an OpenAI-compatible endpoint, through the
+    engine's ``openai`` backend: the reply text."""
+    from ..engine import OpenAIBackend, Sampling
+
+    backend = OpenAIBackend(base_url, model, timeout=timeout, workers=1)
+    raw = backend.run([formats.bias_messages(prompt)], spec=None, sampling=Sampling(256), batch_size=1, progress=None)
+    return raw[0].texts[0]
 
 
 def llm_second_opinion(
@@ -50,7 +45,7 @@ def llm_second_opinion(
             try:
                 reply = ask_llm(base_url, model, r["prompt"])
                 verdict = formats.parse_verdict(reply)
-            except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
+            except EngineError as err:
                 reply, verdict = f"error: {type(err).__name__}: {err}", None
                 stats["errors"] += 1
             stats["labelled"] += 1
