@@ -587,7 +587,10 @@ def _conformed_base(base_ref: str, cache: Path) -> str:
     from mergekit.architecture import arch_info_for_config
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(base_ref)
+    try:
+        config = AutoConfig.from_pretrained(base_ref)
+    except (OSError, ValueError) as err:  # no config.json, or a hub id on an offline machine
+        raise MergeError(f"cannot read the config of base {base_ref!r}: {str(err).splitlines()[0][:300]}") from None
     if arch_info_for_config(config) is None:
         raise MergeError(_no_architecture(config))
     folder = Path(base_ref)
