@@ -160,13 +160,21 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
     return results
 
 
-def load_retention(bench_root: Path, model_name: str) -> dict[str, Any] | None:
+def load_retention(bench_root: Path, model_name: str, artifact_dir: Path) -> dict[str, Any] | None:
     """The model's rows of ``bench/retention/retention.json`` (``judgefactory retention``: what it keeps of each
-    specialist on the eval sets) as the card's words and table, or None when it was not measured."""
+    specialist on the eval sets) as the card's words and table, or None when it was not measured. Only rows measured
+    on this very artifact count (the sha256 of its manifest): a rebuilt merge's card never shows the old one's."""
+    from . import manifest as mf
     from .bench import retention
 
     doc = read_json(Path(bench_root) / "retention" / "retention.json") or {}
-    rows = [r for r in doc.get("rows") or [] if r.get("model") == model_name]
+    manifest = Path(artifact_dir) / MANIFEST
+    digest = mf.sha256_file(manifest) if manifest.is_file() else None
+    rows = [
+        r
+        for r in doc.get("rows") or []
+        if r.get("model") == model_name and digest is not None and r.get("model_manifest_sha256") == digest
+    ]
     if not rows:
         return None
     mine = {**doc, "rows": rows}
@@ -532,7 +540,7 @@ def build_card(
     results = load_results(Path(bench_root), model_name)
     consistency = load_consistency(Path(consistency_root), model_name)
     data = card_data(manifest, results, model_name)
-    retention = load_retention(Path(bench_root), model_name)
+    retention = load_retention(Path(bench_root), model_name, artifact_dir)
     context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id, retention)
     return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **context)
 

@@ -579,13 +579,16 @@ def test_card_leads_with_what_the_merge_keeps_of_its_specialists(factory: Path, 
             "ci": None,
         },
     ]
+    art = _copy_artifact(factory, tmp_path)
+    digest = hashlib.sha256((art / "manifest.json").read_bytes()).hexdigest()
+    stale = {**rows[0], "model_manifest_sha256": "0" * 64, "suite": "hhh", "retention": 0.5}  # a rebuilt merge's row
+    rows = [{**r, "model_manifest_sha256": digest} for r in rows] + [stale]
     (bench / "retention").mkdir()
     (bench / "retention" / "retention.json").write_text(
         json.dumps({"specialists": {"pairwise": "adapter-pw", "absolute": "adapter-abs"}, "rows": rows})
     )
-    text = card.write_card(
-        _copy_artifact(factory, tmp_path), bench, factory / "consistency", MODEL, out=tmp_path / "card.md"
-    ).read_text()
+    text = card.write_card(art, bench, factory / "consistency", MODEL, out=tmp_path / "card.md").read_text()
+    assert "HHH" not in text.split("## What the merge keeps of its specialists")[1].split("##")[0]
     section = text.index("## What the merge keeps of its specialists")
     assert section < text.index("## What this judge does")
     assert "Keeps 73% [63%, 84%] of the pairwise specialist's kappa on the 240 human-labelled" in text

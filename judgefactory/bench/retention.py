@@ -112,7 +112,10 @@ def table(
                 if (m.get("limit"), m.get("max_response_chars")) != (limit, spec_m.get("max_response_chars")):
                     continue  # not the same items: no paired comparison
                 r = ratio(data, rows, spec_rows, modes, metric, n_boot)
-                out["rows"].append({"model": label, "skill": skill, "suite": suite, "metric": metric, **r})
+                row = {"model": label, "skill": skill, "suite": suite, "metric": metric, **r}
+                # what was benched (a card reads only rows of the artifact it describes, never a rebuilt one's)
+                row["model_manifest_sha256"] = (m.get("model") or {}).get("manifest_sha256")
+                out["rows"].append(row)
     return out
 
 
