@@ -2,8 +2,9 @@
 
 ``run(recipe)`` reads top to bottom: resolve the base and every recipe model, refuse incompatible
 inputs up front, skip when the output is fresh, stage content-keyed paths for mergekit, let mergekit
-fold and merge (float32), check the output's chat template, and write the folder atomically with its
-``mergekit_config.yaml``, ``recipe.yaml`` and ``manifest.json``. No merge arithmetic lives here.
+fold (up front, by its own code, each checkpoint then checked against the tensor names of mergekit's architecture
+definition: ``_conform``) and merge (float32), check the output's chat template, and write the folder atomically with
+its ``mergekit_config.yaml``, ``recipe.yaml`` and ``manifest.json``. No merge arithmetic lives here.
 
 Why the staging: mergekit names a LoRA fold in ``lora_merge_cache`` after the *path strings* of the base and the
 adapter (basename + crc32 of the path) and reuses it whenever that folder exists (mergekit 0.1.5 source,
