@@ -517,20 +517,35 @@ def _tensor_names(folder: Path) -> dict[str, str]:
     return out
 
 
-def _renames(folder: Path) -> dict[str, str]:
-    """Renames that give a checkpoint the tensor names mergekit's architecture definition for its config reads ({}:
-    it has them). transformers 5.17 saves ``Gemma3ForConditionalGeneration``'s vision tower as ``vision_tower.*``,
-    mergekit 0.1.5's ``gemma3vl`` definition reads ``vision_tower.vision_model.*``: an expected name found in the
-    checkpoint with one of its dotted parts left out is renamed; anything else missing is refused (MergeError)."""
+def _architecture(ref: str) -> tuple[Any, Any]:
+    """(config, mergekit's architecture definition) of a checkpoint folder or hub id; one MergeError line when the
+    config cannot be read or mergekit has no definition for it (before any fold)."""
     from mergekit.architecture import arch_info_for_config
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(folder))
+    try:
+        config = AutoConfig.from_pretrained(ref)
+    except (OSError, ValueError) as err:  # no config.json, or a hub id on an offline machine
+        raise MergeError(f"cannot read the config of {ref!r}: {str(err).splitlines()[0][:300]}") from None
     arch = arch_info_for_config(config)
     if arch is None:
-        raise MergeError(_no_architecture(config))
+        archs = ", ".join(config.architectures or [config.model_type])
+        raise MergeError(
+            f"mergekit {md.version('mergekit')} has no architecture definition for {archs} "
+            "(mergekit/_data/architectures): it cannot merge this base"
+        )
+    return config, arch
+
+
+def _renames(folder: Path, files: dict[str, str]) -> dict[str, str]:
+    """Renames that give a checkpoint (``files``: its tensor names, ``_tensor_names``) the names mergekit's
+    architecture definition for its config reads ({}: it has them). transformers 5.17 saves
+    ``Gemma3ForConditionalGeneration``'s vision tower as ``vision_tower.*``, mergekit 0.1.5's ``gemma3vl`` definition
+    reads ``vision_tower.vision_model.*``: an expected name found in the checkpoint with one of its dotted parts left
+    out is renamed; anything else missing is refused (MergeError)."""
+    config, arch = _architecture(str(folder))
     expected = arch.all_weights(config)
-    have = set(_tensor_names(folder))
+    have = set(files)
     renames: dict[str, str] = {}
     missing = []
     for w in expected:
@@ -554,12 +569,12 @@ def _renames(folder: Path) -> dict[str, str]:
 
 def _conform(folder: Path) -> Path:
     """Rename a checkpoint's tensors in place (file by file, atomically) to the names mergekit reads (``_renames``)."""
-    renames = _renames(folder)
+    files = _tensor_names(folder)
+    renames = _renames(folder, files)
     if not renames:
         return folder
     from safetensors.torch import load_file, save_file
 
-    files = _tensor_names(folder)
     for name in sorted({files[k] for k in renames}):
         tensors = load_file(str(folder / name))
         tmp = folder / f".{name}.tmp"
@@ -574,28 +589,14 @@ def _conform(folder: Path) -> Path:
     return folder
 
 
-def _no_architecture(config: Any) -> str:
-    archs = ", ".join(config.architectures or [config.model_type])
-    return (
-        f"mergekit {md.version('mergekit')} has no architecture definition for {archs} (mergekit/_data/architectures): "
-        "it cannot merge this base"
-    )
-
-
 def _conformed_base(base_ref: str, cache: Path) -> str:
     """The staged base as mergekit can read it: itself, or a conformed copy beside its link (a hub id is passed on,
     once mergekit is known to have a definition for its architecture: a refusal before any fold)."""
-    from mergekit.architecture import arch_info_for_config
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(base_ref)
-    except (OSError, ValueError) as err:  # no config.json, or a hub id on an offline machine
-        raise MergeError(f"cannot read the config of base {base_ref!r}: {str(err).splitlines()[0][:300]}") from None
-    if arch_info_for_config(config) is None:
-        raise MergeError(_no_architecture(config))
     folder = Path(base_ref)
-    if not folder.is_dir() or not _renames(folder):
+    if not folder.is_dir():
+        _architecture(base_ref)
+        return base_ref
+    if not _renames(folder, _tensor_names(folder)):
         return base_ref
     copy = cache / "bases" / f"{folder.name}-mergekit"
     if mf.read(copy) is None:
