@@ -155,6 +155,43 @@ def build_tiny_gemma3(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def tiny_pairwise_recipe(base: Path, **adapter_kw):
+    """A tiny pairwise adapter recipe on the fixture pair set ``fx``; ``adapter_kw`` overrides (dicts are merged)."""
+    from judgefactory import recipes
+
+    spec = {
+        "kind": "adapter",
+        "name": "tiny-pw",
+        "task": "pairwise",
+        "base": str(base),
+        "data": {"source": "pairs:fx", "max_response_chars": 120},
+        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+        "train": {
+            "max_steps": 6,
+            "batch_size": 2,
+            "max_length": 500,
+            "logging_steps": 1,
+            "save_steps": 3,
+            "bf16": False,
+            "base_dtype": "float32",
+            "learning_rate": 1e-2,
+        },
+    }
+    for k, v in adapter_kw.items():
+        spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
+    return recipes.from_dict(spec)
+
+
+def fx_pair_setup(base: Path, tmp_path: Path, monkeypatch, **adapter_kw):
+    """The fixture pair set built under ``tmp_path`` and a tiny pairwise recipe that trains on it."""
+    from judgefactory import recipes
+    from judgefactory.data import pairs
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
+    return tiny_pairwise_recipe(base, **adapter_kw)
+
+
 @pytest.fixture()
 def tiny_llama(tmp_path: Path) -> Path:
     return build_tiny_llama(tmp_path / "tiny-llama")

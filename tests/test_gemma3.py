@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import FX_PAIRS, PKG_MIRROR, build_tiny_gemma3
+from conftest import PKG_MIRROR, build_tiny_gemma3, fx_pair_setup, tiny_pairwise_recipe
 from safetensors import safe_open
 
 from judgefactory import merge, recipes, train
 
 FIX_MIRROR = Path(__file__).parent / "fixtures" / "mirror"
-TRAIN = {"batch_size": 2, "max_length": 500, "logging_steps": 1, "save_steps": 50, "bf16": False}
+QUICK = {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 4}
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -30,36 +30,17 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_tiny_multimodal_gemma3_trains_merges_and_judges(tmp_path, monkeypatch):
-    from judgefactory.data import pairs
     from judgefactory.engine import Engine
 
-    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
     monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
     base = build_tiny_gemma3(tmp_path / "tiny-gemma3")
-    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
-    lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
-    pairwise = recipes.from_dict(
-        {
-            "kind": "adapter",
-            "name": "g3-pairwise",
-            "task": "pairwise",
-            "base": str(base),
-            "data": {"source": "pairs:fx", "max_response_chars": 120},
-            "lora": lora,
-            "train": {**TRAIN, "max_steps": 6, "learning_rate": 1e-2},
-            "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 4},
-        }
-    )
-    absolute = recipes.from_dict(
-        {
-            "kind": "adapter",
-            "name": "g3-absolute",
-            "task": "absolute",
-            "base": str(base),
-            "data": {"source": "prometheus-eval/Feedback-Collection", "max_response_chars": 200},
-            "lora": lora,
-            "train": {**TRAIN, "max_steps": 4, "learning_rate": 1e-2},
-        }
+    pairwise = fx_pair_setup(base, tmp_path, monkeypatch, name="g3-pairwise", quick_eval=QUICK)
+    absolute = tiny_pairwise_recipe(
+        base,
+        name="g3-absolute",
+        task="absolute",
+        data={"source": "prometheus-eval/Feedback-Collection", "max_response_chars": 200},
+        train={"max_steps": 4},
     )
     adapters = tmp_path / "adapters"
     pw = train.run(pairwise, adapters_dir=adapters, mirror=PKG_MIRROR)
@@ -122,33 +103,22 @@ def test_qlora_on_cpu_trains_checks_unfolded_and_folded_and_merges(tmp_path, mon
     pytest.importorskip("bitsandbytes")
     from conftest import build_tiny_llama
 
-    from judgefactory.data import pairs
-
-    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
     monkeypatch.setenv("JUDGEFACTORY_CACHE", str(tmp_path / "cache"))
     # bitsandbytes' CPU inference kernel repacks NF4 weights in blocks of 64 input features: a 32-wide layer fails there
     # (``shape '[32, 0]' is invalid``), so this tiny model is 64 wide
     base = build_tiny_llama(tmp_path / "tiny-llama", hidden_size=64)
-    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
-    spec = {
-        "kind": "adapter",
-        "name": "q-pairwise",
-        "task": "pairwise",
-        "base": str(base),
-        "data": {"source": "pairs:fx", "max_response_chars": 120},
-        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-        "train": {**TRAIN, "max_steps": 6, "learning_rate": 1e-2, "quantization": "4bit"},
-        "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "limit": 4},
-    }
+    recipe = fx_pair_setup(
+        base, tmp_path, monkeypatch, name="q-pairwise", train={"quantization": "4bit"}, quick_eval=QUICK
+    )
     adapters = tmp_path / "adapters"
-    out = train.run(recipes.from_dict(spec), adapters_dir=adapters, mirror=PKG_MIRROR)
+    out = train.run(recipe, adapters_dir=adapters, mirror=PKG_MIRROR)
     m = json.loads((out / "manifest.json").read_text())
     assert m["training"]["completed"] and m["training"]["loss_last"] < m["training"]["loss_first"], m["training"]
     qe = m["quick_eval"]
     assert {"base", "adapter", "folded"} <= set(qe) and 0.0 <= qe["folded_agreement"] <= 1.0
     assert len(qe["adapter"]["values"]) == len(qe["folded"]["values"]) == 2 * qe["adapter"]["n"]
     other = train.run(
-        recipes.from_dict({**spec, "name": "q-other", "train": {**spec["train"], "seed": 7}, "quick_eval": None}),
+        tiny_pairwise_recipe(base, name="q-other", train={"quantization": "4bit", "seed": 7}),
         adapters_dir=adapters,
         mirror=PKG_MIRROR,
     )

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FX_PAIRS, PKG_MIRROR
+from conftest import FX_PAIRS, PKG_MIRROR, fx_pair_setup, tiny_pairwise_recipe
 
 from judgefactory import devcurve, formats, recipes, train
 from judgefactory import loss as train_loss
@@ -275,7 +275,7 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     from judgefactory.data import pairs
 
     pair_recipe = recipes.from_dict(FX_PAIRS)
-    adapter = _pairwise_recipe(tiny_llama, train={"max_steps": 2, "save_steps": 10})
+    adapter = tiny_pairwise_recipe(tiny_llama, train={"max_steps": 2, "save_steps": 10})
     monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
 
     def build_and_train() -> tuple[str, str]:
@@ -296,45 +296,11 @@ def test_editing_a_prompt_template_rebuilds_the_pair_set_and_the_adapter(tiny_ll
     assert third[0] == second[0] and third[1] != second[1]  # only the adapter's rendered rows changed
 
 
-def _pairwise_recipe(tiny_llama, **adapter_kw) -> recipes.AdapterRecipe:
-    """A tiny pairwise adapter recipe on the fixture pair set ``fx``; ``adapter_kw`` overrides (dicts are merged)."""
-    spec = {
-        "kind": "adapter",
-        "name": "tiny-pw",
-        "task": "pairwise",
-        "base": str(tiny_llama),
-        "data": {"source": "pairs:fx", "max_response_chars": 120},
-        "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-        "train": {
-            "max_steps": 6,
-            "batch_size": 2,
-            "max_length": 500,
-            "logging_steps": 1,
-            "save_steps": 3,
-            "bf16": False,
-            "base_dtype": "float32",
-            "learning_rate": 1e-2,
-        },
-    }
-    for k, v in adapter_kw.items():
-        spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
-    return recipes.from_dict(spec)
-
-
-def _pair_setup(tiny_llama, tmp_path, monkeypatch, **adapter_kw):
-    """The fixture pair set built under ``tmp_path`` and a tiny pairwise recipe that trains on it."""
-    from judgefactory.data import pairs
-
-    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
-    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
-    return _pairwise_recipe(tiny_llama, **adapter_kw)
-
-
 def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_path, monkeypatch):
     """The work is fixed by the recipe: a machine whose clock runs 100x faster (each step 'takes' minutes) still trains
     every step when no time cap is set; with a cap it stops early, the adapter is marked incomplete, never reused as
     fresh, and the next run resumes it to max_steps."""
-    recipe = _pair_setup(tiny_llama, tmp_path, monkeypatch)
+    recipe = fx_pair_setup(tiny_llama, tmp_path, monkeypatch)
     real = train.time.time
     clock = {"t": real()}
 
@@ -362,7 +328,7 @@ def test_the_same_recipe_gives_the_same_steps_on_a_slow_machine(tiny_llama, tmp_
 
 
 def test_learning_curve_is_scored_on_the_dev_split_and_plotted(tiny_llama, tmp_path, monkeypatch):
-    recipe = _pair_setup(
+    recipe = fx_pair_setup(
         tiny_llama, tmp_path, monkeypatch, dev={"steps": [0, 3, 6], "max_new_tokens": 4, "batch_size": 8}
     )
     from judgefactory import quick_eval
@@ -380,7 +346,7 @@ def test_learning_curve_is_scored_on_the_dev_split_and_plotted(tiny_llama, tmp_p
 def test_dpo_stage_trains_on_rejected_judgements_and_leaves_one_adapter(tiny_llama, tmp_path, monkeypatch):
     from judgefactory import preference
 
-    recipe = _pair_setup(
+    recipe = fx_pair_setup(
         tiny_llama, tmp_path, monkeypatch, preference={"steps": 3, "batch_size": 2, "learning_rate": 1e-3}
     )
     rows = preference.preference_rows(recipe)
@@ -496,7 +462,7 @@ def test_a_failing_quick_check_never_costs_the_trained_adapter(tiny_llama, tmp_p
     from judgefactory import manifest as mf
     from judgefactory import quick_eval
 
-    recipe = _pair_setup(
+    recipe = fx_pair_setup(
         tiny_llama,
         tmp_path,
         monkeypatch,
