@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import formats
-from ..engine import EngineError
+from ..engine import EngineError, OpenAIBackend, Sampling
 
 if TYPE_CHECKING:
     from .pairs import Pair
@@ -20,12 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["ask_llm", "llm_second_opinion"]
 
 
-def ask_llm(base_url: str, model: str, prompt: str, timeout: float = 120.0) -> str:
-    """One greedy chat completion (the bias system prompt + ``prompt``) from an OpenAI-compatible endpoint, through the
-    engine's ``openai`` backend: the reply text."""
-    from ..engine import OpenAIBackend, Sampling
-
-    backend = OpenAIBackend(base_url, model, timeout=timeout, workers=1)
+def ask_llm(backend: OpenAIBackend, prompt: str) -> str:
+    """One greedy chat completion (the bias system prompt + ``prompt``) through the engine's ``openai`` backend: the
+    reply text."""
     raw = backend.run([formats.bias_messages(prompt)], spec=None, sampling=Sampling(256), batch_size=1, progress=None)
     return raw[0].texts[0]
 
@@ -39,11 +36,12 @@ def llm_second_opinion(
 
     stats: Counter = Counter()
     ab = {r["pair_id"]: r for r in rows if r["order"] == "ab"}
+    backend = OpenAIBackend(base_url, model, timeout=120.0, workers=1)  # one client (and connection pool) for all pairs
     with open(out, "w") as f:
         for p in tqdm(pairs, desc="llm labeler", disable=not progress, unit="pair"):
             r = ab[p.pair_id]
             try:
-                reply = ask_llm(base_url, model, r["prompt"])
+                reply = ask_llm(backend, r["prompt"])
                 verdict = formats.parse_verdict(reply)
             except EngineError as err:
                 reply, verdict = f"error: {type(err).__name__}: {err}", None
