@@ -285,9 +285,7 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
             by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
 
         def msgs(r: dict) -> list[dict[str, str]]:
-            return formats.bias_messages(
-                formats.bias_prompt(r["context"], r["question"], r["choices"], r["response_a"], r["response_b"], clip)
-            )
+            return formats.bias_messages(formats.pair_prompt(r, clip))
 
         items = [
             suites.Item(
