@@ -124,6 +124,8 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if spec.bpe_from_scores:
         bpe_from_scores(tok, gguf)
+    elif _gguf_field(gguf, "tokenizer.ggml.model") == "gpt2":
+        byte_level(tok)
     tok.eos_token = spec.eos_token
     tok.pad_token = spec.pad_token
     if spec.chat_template:
@@ -141,6 +143,31 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+
+
+def _gguf_field(gguf: Path, key: str) -> str | None:
+    """A string field of a GGUF file's metadata (None when absent)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get(key)
+    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+
+
+def byte_level(tok: Any) -> None:
+    """Make a tokenizer converted from a GPT-2 style GGUF (``tokenizer.ggml.model`` ``gpt2``: byte-level BPE, SmolLM2)
+    what its hub original is, in place: transformers' GGUF converter gives it ``byte_fallback`` and a SentencePiece
+    decoder chain (``ByteFallback``, ``Fuse``, ``▁`` -> space, ``ByteLevel``). Encoding is unchanged (every byte is in
+    the byte-level alphabet, so byte fallback never fires), but llama.cpp's converter reads that shape as a Llama
+    SentencePiece vocabulary and writes a GGUF whose server fails every request (issue #20). The hub's tokenizer has
+    ``byte_fallback: false`` and a plain ``ByteLevel`` decoder."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    spec["model"]["byte_fallback"] = False
+    spec["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    tok._tokenizer = Tokenizer.from_str(json.dumps(spec))
 
 
 def bpe_from_scores(tok: Any, gguf: Path) -> None:
@@ -196,7 +223,7 @@ def prepare(name: str, rebuild: bool = False, verify: bool = False) -> Path | st
     spec = EMBEDDED[key]
     out = cache_root() / key
     inputs = mf.sha256_json(
-        {"spec": spec.__dict__, "version": md.version(spec.package) if spec.gguf else None, "layout": 2}
+        {"spec": spec.__dict__, "version": md.version(spec.package) if spec.gguf else None, "layout": 3}
     )
     if not rebuild and mf.is_fresh(out, inputs, check="hash" if verify else "stat"):
         return out
