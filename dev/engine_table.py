@@ -88,6 +88,7 @@ def torch_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
     """One torch row: per item set, replies, seconds and phase times."""
     import torch
     from transformers import GenerationConfig
+    from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     from judgefactory import generate, models
     from judgefactory.engine import Engine
@@ -114,8 +115,11 @@ def torch_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
             gc = GenerationConfig(
                 max_new_tokens=max_new, do_sample=False, eos_token_id=stop, pad_token_id=tok.pad_token_id
             )
-            with torch.inference_mode():
-                res = model.generate_batch(inputs=ids, generation_config=gc, progress_bar=False)
+            # sized like the others' batches (its default sizes the paged cache from free memory: 14 GB here)
+            cb = ContinuousBatchingConfig(num_blocks=256, max_batch_tokens=4096, max_requests_per_batch=BATCH)
+            res = model.generate_batch(
+                inputs=ids, generation_config=gc, continuous_batching_config=cb, progress_bar=False
+            )
             by_id = {r.request_id: r for r in res.values()}
             texts = [
                 tok.decode(generate._trim(by_id[f"req_{i}"].generated_tokens, set(stop)), skip_special_tokens=True)

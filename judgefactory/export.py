@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -236,6 +237,15 @@ def _chat_template(folder: Path | None, ref: str) -> str:
     return template
 
 
+def _has_amx() -> bool:
+    """Whether this CPU reports AMX (``amx_int8`` in /proc/cpuinfo): llama.cpp then puts Q8_0 weights in AMX buffers,
+    whose matmul crashed llama-server on an AMX Xeon in a VM (ggml-org/llama.cpp#20824, #13678)."""
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -250,9 +260,11 @@ def serve(
     rest); yields ``{"base_url": …/v1, "pid": …, "log": path}`` once ``/health`` answers, stops it on exit."""
     binary = server_binary()
     port = port or _free_port()
-    logfile = Path(gguf).with_suffix(f".server-{port}.log")
+    logfile = Path(tempfile.gettempdir()) / f"llama-server-{port}.log"
     cmd = [str(binary), "-m", str(gguf), "--jinja", "--metrics", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["-np", str(parallel), "-c", str(parallel * ctx_per_slot), "-t", str(threads or os.cpu_count() or 1)]
+    if _has_amx():  # llama.cpp's AMX weight buffers crash its server here (SIGSEGV / SIGILL on a Q8_0 GGUF: D29)
+        cmd.append("--no-repack")
     with open(logfile, "w") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
     try:
