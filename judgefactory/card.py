@@ -505,6 +505,22 @@ def card_context(
     }
 
 
+def _gguf_section(artifact_dir: Path, model_name: str, repo_id: str) -> dict[str, Any] | None:
+    """The artifact's own GGUF export (``judgefactory export``) for the card: a file table and the commands that run
+    it; None when there is no export built from exactly this artifact."""
+    from . import export
+
+    got = export.for_artifact(artifact_dir, model_name)
+    if got is None:
+        return None
+    rows = [[f"`gguf/{f['name']}`", f["outtype"], f["mb"], f"`{f['sha256'][:12]}…`"] for f in got["files"]]
+    return {
+        "table": md_table(["file", "type", "MB", "sha256"], rows),
+        "f16": next((f["name"] for f in got["files"] if f["outtype"] == "f16"), got["files"][0]["name"]),
+        "repo_id": repo_id,
+    }
+
+
 def _hub_dataset(source: str | None) -> str | None:
     """A manifest's data source as a hub dataset id: a built pair set (``pairs:<name>``) comes from BBQ."""
     if source and source.startswith("pairs:"):
@@ -542,6 +558,7 @@ def build_card(
     data = card_data(manifest, results, model_name)
     retention = load_retention(Path(bench_root), model_name, artifact_dir)
     context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id, retention)
+    context["gguf"] = _gguf_section(artifact_dir, model_name, repo_id or f"path/to/{model_name}")
     return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **context)
 
 

@@ -223,6 +223,27 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
     return out
 
 
+def for_artifact(artifact_dir: Path, label: str) -> dict[str, Any] | None:
+    """The export of exactly this artifact (``exports/<label>/``, fresh, built from the artifact's current files):
+    {"folder", "files": [{"name", "outtype", "mb", "sha256"}], "llama_server", "ollama"}; None when there is none."""
+    folder = paths.workspace() / "exports" / label
+    m = mf.read(folder)
+    own = (mf.read(Path(artifact_dir)) or {}).get("files")
+    if not m or not own or m.get("ref_files_sha256") != mf.sha256_json(own) or not mf.is_fresh(folder, check="stat"):
+        return None
+    files = [
+        {
+            "name": name,
+            "outtype": g["outtype"],
+            "mb": round((folder / name).stat().st_size / 1e6, 1),
+            "sha256": m["files"][name],
+        }
+        for name, g in sorted(m.get("gguf", {}).items())
+    ]
+    modelfiles = sorted(rel for rel in m["files"] if rel.startswith("Modelfile"))
+    return {"folder": folder, "files": files, "modelfiles": modelfiles}
+
+
 def _chat_template(folder: Path | None, ref: str) -> str:
     """The checkpoint's Jinja chat template (an adapter's is its base's)."""
     from transformers import AutoTokenizer

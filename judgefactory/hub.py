@@ -43,7 +43,7 @@ SAFE_SUFFIXES = frozenset(
         ".svg",
     }
 )
-BINARY_SUFFIXES = frozenset({".safetensors", ".model", ".png"})
+BINARY_SUFFIXES = frozenset({".safetensors", ".model", ".png", ".gguf"})
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz"})
 DEFAULT_EXCLUDE = (".*", "*/.*", "__pycache__/*", "*/__pycache__/*", "checkpoint-*/*", "*/checkpoint-*/*")
 _HF_TOKEN_RE = re.compile(rb"hf_[A-Za-z0-9]{30,}")
@@ -180,8 +180,12 @@ def push(
     gate: Callable[[], None] | None = None,
     exclude: Sequence[str] = (),
     commit_message: str | None = None,
+    extra: Sequence[tuple[str, Path]] = (),
 ) -> dict[str, Any]:
     """Upload an artifact folder to ``repo_id`` in one commit, after local safety checks.
+
+    ``extra``: more (path in repo, local file) pairs for the same commit (the artifact's GGUF export under ``gguf/``),
+    token-scanned like the rest.
 
     Order: token (HubError before any network call when missing, except in a dry run), file allow-list,
     README.md (the folder's, or ``card``) + manifest.json present, manifest hashes and token scan, ``gate()``; then,
@@ -194,7 +198,7 @@ def push(
     if not token and not dry_run:
         raise HubError("no Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`")
     manifest = load_manifest(artifact_dir)
-    files = collect_files(artifact_dir, exclude)
+    files = collect_files(artifact_dir, exclude) + [(rel, Path(p)) for rel, p in extra]
     card_bytes = card.encode("utf-8") if card is not None else None
     if card_bytes is not None:
         files = [(rel, path) for rel, path in files if rel != README]

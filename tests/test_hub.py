@@ -817,3 +817,41 @@ def test_card_carries_no_local_paths(factory: Path, tmp_path: Path) -> None:
         "- model: HuggingFaceTB/SmolLM2-135M-Instruct+abs-smol" in text
         and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in text
     )
+
+
+def test_card_and_push_carry_the_artifacts_own_gguf_export(
+    factory: Path, server: StandInHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export built from exactly this artifact's files is listed in the card and uploaded under gguf/ in the same
+    commit; once the artifact changes, the export is stale and neither the card nor the push mentions it."""
+    from judgefactory import export
+    from judgefactory import manifest as mf
+    from judgefactory.card import build_card
+
+    root = tmp_path / "ws"
+    art = Path(shutil.copytree(factory / "merges" / MODEL, root / "merges" / MODEL))
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(root))
+    out = root / "exports" / MODEL
+    out.mkdir(parents=True)
+    (out / "judge-f16.gguf").write_bytes(b"GGUF" + b"\0" * 60)
+    (out / "Modelfile").write_text("FROM ./judge-f16.gguf\n")
+    built = mf.read(art)["files"]
+    mf.finalize(
+        out,
+        {"kind": "export", "ref_files_sha256": mf.sha256_json(built), "gguf": {"judge-f16.gguf": {"outtype": "f16"}}},
+    )
+
+    got = export.for_artifact(art, MODEL)
+    assert got and [f["name"] for f in got["files"]] == ["judge-f16.gguf"] and got["modelfiles"] == ["Modelfile"]
+    card = str(build_card(art, factory / "bench", factory / "consistency", MODEL, repo_id=REPO))
+    assert "gguf/judge-f16.gguf" in card and "llama-server -m judge/gguf/judge-f16.gguf" in card
+    extra = [(f"gguf/{n}", out / n) for n in ("judge-f16.gguf", "Modelfile")]
+    result = hub.push(art, REPO, token=TOKEN, endpoint=server.url, card=card, extra=extra)
+    paths = {f["path"] for f in result["files"]}
+    assert {"gguf/judge-f16.gguf", "gguf/Modelfile", "model.safetensors"} <= paths
+    assert server.commits[-1]["files"]["gguf/Modelfile"] == b"FROM ./judge-f16.gguf\n"
+
+    (art / "config.json").write_text((art / "config.json").read_text() + " ")  # the artifact changed
+    mf.finalize(art, mf.read(art))
+    assert export.for_artifact(art, MODEL) is None
+    assert "gguf/" not in str(build_card(art, factory / "bench", factory / "consistency", MODEL, repo_id=REPO))

@@ -35,12 +35,18 @@ def cmd_card(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from .. import hub, models
+    from .. import export, hub, models
     from ..card import build_card
     from ..consistency import gate_for
 
     ref, folder = _artifact(args)
     card = str(build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
+    gguf = export.for_artifact(folder, models.label(ref))  # the card lists it; the same commit carries it
+    extra = (
+        [(f"gguf/{f}", gguf["folder"] / f) for f in [x["name"] for x in gguf["files"]] + gguf["modelfiles"]]
+        if gguf
+        else []
+    )
     result = hub.push(
         folder,
         args.repo,
@@ -49,6 +55,7 @@ def cmd_push(args: argparse.Namespace) -> None:
         dry_run=args.dry_run,
         endpoint=args.endpoint,
         gate=gate_for(folder),
+        extra=extra,
     )  # the card reaches the folder only if the push goes ahead
     if not args.dry_run:
         print(f"pushed {len(result['files'])} files to {result['repo_id']} in one commit: {result.get('commit_url')}")
