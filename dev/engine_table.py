@@ -7,12 +7,11 @@ Rows (each in its own process, so peak memory is its own):
 * ``hf_static``          the same with ``cache_implementation="static"``;
 * ``hf_generate_batch``  transformers continuous batching (``generate_batch``, paged attention);
 * ``engine``             the project's engine (``Engine.from_ref``: prefix-shared pre-fill, reserved KV buffers,
-                         row-dropping greedy loop, ``decode_attention``; records the top-20 log-probabilities);
-* ``engine_sdpa``        the engine with ``decode_attention`` switched off (transformers' SDPA decoding): the
-                         hand-written kernel's own contribution;
+                         row-dropping greedy loop; records the top-20 log-probabilities);
 * ``engine_generate``    the engine with ``prefill=False``: padded batches through ``generate`` (no prefix-shared
-                         pre-fill, reserved KV buffers or row-dropping loop; ``decode_attention`` stays): what those
-                         three pieces add together;
+                         pre-fill, reserved KV buffers or row-dropping loop): what those three pieces add together.
+                         (Until D30 the engine also had its own one-token attention, ``decode_attention``; the row
+                         ``engine_sdpa`` of docs/results/engine*.json measured the engine without it.)
 * ``llama_f16`` / ``llama_q8_0``  ``llama-server`` (``-np 8``) on the exported GGUF, through the engine's OpenAI backend
                          (8 requests in flight, top-20 log-probabilities).
 
@@ -54,7 +53,6 @@ ROWS = (
     "hf_static",
     "hf_generate_batch",
     "engine",
-    "engine_sdpa",
     "engine_generate",
     "llama_f16",
     "llama_q8_0",
@@ -118,9 +116,7 @@ def torch_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
         if row.startswith("engine"):
             eng = Engine.from_model(model, tok, batch_size=BATCH, bf16=False)
             cm = contextlib.nullcontext()
-            if row == "engine_sdpa":
-                cm = _no_decode_attention()
-            elif row == "engine_generate":
+            if row == "engine_generate":
                 cm = _no_prefill()
             with cm:
                 got = eng.judge(msgs, max_new_tokens=max_new, answer="verdict" if name == "bbq" else "score")
@@ -166,18 +162,6 @@ def torch_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
         }
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-@contextlib.contextmanager
-def _no_decode_attention() -> Any:
-    from judgefactory import generate
-
-    saved = generate.fast_decode
-    generate.fast_decode = lambda model: contextlib.nullcontext()
-    try:
-        yield
-    finally:
-        generate.fast_decode = saved
 
 
 @contextlib.contextmanager

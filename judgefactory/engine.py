@@ -25,8 +25,8 @@ character. SmolLM2 (GPT-2 style BPE) splits ``[RESULT] 4`` into ``]``, ``' '``, 
 No marker, or nothing after it: ``probs`` is None.
 
 Backends: ``transformers`` (default; ``generate.generate_sequences``: bf16; on a CPU prompts in token order, each
-pre-filled on top of the prefix it shares with the previous one and the batch decoded together with a GQA
-decode-attention kernel; on a GPU left-padded, length-sorted batches),
+pre-filled on top of the prefix it shares with the previous one and the batch decoded together (transformers'
+SDPA attention); on a GPU left-padded, length-sorted batches),
 ``vllm`` (lazy import, GPU machines; ``SamplingParams(logprobs=20)``) and ``openai`` (any OpenAI-compatible
 ``/chat/completions`` endpoint; ``logprobs`` with ``top_logprobs: 20``); for these two an option's probability is the
 sum over the returned top tokens whose text after ``lead`` starts that option only.

@@ -9,15 +9,12 @@ whatever the sorting.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .precision import bf16_supported
-
-DECODE_ATTENTION = "judgefactory_decode"
 
 
 @dataclass
@@ -77,8 +74,7 @@ def generate_sequences(
     prefix it shares with the previous one (judge prompts share their instructions, and a pair's two orders share
     the question), then the batch is decoded from the joined caches (``prefilled``). Models whose cache is not a
     plain full-attention one (sliding windows, linear attention) and GPUs take the padded-batch path (longest first).
-    SDPA models on a CPU decode with ``decode_attention`` (``fast_decode``); greedy batches on that path drop their
-    finished rows (``shrinking_greedy``).
+    Greedy batches on that path drop their finished rows (``shrinking_greedy``).
     ``top_logprobs`` > 0 records, per generated token, the model's top-k next-token log-probabilities
     (``Completion.top``; raw distribution, before temperature / top-p).
     """
@@ -103,7 +99,7 @@ def generate_sequences(
         idx = order[start : start + batch_size]
         ids = [tokens[i] for i in idx]
         recorder, tops = None, None
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), fast_decode(model):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             inputs = prefilled(model, ids, tok.pad_token_id, n_gen, max_new_tokens + 1, spare) if cpu_prefill else None
             if inputs is None:  # plain path: one padded batch, the prompts pre-filled together
                 inputs = {
@@ -247,56 +243,6 @@ class TopLogprobs:
             dict(zip(self.ids[t][r].tolist(), self.values[t][r].tolist(), strict=False))
             for t in range(min(steps, len(self.ids)))
         ]
-
-
-def decode_attention(
-    module: Any,
-    query: Any,
-    key: Any,
-    value: Any,
-    attention_mask: Any,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kw: Any,
-) -> tuple[Any, None]:
-    """transformers' SDPA attention, except for one-token decoding steps: grouped-query attention as two matmuls per kv
-    head group (fp32 softmax, like eager attention). A CPU's SDPA kernel with a padding mask plus ``repeat_kv``'s copies
-    made a decoding step of 16 rows over ~1.4k cached tokens ~4x slower than this."""
-    import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if query.shape[2] != 1 or dropout:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kw
-        )
-    b, h, _, d = query.shape
-    q = query.reshape(b, key.shape[1], h // key.shape[1], d)
-    scores = torch.matmul(q, key.transpose(-1, -2)).float() * (scaling if scaling is not None else d**-0.5)
-    if attention_mask is not None:
-        m = attention_mask[:, :, -1:, : key.shape[-2]]
-        scores = scores.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else scores + m.float()
-    out = torch.matmul(torch.softmax(scores, -1).to(value.dtype), value).reshape(b, h, 1, d)
-    return out.transpose(1, 2).contiguous(), None
-
-
-@contextlib.contextmanager
-def fast_decode(model: Any) -> Iterator[None]:
-    """Use ``decode_attention`` while generating with an SDPA model on a CPU (restored afterwards)."""
-    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if impl != "sdpa" or model.device.type != "cpu" or not hasattr(model, "set_attn_implementation"):
-        yield
-        return
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(DECODE_ATTENTION, decode_attention)
-    AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
-    model.set_attn_implementation(DECODE_ATTENTION)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation("sdpa")
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -399,13 +399,13 @@ def test_regression_aware_loss_reads_the_score_digit(tiny_llama, tmp_path):
 
 def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llama, monkeypatch):
     """TRL patches the training model's forward with a closure over the original; the learning curve's folded copy must
-    run its own forward (folded weights, the engine's fast decoding), leaving the training model untouched."""
+    run its own forward (folded weights), leaving the training model untouched."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from judgefactory import generate, quick_eval
+    from judgefactory import quick_eval
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     ds = Dataset.from_list(
@@ -424,14 +424,13 @@ def test_dev_scoring_decodes_on_the_folded_copy_not_the_training_model(tiny_llam
     folded = seen[0]
     assert "forward" not in folded.__dict__ and folded is not trainer.model.get_base_model()
     calls = []
-    original = generate.decode_attention
-    monkeypatch.setattr(generate, "decode_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    folded.register_forward_hook(lambda *a: calls.append(1))
     from judgefactory.engine import Engine
 
     Engine.from_model(folded, tok, batch_size=2, bf16=False).judge(
         [[{"role": "user", "content": "a b the"}]] * 2, max_new_tokens=3, answer="verdict"
     )
-    assert calls  # the engine's one-token attention ran: the copy decoded, on its own weights
+    assert calls  # the copy decoded, on its own weights
 
 
 def test_unsloth_path_checks_the_gpu_before_anything_is_loaded():
