@@ -225,7 +225,7 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
 
 def for_artifact(artifact_dir: Path, label: str) -> dict[str, Any] | None:
     """The export of exactly this artifact (``exports/<label>/``, fresh, built from the artifact's current files):
-    {"folder", "files": [{"name", "outtype", "mb", "sha256"}], "llama_server", "ollama"}; None when there is none."""
+    {"folder", "files": [{"name", "outtype", "mb", "sha256"}], "modelfiles": [names]}; None when there is none."""
     folder = paths.workspace() / "exports" / label
     m = mf.read(folder)
     own = (mf.read(Path(artifact_dir)) or {}).get("files")
