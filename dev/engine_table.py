@@ -196,7 +196,8 @@ def llama_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
     outtype = row.removeprefix("llama_")
     folder = export.run(model_ref, ("f16", "q8_0"))
     out: dict[str, Any] = {}
-    with export.serve(folder / f"judge-{outtype}.gguf", parallel=SLOTS, threads=os.cpu_count()) as srv:
+    gguf = folder / export.file_names(outtype)[0]
+    with export.serve(gguf, parallel=SLOTS, threads=os.cpu_count()) as srv:
         eng = Engine.from_ref("judge", backend="openai", base_url=srv["base_url"], batch_size=SLOTS)
         eng.backend.workers = SLOTS
         for name, msgs in data.items():
@@ -221,7 +222,7 @@ def llama_row(row: str, model_ref: str, data: dict[str, list]) -> dict[str, Any]
         status = Path(f"/proc/{srv['pid']}/status").read_text()
         hwm = next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM")), 0)
     out["peak_rss_mb"] = hwm / 1024 + resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["gguf_mb"] = (folder / f"judge-{outtype}.gguf").stat().st_size / 1e6
+    out["gguf_mb"] = gguf.stat().st_size / 1e6
     return out
 
 

@@ -53,7 +53,7 @@ def main() -> None:
     messages = [it.requests["main"] for it in data.items]
     ref = Engine.from_ref(args.model).judge(messages, max_new_tokens=80, answer="score")
     folder = export.run(args.model, ("f16",))
-    with export.serve(folder / "judge-f16.gguf", parallel=4) as server:
+    with export.serve(folder / export.file_names("f16")[0], parallel=4) as server:
         feedbacks, scores = grade(server["base_url"], [m[1]["content"] for m in messages])
         served = Engine.from_ref("judge", backend="openai", base_url=server["base_url"])
         via_server = served.judge(messages, max_new_tokens=80, answer="score")

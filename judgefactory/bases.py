@@ -124,7 +124,7 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if spec.bpe_from_scores:
         bpe_from_scores(tok, gguf)
-    elif _gguf_field(gguf, "tokenizer.ggml.model") == "gpt2":
+    elif gguf_field(gguf, "tokenizer.ggml.model") == "gpt2":
         byte_level(tok)
     tok.eos_token = spec.eos_token
     tok.pad_token = spec.pad_token
@@ -145,7 +145,7 @@ def _materialise(key: str, spec: Embedded, out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def _gguf_field(gguf: Path, key: str) -> str | None:
+def gguf_field(gguf: Path, key: str) -> str | None:
     """A string field of a GGUF file's metadata (None when absent)."""
     from gguf import GGUFReader
 

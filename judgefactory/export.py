@@ -32,6 +32,7 @@ from typing import Any
 
 from . import manifest as mf
 from . import paths
+from .bases import gguf_field
 from .errors import JudgeFactoryError
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,16 @@ def _default_system(chat_template: str) -> str | None:
     return None if "{" in text or "'" in text else text
 
 
-def modelfile(gguf_name: str, chat_template: str) -> str:
-    """An Ollama Modelfile for ``gguf_name`` (beside it): the judge's template and stop token, greedy decoding."""
+def file_names(outtype: str) -> tuple[str, str]:
+    """(GGUF file, Ollama Modelfile) an export writes for ``outtype``: ``judge-f16.gguf`` + ``Modelfile``, else
+    ``judge-<t>.gguf`` + ``Modelfile.<t>``."""
+    return f"judge-{outtype}.gguf", "Modelfile" if outtype == "f16" else f"Modelfile.{outtype}"
+
+
+def modelfile(outtype: str, chat_template: str) -> str:
+    """The Ollama Modelfile of an ``outtype`` export (beside its GGUF): the judge's template and stop token, greedy
+    decoding."""
+    gguf_name, name = file_names(outtype)
     template, stop = ollama_template(chat_template)
     note = (
         "# Gemma's chat template trims the user turn; Ollama's cannot: send prompts stripped\n"
@@ -111,8 +120,7 @@ def modelfile(gguf_name: str, chat_template: str) -> str:
         else ""
     )
     return note + (
-        f"# Ollama: ollama create judge -f {'Modelfile' if gguf_name.endswith('f16.gguf') else 'Modelfile.q8_0'}"
-        " && ollama run judge\n"
+        f"# Ollama: ollama create judge -f {name} && ollama run judge\n"
         f"FROM ./{gguf_name}\n"
         f'TEMPLATE """{template}"""\n'
         f'PARAMETER stop "{stop}"\n'
@@ -122,12 +130,11 @@ def modelfile(gguf_name: str, chat_template: str) -> str:
     )
 
 
-def _checkpoint(ref: str, scratch: Path) -> Path:
-    """A full checkpoint folder of ``ref``: an adapter is folded onto its base into ``scratch`` (PEFT
-    ``merge_and_unload`` in float32, with the base's tokenizer)."""
+def _checkpoint(ref: str, kind: str, loc: Path, scratch: Path) -> Path:
+    """A full checkpoint folder of ``ref`` (resolved to ``kind``, ``loc``): an adapter is folded onto its base into
+    ``scratch`` (PEFT ``merge_and_unload`` in float32, with the base's tokenizer)."""
     from . import models
 
-    kind, loc = models.resolve(ref)
     if kind != "adapter":
         return Path(loc)
     model, tok = models.load(ref, "float32")
@@ -145,14 +152,6 @@ def _vocab_kind(checkpoint: Path) -> str | None:
     pre = json.dumps(spec.get("pre_tokenizer"))
     byte_level = spec.get("model", {}).get("type") == "BPE" and '"ByteLevel"' in pre
     return "gpt2" if byte_level else None
-
-
-def gguf_field(path: Path, key: str) -> str | None:
-    """A string field of a GGUF file's metadata, None when absent."""
-    from gguf import GGUFReader
-
-    field = GGUFReader(str(path)).fields.get(key)
-    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
 
 
 def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -> Path:
@@ -175,7 +174,7 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
             "ref_files": built,
             "outtypes": list(outtypes),
             "converter": mf.sha256_file(converter),
-            "modelfile": modelfile("judge.gguf", chat_template),
+            "modelfile": [modelfile(t, chat_template) for t in outtypes],
         }
     )
     if mf.is_fresh(out, inputs, check="stat"):
@@ -183,11 +182,11 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
         return out
     with mf.atomic_dir(out) as tmp:
         scratch = tmp / ".folded"
-        checkpoint = _checkpoint(ref, scratch)
+        checkpoint = _checkpoint(ref, kind, Path(loc), scratch)
         want = _vocab_kind(checkpoint)
         files = {}
         for t in outtypes:
-            name = f"judge-{t}.gguf"
+            name, modelfile_name = file_names(t)
             t0 = time.perf_counter()
             cmd = [sys.executable, str(converter), str(checkpoint), "--outfile", str(tmp / name), "--outtype", t]
             done = subprocess.run(cmd, capture_output=True, text=True)  # the gguf-py of the same source tree
@@ -200,7 +199,7 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
                     f"{name}: llama.cpp's converter wrote a {got!r} vocabulary for a byte-level BPE tokenizer "
                     f"({checkpoint / 'tokenizer.json'}); llama-server would fail every request. Expected {want!r}."
                 )
-            mf.write_text(tmp / ("Modelfile" if t == "f16" else f"Modelfile.{t}"), modelfile(name, chat_template))
+            mf.write_text(tmp / modelfile_name, modelfile(t, chat_template))
             files[name] = {"outtype": t, "vocab": got, "seconds": round(time.perf_counter() - t0, 1)}
             log.info("exported %s (%s, %.1f MB)", name, t, (tmp / name).stat().st_size / 1e6)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -225,7 +224,8 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
 
 def for_artifact(artifact_dir: Path, label: str) -> dict[str, Any] | None:
     """The export of exactly this artifact (``exports/<label>/``, fresh, built from the artifact's current files):
-    {"folder", "files": [{"name", "outtype", "mb", "sha256"}], "modelfiles": [names]}; None when there is none."""
+    {"folder", "files": [{"name", "outtype", "mb", "sha256"}], "modelfiles": [names], "uploads": [(path in a hub
+    repo, local file)] for the GGUF files and Modelfiles under ``gguf/``}; None when there is none."""
     folder = paths.workspace() / "exports" / label
     m = mf.read(folder)
     own = (mf.read(Path(artifact_dir)) or {}).get("files")
@@ -241,7 +241,8 @@ def for_artifact(artifact_dir: Path, label: str) -> dict[str, Any] | None:
         for name, g in sorted(m.get("gguf", {}).items())
     ]
     modelfiles = sorted(rel for rel in m["files"] if rel.startswith("Modelfile"))
-    return {"folder": folder, "files": files, "modelfiles": modelfiles}
+    uploads = [(f"gguf/{name}", folder / name) for name in [f["name"] for f in files] + modelfiles]
+    return {"folder": folder, "files": files, "modelfiles": modelfiles, "uploads": uploads}
 
 
 def _chat_template(folder: Path | None, ref: str) -> str:

@@ -72,7 +72,7 @@ def chat_templates() -> dict[str, tuple[str, str]]:
     """{family: (Jinja chat template, bos the runner adds)}: SmolLM2's from its GGUF, Gemma's from bases."""
     from judgefactory import bases
 
-    smollm = bases._gguf_field(bases._gguf_path(bases.EMBEDDED["smollm2-135m-instruct"]), "tokenizer.chat_template")
+    smollm = bases.gguf_field(bases._gguf_path(bases.EMBEDDED["smollm2-135m-instruct"]), "tokenizer.chat_template")
     assert smollm
     return {"smollm2": (smollm, ""), "gemma": (bases.GEMMA_CHAT_TEMPLATE, "<bos>")}
 
@@ -93,7 +93,7 @@ def test_ollama_template_renders_a_judge_request_like_the_chat_template(family: 
     # says so); ChatML keeps the judge prompt's trailing space in both
     sent = prompt.strip() if family == "gemma" else prompt
     assert bos + go_render(template, system, sent) == want
-    text = export.modelfile("judge-f16.gguf", jinja)
+    text = export.modelfile("f16", jinja)
     assert "FROM ./judge-f16.gguf\n" in text and f'PARAMETER stop "{stop}"' in text
     assert "PARAMETER temperature 0" in text
 

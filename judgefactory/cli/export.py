@@ -18,7 +18,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .. import export
 
     folder = export.run(args.model, (args.outtype,))
-    with export.serve(folder / f"judge-{args.outtype}.gguf", parallel=args.parallel, port=args.port) as server:
+    gguf = folder / export.file_names(args.outtype)[0]
+    with export.serve(gguf, parallel=args.parallel, port=args.port) as server:
         print(f"serving {args.model} ({args.outtype}) at {server['base_url']} (log: {server['log']}); Ctrl-C stops it")
         print(f"judge through it: judgefactory bench judge bbq_pairs --backend openai --base-url {server['base_url']}")
         while True:

@@ -42,11 +42,7 @@ def cmd_push(args: argparse.Namespace) -> None:
     ref, folder = _artifact(args)
     card = str(build_card(folder, paths.bench(), paths.consistency(), models.label(ref), repo_id=args.repo))
     gguf = export.for_artifact(folder, models.label(ref))  # the card lists it; the same commit carries it
-    extra = (
-        [(f"gguf/{f}", gguf["folder"] / f) for f in [x["name"] for x in gguf["files"]] + gguf["modelfiles"]]
-        if gguf
-        else []
-    )
+    extra = gguf["uploads"] if gguf else []
     result = hub.push(
         folder,
         args.repo,
