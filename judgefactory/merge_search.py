@@ -89,19 +89,21 @@ def candidates(search: SearchRecipe) -> list[tuple[str, MergeRecipe]]:
 
 def dev_splits(search: SearchRecipe, mirror: Any = None) -> dict[str, tuple[AdapterRecipe, Any]]:
     """task -> (the specialist's recipe, its dev split as suite data)."""
+    return {
+        task: dev_split(search, _specialist(name, task)[0], mirror)
+        for task, name in (("absolute", search.absolute), ("pairwise", search.pairwise))
+    }
+
+
+def dev_split(search: SearchRecipe, recipe: AdapterRecipe, mirror: Any = None) -> tuple[AdapterRecipe, Any]:
+    """(the specialist's recipe sized by the search's ``dev`` limits, its dev split as suite data)."""
     from .quick_eval import dev_data
 
-    out = {}
-    for task, name in (("absolute", search.absolute), ("pairwise", search.pairwise)):
-        recipe, _ = _specialist(name, task)
-        limit = search.dev.absolute_limit if task == "absolute" else search.dev.pairwise_limit
-        dev = (
-            recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size}) if recipe.dev else None
-        )
-        if dev is not None:
-            recipe = recipe.model_copy(update={"dev": dev})
-        out[task] = (recipe, dev_data(recipe, mirror))
-    return out
+    limit = search.dev.absolute_limit if recipe.task == "absolute" else search.dev.pairwise_limit
+    if recipe.dev is not None:
+        dev = recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size})
+        recipe = recipe.model_copy(update={"dev": dev})
+    return recipe, dev_data(recipe, mirror)
 
 
 def score(model: Any, tok: Any, splits: dict[str, tuple[AdapterRecipe, Any]]) -> dict[str, dict[str, Any]]:
