@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 SUITES = {  # suite -> (skill, headline metric, what else is shown)
     "bbq_pairs": ("pairwise", "kappa", ["position_bias_rate", "parse_rate", "both_orders_correct"]),
-    "bbq_pairs_ood": ("pairwise", "kappa_vs_rule", ["position_bias_rate", "parse_rate"]),
+    "bbq_pairs_ood": ("pairwise", "kappa_vs_rule", ["position_bias_rate_vs_rule", "parse_rate_vs_rule"]),
     "vicuna": ("absolute", "pearson_expected", ["pearson", "spearman", "parse_rate"]),
 }
 
@@ -130,7 +130,7 @@ def main() -> None:
                 fmt(spec),
                 f"{fmt(merged)} → {fmt(committed[suite]['retention'])} {fmt_ci(committed[suite]['ci'])}",
                 f"{fmt(value)} {fmt_ci(ci)} → {fmt(keep)} {fmt_ci(interval)}",
-                fmt(m["parse_rate"]["value"]),
+                fmt(m.get("parse_rate", m.get("parse_rate_vs_rule", {})).get("value")),
             ]
         )
     head = [
