@@ -103,7 +103,15 @@ def test_gpu_smoke_script_runs_the_line_on_a_cpu_stand_in(tmp_path):
     summary = (tmp_path / "log" / "summary.md").read_text()
     assert summary == run.stdout and "3/3 steps" in summary and "bench bbq_pairs (transformers)" in summary, summary
     stations = [line.split("\t")[0] for line in (tmp_path / "log" / "seconds.tsv").read_text().splitlines()]
-    assert stations == ["pairs", "train-pairwise", "train-absolute", "merge", "bench-pairwise", "bench-absolute", "card"]
+    assert stations == [
+        "pairs",
+        "train-pairwise",
+        "train-absolute",
+        "merge",
+        "bench-pairwise",
+        "bench-absolute",
+        "card",
+    ]
 
 
 def test_gpu_smoke_script_stops_at_the_failing_station_with_its_log(tmp_path):
