@@ -12,44 +12,28 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import FX_PAIRS, PKG_MIRROR, REPO, build_tiny_llama
+from conftest import FX_PAIRS, PKG_MIRROR, REPO, build_tiny_llama, tiny_pairwise_recipe
 
-TRAIN = {
-    "max_steps": 6,
-    "batch_size": 2,
-    "max_length": 500,
-    "logging_steps": 1,
-    "save_steps": 3,
-    "bf16": False,
-    "base_dtype": "float32",
-    "learning_rate": 1e-2,
-}
+from judgefactory import recipes
+
+PW_CHECK = {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "max_new_tokens": 8}
 
 
 def _recipes(tmp: Path, base: Path) -> dict[str, Path]:
-    lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
     specs = {
         "fx": FX_PAIRS,
-        "pw": {
-            "kind": "adapter",
-            "name": "tiny-pw",
-            "task": "pairwise",
-            "base": str(base),
-            "data": {"source": "pairs:fx", "max_response_chars": 120},
-            "lora": lora,
-            "train": TRAIN,
-            "quick_eval": {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "max_new_tokens": 8},
-        },
-        "abs": {
-            "kind": "adapter",
-            "name": "tiny-abs",
-            "task": "absolute",
-            "base": str(base),
-            "data": {"source": "prometheus-eval/mt-bench", "max_response_chars": 200},
-            "lora": lora,
-            "train": TRAIN,
-            "quick_eval": {"source": "prometheus-eval/vicuna", "max_new_tokens": 8},
-        },
+        "pw": yaml.safe_load(recipes.dump(tiny_pairwise_recipe(base, quick_eval=PW_CHECK))),
+        "abs": yaml.safe_load(
+            recipes.dump(
+                tiny_pairwise_recipe(
+                    base,
+                    name="tiny-abs",
+                    task="absolute",
+                    data={"source": "prometheus-eval/mt-bench", "max_response_chars": 200},
+                    quick_eval={"source": "prometheus-eval/vicuna", "max_new_tokens": 8},
+                )
+            )
+        ),
         "merge": {
             "kind": "merge",
             "name": "tiny-nuslerp",
