@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SUITES = {  # suite -> (skill, headline metric, what else is shown)
-    "bbq_pairs": ("pairwise", "kappa", ["position_bias_rate", "parse_rate", "both_orders_correct"]),
-    "bbq_pairs_ood": ("pairwise", "kappa_vs_rule", ["position_bias_rate_vs_rule", "parse_rate_vs_rule"]),
-    "vicuna": ("absolute", "pearson_expected", ["pearson", "spearman", "parse_rate"]),
+SUITES = {  # suite -> (skill, headline metric, parse-rate metric, what else is shown)
+    "bbq_pairs": ("pairwise", "kappa", "parse_rate", ["position_bias_rate", "both_orders_correct"]),
+    "bbq_pairs_ood": ("pairwise", "kappa_vs_rule", "parse_rate_vs_rule", ["position_bias_rate_vs_rule"]),
+    "vicuna": ("absolute", "pearson_expected", "parse_rate", ["pearson", "spearman"]),
 }
 
 
@@ -55,7 +55,8 @@ def dev_point() -> None:
         return {**r, "scores": {"absolute": r["absolute_dev"], "pairwise": r["pairwise_dev"]}}
 
     refs = [row(r) for r in doc["references"] if r["id"] != "joint"]
-    reference = {"absolute": refs[0]["scores"]["absolute"], "pairwise": refs[1]["scores"]["pairwise"]}
+    by_id = {r["id"]: r["scores"] for r in refs}
+    reference = {task: by_id[f"specialist:{task}"][task] for task in ("absolute", "pairwise")}
     joint = {
         "id": "joint",
         "model": "adapter:joint-full",
@@ -94,7 +95,7 @@ def main() -> None:
     committed = {r["suite"]: r for r in search["chosen"]["retention_eval"]}
     joint_m = mf.read(paths.adapters() / "joint-full") or {}
     rows, table = [], []
-    for suite, (skill, metric, extra) in SUITES.items():
+    for suite, (skill, metric, parse, extra) in SUITES.items():
         doc = json.loads((paths.bench() / "adapter-joint-full" / suite / "metrics.json").read_text())
         m = doc["metrics"]
         value, ci = m[metric]["value"], m[metric]["ci"]
@@ -120,7 +121,7 @@ def main() -> None:
                     "retention": keep,
                     "retention_interval": interval,
                     "interval_kind": "joint's own 95% CI / specialist's value (unpaired; specialist's error not included)",
-                    **{k: m[k]["value"] for k in extra if k in m},
+                    **{k: m[k]["value"] for k in [parse, *extra] if k in m},
                 },
             }
         )
@@ -130,7 +131,7 @@ def main() -> None:
                 fmt(spec),
                 f"{fmt(merged)} → {fmt(committed[suite]['retention'])} {fmt_ci(committed[suite]['ci'])}",
                 f"{fmt(value)} {fmt_ci(ci)} → {fmt(keep)} {fmt_ci(interval)}",
-                fmt(m.get("parse_rate", m.get("parse_rate_vs_rule", {})).get("value")),
+                fmt(m[parse]["value"]),
             ]
         )
     head = [

@@ -42,14 +42,22 @@ step() {  # step NAME CMD...: run, keep its log, record its wall time; stop the 
   fi
 }
 
-recipe_name() {  # recipe_name KIND_DIR NAME_OR_PATH -> the recipe's name field
-  "$PY" -c 'import sys, yaml
-p = sys.argv[2] if sys.argv[2].endswith(".yaml") else f"recipes/{sys.argv[1]}/{sys.argv[2]}.yaml"
-print(yaml.safe_load(open(p))["name"])' "$1" "$2"
-}
-P_NAME=$TAG-$(recipe_name adapters "$PAIRWISE")
-A_NAME=$TAG-$(recipe_name adapters "$ABSOLUTE")
-M_NAME=$TAG-$(recipe_name merges "$MERGE")
+# the smoke names, and the merge recipe's own method and weights with its models renamed to the smoke adapters (the
+# recipes found and validated as every command does: judgefactory.recipes)
+names=$("$PY" -c 'import sys, yaml
+from judgefactory import recipes
+pw, ab, mg, tag = sys.argv[1:]
+try:
+    merge = recipes.load(recipes.find("merges", mg))
+    for name in (pw, ab):
+        print(tag + "-" + recipes.load(recipes.find("adapters", name)).name)
+except recipes.RecipeError as err:
+    sys.exit(print(f"error: {err}", file=sys.stderr) or 2)
+print(f"{tag}-{merge.name}")
+models = [{**m.model_dump(mode="json", exclude_none=True), "adapter": f"{tag}-{m.adapter}"} for m in merge.models]
+print(yaml.safe_dump(models, default_flow_style=True, width=10**6).strip())' "$PAIRWISE" "$ABSOLUTE" "$MERGE" "$TAG")
+mapfile -t names <<< "$names"
+P_NAME=${names[0]} A_NAME=${names[1]} M_NAME=${names[2]} models=${names[3]}
 
 if [ -n "${PAIR_SET-bbq_pairs}" ]; then step pairs "$JF" pairs build "${PAIR_SET-bbq_pairs}"; fi
 for task in pairwise absolute; do
@@ -57,12 +65,6 @@ for task in pairwise absolute; do
   step "train-$task" "$JF" train "$recipe" --set "name=$name" "train.max_steps=$STEPS" "train.save_steps=$STEPS" \
     "quick_eval.limit=$LIMIT"
 done
-# the merge recipe's own method and weights, its models renamed to the smoke adapters
-models=$("$PY" -c 'import sys, yaml
-p = sys.argv[1] if sys.argv[1].endswith(".yaml") else f"recipes/merges/{sys.argv[1]}.yaml"
-r = yaml.safe_load(open(p))
-models = [{**m, "adapter": sys.argv[2] + "-" + m["adapter"]} for m in r["models"]]
-print(yaml.safe_dump(models, default_flow_style=True, width=10**6).strip())' "$MERGE" "$TAG")
 step merge "$JF" merge "$MERGE" --set "name=$M_NAME" "models=$models"
 step bench-pairwise "$JF" bench "merge:$M_NAME" bbq_pairs --limit "$LIMIT" --backend "$BACKEND"
 step bench-absolute "$JF" bench "merge:$M_NAME" vicuna --limit "$LIMIT" --backend "$BACKEND"

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     from judgefactory import manifest as mf
-    from judgefactory import paths
+    from judgefactory import models, paths
     from judgefactory.precision import machine
     from judgefactory.tables import fmt, md_table
 
@@ -53,7 +53,7 @@ def main() -> None:
                 figure += f"; folded = unfolded on {fmt(qe['folded_agreement'])} of answers"
         work = f"{tr.get('steps')}/{tr.get('max_steps')} steps" + ("" if tr.get("completed", True) else " (INCOMPLETE)")
         rows.append((f"train + check {task} ({recipe})", seconds.get(f"train-{task}"), work, figure))
-    merged = f"merge-{args.merge}"
+    merged = models.label(f"merge:{args.merge}")
     mm = mf.read(paths.merges() / args.merge) or {}
     rows.append(
         (

@@ -117,3 +117,11 @@ def test_gpu_smoke_script_stops_at_the_failing_station_with_its_log(tmp_path):
     assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
     assert f"error: train-pairwise failed (exit 2); log: {tmp_path / 'log'}/train-pairwise.log" in run.stderr
     assert not (tmp_path / "home" / "merges" / "smoke-tiny-nuslerp").exists()
+
+
+def test_gpu_smoke_script_refuses_an_unknown_recipe_before_any_station(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "PAIRWISE": "no-such-recipe", "LOG": str(tmp_path / "log")}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_smoke.sh")], env=env, capture_output=True, text=True)
+    assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+    assert run.stderr.startswith("error: no adapters recipe named 'no-such-recipe'"), run.stderr
+    assert (tmp_path / "log" / "seconds.tsv").read_text() == ""  # no station ran
