@@ -20,11 +20,11 @@ export PYTHONDONTWRITEBYTECODE :=
 
 recipe ?=
 profile ?=
-model ?= merge:nuslerp_50_50
+model ?= merge:demo_search-chosen
 suite ?= quick
 limit ?=
 backend ?=
-merge ?= nuslerp_50_50
+merge ?= demo_search-chosen
 adapter ?=
 repo ?=
 ARGS ?=
@@ -110,7 +110,7 @@ sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
 bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=quick [limit=N] [backend=vllm]
 	$(JF) bench $(model) $(suite) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))
 
-models ?= base adapter:absolute adapter:pairwise merge:nuslerp_50_50
+models ?= base adapter:absolute adapter:pairwise merge:demo_search-chosen
 bench-compare: $(STAMP) ## one table + plots across models: make bench-compare models="base merge:nuslerp_50_50"
 	$(JF) bench-compare $(models)
 
@@ -132,10 +132,10 @@ $(LLAMA)/build/bin/llama-server: $(LLAMA)/src/convert_hf_to_gguf.py
 	cmake --build $(LLAMA)/build --target llama-server -j$$(nproc)
 
 export: $(STAMP) $(LLAMA)/src/convert_hf_to_gguf.py ## GGUF (f16, q8_0) + Ollama Modelfiles: make export merge=nuslerp_50_50 (or adapter=NAME)
-	$(JF) export $(if $(adapter),adapter:$(adapter),merge:$(or $(merge),nuslerp_50_50))
+	$(JF) export $(if $(adapter),adapter:$(adapter),merge:$(merge))
 
 serve: $(STAMP) llama-cpp ## llama-server on the exported judge: make serve merge=nuslerp_50_50 [outtype=q8_0] [port=8080]
-	$(JF) serve $(if $(adapter),adapter:$(adapter),merge:$(or $(merge),nuslerp_50_50)) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
+	$(JF) serve $(if $(adapter),adapter:$(adapter),merge:$(merge)) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
 
 consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=…
 	$(JF) consistency $(model) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))

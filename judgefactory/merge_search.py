@@ -30,7 +30,7 @@ import yaml
 from . import manifest as mf
 from . import paths
 from .errors import JudgeFactoryError
-from .recipes import AdapterRecipe, MergeRecipe, SearchRecipe
+from .recipes import AdapterRecipe, DevSpec, MergeRecipe, SearchRecipe
 from .tables import fmt, md_table
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,11 @@ def dev_split(search: SearchRecipe, recipe: AdapterRecipe, mirror: Any = None) -
     from .quick_eval import dev_data
 
     limit = search.dev.absolute_limit if recipe.task == "absolute" else search.dev.pairwise_limit
-    if recipe.dev is not None:
-        dev = recipe.dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size})
-        recipe = recipe.model_copy(update={"dev": dev})
+    # a specialist without a learning curve (the demo's) is judged as its quick check judges: same answer length
+    quick = {"max_new_tokens": recipe.quick_eval.max_new_tokens} if recipe.quick_eval else {}
+    dev = recipe.dev or DevSpec(steps=[recipe.train.max_steps], **quick)
+    dev = dev.model_copy(update={"limit": limit, "batch_size": search.dev.batch_size})
+    recipe = recipe.model_copy(update={"dev": dev})
     return recipe, dev_data(recipe, mirror)
 
 

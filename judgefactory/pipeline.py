@@ -1,7 +1,8 @@
 """``make demo``: the whole line on the embedded base, each station skipped when its artifact is fresh.
 
-base -> pair set -> absolute + pairwise specialists -> nuslerp_50_50 merge -> quick bench of base, both
-specialists and the merge -> consistency checks -> the merged judge's model card (no push) -> report/index.md.
+base -> pair set -> absolute + pairwise specialists -> merge search on both dev splits (``recipes/searches/
+demo_search.yaml``) -> merge of its chosen candidate -> quick bench of base, both specialists and the merge ->
+consistency checks -> the merged judge's model card (no push) -> report/index.md.
 The work is fixed by the recipes (``train.max_steps``, ``recipes/bench/demo.yaml``), sized for 2 AVX2 cores; the ETA
 in each station header is an upper bound from the recipes' safety caps.
 """
@@ -27,7 +28,9 @@ log = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
 BASE = "embedded:smollm2-135m-instruct"
-MERGE = "nuslerp_50_50"
+SEARCH = "demo_search"
+MERGE = f"{SEARCH}-chosen"
+"""the merge the demo makes: the search's chosen candidate (``merges/demo_search/chosen.yaml``)."""
 MODELS = ("base", "adapter:absolute", "adapter:pairwise", f"merge:{MERGE}")
 BENCH = "demo"
 # CR, NTR_3, NTR_4 and swap consistency on one Vicuna group of 4 (6 pairs, both orders); NTR_5 needs the reference
@@ -76,7 +79,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     """Run the whole line; returns the report folder."""
     import os
 
-    from . import bases, card, consistency, merge, models, recipes, train
+    from . import bases, card, consistency, merge, merge_search, models, recipes, train
     from .bench import report as bench_report
     from .bench import run as bench_run
     from .data import pairs, sources
@@ -102,6 +105,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
                 f"train the {t} specialist": r.train.max_minutes * 60 + 90 if r.train.max_minutes else 1800
                 for t, r in specialists.items()
             },
+            f"merge search ({SEARCH})": 300,
             f"merge ({MERGE})": 30,
             "bench base, specialists and merge": 450,
             "consistency checks": 300,
@@ -116,7 +120,13 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
     )
     for task, rec in specialists.items():
         line.station(f"train the {task} specialist", functools.partial(train.run, rec, mirror=root, quick_eval=False))
-    line.station(f"merge ({MERGE})", lambda: merge.run(load("merges", MERGE, recipes.MergeRecipe)))
+    search = line.station(
+        f"merge search ({SEARCH})",
+        lambda: merge_search.run(load("searches", SEARCH, recipes.SearchRecipe), mirror=root, write_recipe=False),
+    )
+    chosen = recipes.load(search / "chosen.yaml")
+    assert isinstance(chosen, recipes.MergeRecipe) and chosen.name == MERGE, f"{search}/chosen.yaml: {chosen.name}"
+    line.station(f"merge ({MERGE})", lambda: merge.run(chosen))
 
     def bench_all() -> Path:
         for ref in MODELS:
@@ -281,7 +291,8 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         "answers neither stays undefined, with its error count.",
         "",
     ]
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(out.glob("*.png"))] + [""]
+    lines += _search_section(paths.merges() / SEARCH, out)
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(compare_dir.glob("*.png"))] + [""]
     lines += [
         "## Full comparison",
         "",
@@ -294,6 +305,27 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
     mf.write_text(out / "index.md", "\n".join(lines) + "\n")
     mf.write_json(out / "stations.json", line.stations)
     return out
+
+
+def _search_section(folder: Path, out: Path) -> list[str]:
+    """The merge search's table (dev splits) and Pareto plot: which candidate the demo merged, and why."""
+    table = folder / "table.md"
+    if not table.is_file():
+        return ["## Which merge: the search on the dev splits", "", "(no search results)", ""]
+    if (folder / "pareto.png").is_file():
+        shutil.copy2(folder / "pareto.png", out / "merge_search.png")
+    body = [x for x in table.read_text().splitlines() if not x.startswith("# ")]
+    return [
+        "## Which merge: the search on the dev splits",
+        "",
+        f"The demo merged the candidate with the best worst-case dev retention (`{folder.name}/chosen.yaml`, built as "
+        f"`merge:{MERGE}`). The dev subsets are small (`recipes/searches/{SEARCH}.yaml`): the choice proves the line; "
+        "the full-profile search is `make merge-search recipe=full_search`.",
+        *body,
+        "",
+        "![merge search](merge_search.png)" if (out / "merge_search.png").is_file() else "",
+        "",
+    ]
 
 
 def _summary(line: Line, out: Path) -> None:

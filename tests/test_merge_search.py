@@ -134,3 +134,26 @@ def test_retention_and_choice_by_hand():
     assert r == {"absolute": pytest.approx(0.25), "pairwise": pytest.approx(1.0)}
     assert S.retention(sc(0.3, 1.0, 0.6), sc(-0.1, 1.0, 0.6))["absolute"] is None
     assert S.worst({"absolute": None, "pairwise": 1.0}) == float("-inf")
+
+
+def test_a_specialist_without_a_learning_curve_is_judged_like_its_quick_check(tmp_path, monkeypatch):
+    """The demo's specialists have no ``dev:`` section: the search still sizes their dev split by its own limits and
+    judges with the answer length of their quick check (the shipped demo search runs on them)."""
+    from judgefactory import merge_search
+    from judgefactory.data import pairs
+
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    pairs.build(recipes.from_dict(FX_PAIRS), mirror=PKG_MIRROR, progress=False)
+    shipped = recipes.load(recipes.find("adapters", "pairwise"))
+    assert isinstance(shipped, recipes.AdapterRecipe) and shipped.dev is None and shipped.quick_eval is not None
+    pw = shipped.model_copy(update={"data": shipped.data.model_copy(update={"source": "pairs:fx"})})
+    demo = recipes.load(recipes.find("searches", "demo_search"))
+    assert isinstance(demo, recipes.SearchRecipe) and (demo.absolute, demo.pairwise) == ("absolute", "pairwise")
+    search = demo.model_copy(update={"dev": demo.dev.model_copy(update={"pairwise_limit": 3})})
+    sized, data = merge_search.dev_split(search, pw, PKG_MIRROR)
+    assert len(data.items) == 3 and all(set(it.requests) == {"ab", "ba"} for it in data.items)
+    assert sized.dev is not None and sized.dev.limit == 3 and sized.dev.batch_size == demo.dev.batch_size
+    assert sized.dev.max_new_tokens == shipped.quick_eval.max_new_tokens
+    # the shipped demo absolute specialist holds out its dev split (the search refuses one without)
+    absolute = recipes.load(recipes.find("adapters", "absolute"))
+    assert isinstance(absolute, recipes.AdapterRecipe) and absolute.data.dev_fraction == 0.25
