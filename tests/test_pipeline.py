@@ -60,9 +60,18 @@ def test_report_leads_with_what_the_merge_keeps(tmp_path, monkeypatch):
         (tmp_path / f"{kind}s" / name).mkdir(parents=True)
         (tmp_path / f"{kind}s" / name / "manifest.json").write_text("{}")
     (tmp_path / "compare").mkdir()
+    search = tmp_path / "merges" / "demo_search"  # the demo's merge search: its table and plot follow the comparison
+    search.mkdir(parents=True)
+    (search / "table.md").write_text(
+        "# Merge search `demo_search` (dev splits only)\n\n| model | x |\n|---|---|\n| c | 1 |\n"
+    )
+    (search / "pareto.png").write_bytes(b"png")
     out = write_report(tmp_path / "report", tmp_path / "compare", Line(), False, tmp_path)
     text = (out / "index.md").read_text()
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[:2] == ["## What the merge keeps and loses", "## Base vs specialists vs merged judge"]
     assert "not how good the judges are" in text and "make retention" in text
     assert "n/a" in text or "—" in text
+    assert "## Which merge: the search on the dev splits" in sections and "| c | 1 |" in text
+    assert "# Merge search" not in text and (out / "merge_search.png").read_bytes() == b"png"
+    assert "merge:demo_search-chosen" in text and "![merge search](merge_search.png)" in text
