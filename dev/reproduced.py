@@ -1,42 +1,78 @@
-"""Usage: .venv/bin/python dev/reproduced.py  (after retraining pairwise-full anywhere)
+"""Usage: .venv/bin/python dev/reproduced.py ADAPTER [--cpu TEXT] [--note TEXT]   (ADAPTER: pairwise-full, absolute-full)
 
-Write docs/results/pairwise_full_reproduced.json: the full pairwise recipe retrained on another CPU against the
-committed run (same recipe, data and seed; float32)."""
+Write docs/results/<ADAPTER with _>_reproduced.json: a full-profile recipe retrained from scratch on another CPU
+against the committed run (docs/results/<ADAPTER with _>.json: same recipe, data and seed; float32). Reads the
+adapter's manifest, or, for a run still in progress, the dev points its work folder has so far (curve.jsonl)."""
 
+import argparse
 import json
+import math
 import subprocess
+from pathlib import Path
 
-old = json.load(open("docs/results/pairwise_full.json"))
-m = json.load(open("adapters/pairwise-full/manifest.json"))
-keys = ("kappa", "accuracy", "position_consistency", "parse_rate", "train_loss")
-pairs = [
-    {"step": a["step"], **{k: {"committed": a[k], "this_run": b[k], "equal": a[k] == b[k]} for k in keys}}
-    for a, b in zip(old["learning_curve"]["points"], m["curve"], strict=True)
+ap = argparse.ArgumentParser()
+ap.add_argument("adapter")
+ap.add_argument(
+    "--cpu", default="AMD EPYC (family 25, model 17), Zen 4, 2 cores, AVX-512 + avx512_bf16, float32, 1 torch thread"
+)
+ap.add_argument("--note", default="")
+args = ap.parse_args()
+stem = args.adapter.replace("-", "_")
+old = json.load(open(f"docs/results/{stem}.json"))
+folder = Path("adapters") / args.adapter
+m = json.load(open(folder / "manifest.json")) if (folder / "manifest.json").is_file() else None
+if m is not None:
+    curve, training = m["curve"], m["training"]
+else:  # in progress: the dev points written so far
+    work = sorted((Path("adapters") / ".work").glob(f"{args.adapter}-*"))[-1]
+    curve = [json.loads(x) for x in (work / "curve.jsonl").read_text().splitlines()]
+    training = None
+
+
+def same(a, b):
+    nan = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    return (nan(a) and nan(b)) or a == b
+
+
+mine = {p["step"]: p for p in curve}
+keys = [k for k in old["learning_curve"]["points"][0] if k not in ("step", "n", "seconds", "source")]
+points = [
+    {
+        "step": a["step"],
+        **{
+            k: {
+                "committed": a.get(k),
+                "this_run": mine[a["step"]].get(k),
+                "equal": same(a.get(k), mine[a["step"]].get(k)),
+            }
+            for k in keys
+        },
+    }
+    for a in old["learning_curve"]["points"]
+    if a["step"] in mine
 ]
 out = {
-    "name": "pairwise_full_reproduced",
-    "what": "recipes/adapters/pairwise-full.yaml retrained from scratch on another CPU, thread count and session; its dev learning curve and training losses against the committed run (docs/results/pairwise_full.json)",
-    "command": "OMP_NUM_THREADS=1 judgefactory train pairwise-full --no-eval (beside a second training on the other core)",
+    "name": f"{stem}_reproduced",
+    "what": f"recipes/adapters/{args.adapter}.yaml retrained from scratch on another CPU, thread count and session; its dev learning curve (and training losses, once complete) against the committed run (docs/results/{stem}.json)",
+    "command": f"OMP_NUM_THREADS=1 judgefactory train {args.adapter} --no-eval; python dev/reproduced.py {args.adapter}",
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "committed_commit": old["commit"],
-    "cpu": "AMD EPYC (family 25, model 17), Zen 4, 2 cores, AVX-512 + avx512_bf16, float32, 1 torch thread",
+    "cpu": args.cpu,
     "committed_cpu": old["machine"],
-    "split": "dev: the pair set's template-disjoint test split, 92 pairs x 2 orders",
-    "n": 92,
-    "examples": {
-        "committed": old["training"]["examples"],
-        "this_run": m["training"]["examples"],
-        "this_run_sha256": m["data"][0]["examples_sha256"],
+    "split": old["learning_curve"].get("split", "dev"),
+    "n": curve[-1].get("n"),
+    "complete": training is not None,
+    "training": None
+    if training is None
+    else {
+        k: {"committed": old["training"][k], "this_run": training[k]}
+        for k in ("steps", "examples", "loss_first", "loss_last", "train_seconds")
     },
-    "training": {
-        k: {"committed": old["training"][k], "this_run": m["training"][k]}
-        for k in ("steps", "loss_first", "loss_last", "train_seconds")
-    },
-    "curve": pairs,
-    "all_equal": all(p[k]["equal"] for p in pairs for k in keys)
-    and old["training"]["loss_first"] == m["training"]["loss_first"]
-    and old["training"]["loss_last"] == m["training"]["loss_last"]
-    and old["training"]["examples"] == m["training"]["examples"],
+    "curve": points,
+    "all_equal": all(p[k]["equal"] for p in points for k in keys)
+    and (training is None or all(old["training"][k] == training[k] for k in ("examples", "loss_first", "loss_last"))),
+    "note": args.note,
 }
-json.dump(out, open("docs/results/pairwise_full_reproduced.json", "w"), indent=1)
-print(out["all_equal"], [(p["step"], p["kappa"]["this_run"]) for p in pairs], out["training"]["train_seconds"])
+clean = json.loads(json.dumps(out).replace("NaN", "null"))  # strict JSON: an undefined correlation is null
+json.dump(clean, open(f"docs/results/{stem}_reproduced.json", "w"), indent=1)
+print(out["all_equal"], [(p["step"], {k: p[k]["this_run"] for k in keys[:2]}) for p in points])
