@@ -5,7 +5,7 @@ docs/results/joint_full_retention.json and prints the table.
 
 Reads bench/adapter-joint-full/{bbq_pairs,bbq_pairs_ood,vicuna}/metrics.json (run
 `judgefactory bench adapter:joint-full retention_pairwise` and `... retention_absolute --max-response-chars 2000`
-first) and the specialists' and the chosen merge's eval figures committed in docs/results/merge_search.json (same
+first) and the specialists' and the chosen merge's eval figures committed in docs/results/merge_search_first.json (same
 suites, items and bench recipes). The specialists' predictions are not kept between sessions here, so the joint
 model's retention has no paired bootstrap: its interval is the joint model's own 95% CI divided by the specialist's
 value (the specialist's sampling error is not in it); the chosen merge's retention keeps its paired CI.
@@ -13,8 +13,8 @@ value (the specialist's sampling error is not in it); the chosen merge's retenti
     .venv/bin/python dev/joint_full_retention.py --dev-point
 
 scores joint-full on the merge search's dev splits (recipes/searches/full_search.yaml; the specialists' recipes give
-the splits), adds it to docs/results/merge_search.json as the `joint` reference point and redraws
-docs/results/merge_search/full_search_{table.md,pareto.png} from the committed search results.
+the splits), adds it to docs/results/merge_search_first.json as the `joint` reference point and redraws
+docs/results/merge_search/first_search_{table.md,pareto.png} from the committed search results.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def dev_point() -> None:
     t0 = time.time()
     model, tok = models.load("adapter:joint-full")
     scores = merge_search.score(model, tok, splits)
-    path = REPO / "docs/results/merge_search.json"
+    path = REPO / "docs/results/merge_search_first.json"
     doc = json.loads(path.read_text())
 
     def row(r: dict) -> dict:
@@ -71,9 +71,9 @@ def dev_point() -> None:
     rows = [{**row(c), "retention": c["retention_dev"]} for c in doc["candidates"]]
     refs.append(row(joint))
     out = REPO / "docs/results/merge_search"
-    mf.write_text(out / "full_search_table.md", merge_search.table(search, rows, refs, doc["chosen"]["id"], reference))
-    merge_search.pareto(out / "full_search_pareto.png", rows, refs, doc["chosen"]["id"], search.name)
-    print((out / "full_search_table.md").read_text())
+    mf.write_text(out / "first_search_table.md", merge_search.table(search, rows, refs, doc["chosen"]["id"], reference))
+    merge_search.pareto(out / "first_search_pareto.png", rows, refs, doc["chosen"]["id"], search.name)
+    print((out / "first_search_table.md").read_text())
 
 
 def _commit() -> str:
@@ -91,7 +91,7 @@ def main() -> None:
     from judgefactory.precision import machine
     from judgefactory.tables import fmt, fmt_ci, md_table
 
-    search = json.loads((REPO / "docs/results/merge_search.json").read_text())
+    search = json.loads((REPO / "docs/results/merge_search_first.json").read_text())
     committed = {r["suite"]: r for r in search["chosen"]["retention_eval"]}
     joint_m = mf.read(paths.adapters() / "joint-full") or {}
     rows, table = [], []
@@ -164,7 +164,7 @@ def main() -> None:
             )
         },
         "joint_manifest_sha256": mf.sha256_file(paths.adapters() / "joint-full" / mf.MANIFEST),
-        "specialists_and_merge_from": "docs/results/merge_search.json (chosen.retention_eval)",
+        "specialists_and_merge_from": "docs/results/merge_search_first.json (chosen.retention_eval)",
         "command": "judgefactory train joint-full; judgefactory bench adapter:joint-full retention_pairwise; "
         "judgefactory bench adapter:joint-full retention_absolute --max-response-chars 2000; "
         "python dev/joint_full_retention.py",

@@ -1,0 +1,92 @@
+"""Usage: .venv/bin/python dev/merge_search_results.py [SEARCH] [--reference MERGE] [--cpu TEXT] [--command TEXT]
+
+Write docs/results/merge_search.json (and docs/results/merge_search/<SEARCH>_{table.md,pareto.png}) from a finished
+merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and the retention table on the eval sets
+(bench/retention/retention.json, from `judgefactory retention merge:<SEARCH>-chosen merge:<reference> ...`).
+SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50. Nothing here is chosen on an eval set: the
+choice is read from the search's manifest, the eval rows only reported beside it."""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from judgefactory import paths, precision  # noqa: E402
+from judgefactory.bench.retention import KEEP  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("search", nargs="?", default="full_search")
+ap.add_argument("--reference", default="full_nuslerp_50_50")
+ap.add_argument("--cpu", default=None, help="the CPU in words (default: precision.machine())")
+ap.add_argument("--command", default="")
+args = ap.parse_args()
+
+m = json.loads((paths.merges() / args.search / "manifest.json").read_text())
+ret = json.loads((paths.bench() / "retention" / "retention.json").read_text())
+chosen_label = f"merge-{args.search}-chosen"
+reference_label = f"merge-{args.reference}"
+
+
+def dev(row: dict) -> dict:
+    s = row["scores"]
+    return {
+        "id": row["id"],
+        "absolute_dev": {k: s["absolute"].get(k) for k in ("pearson_expected", "pearson", "parse_rate", "n")},
+        "pairwise_dev": {k: s["pairwise"].get(k) for k in ("kappa", "position_consistency", "parse_rate", "n")},
+        "retention_dev": row.get("retention"),
+        "seconds": row.get("seconds"),
+    }
+
+
+def eval_rows(label: str) -> list[dict]:
+    keep = ("skill", "suite", "metric", "merged", "specialist", "retention", "ci", "n")
+    return [{k: r.get(k) for k in keep} for r in ret["rows"] if r["model"] == label]
+
+
+def keeps(rows: list[dict]) -> bool | None:
+    """Whether every eval suite's retention point estimate is >= KEEP (None without rows)."""
+    if not rows:
+        return None
+    return all(r["retention"] is not None and r["retention"] >= KEEP for r in rows)
+
+
+chosen_eval, reference_eval = eval_rows(chosen_label), eval_rows(reference_label)
+machine = precision.machine()
+out = {
+    "name": "merge_search",
+    "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
+    f"retention of the chosen merge and of {args.reference} on the eval sets (paired cluster-bootstrap 95% CIs)",
+    "command": args.command,
+    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "cpu": args.cpu or f"{machine.get('cpu')}, {machine.get('cores')} cores, float32",
+    "dev_splits": m["dev_splits"],
+    "selection_rule": "best worst-case dev retention; absolute = expected-score Pearson x parse rate, "
+    "pairwise = kappa (unparsed = error label)",
+    "references": [dev(r) for r in m["references"]],
+    "candidates": [dev(r) for r in m["candidates"]],
+    "chosen": {
+        "id": m["chosen"]["id"],
+        "recipe": f"recipes/merges/{args.search}-chosen.yaml",
+        "retention_dev": m["chosen"]["retention"],
+        "retention_eval": chosen_eval,
+        f"keeps_{int(KEEP * 100)}_percent": keeps(chosen_eval),
+    },
+    args.reference: {"retention_eval": reference_eval, f"keeps_{int(KEEP * 100)}_percent": keeps(reference_eval)},
+    "eval_splits": {
+        "bbq_pairs": "240 human-labelled in-distribution pairs, both A/B orders",
+        "bbq_pairs_ood": "132 religion pairs (rule labels), both orders",
+        "vicuna": "all 320 Vicuna items, responses clipped at 2,000 chars, greedy",
+    },
+    "ci": "paired cluster bootstrap, 1,000 replicates (bench/retention.py)",
+    "first_search": "docs/results/merge_search_first.json (the same search over specialists trained at 4ebd89a)",
+}
+dest = REPO / "docs/results"
+(dest / "merge_search.json").write_text(json.dumps(out, indent=1) + "\n")
+for name in ("table.md", "pareto.png"):
+    shutil.copyfile(paths.merges() / args.search / name, dest / "merge_search" / f"{args.search}_{name}")
+print(json.dumps({k: out[k] for k in ("chosen", args.reference)}, indent=1))
