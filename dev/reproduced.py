@@ -2,7 +2,10 @@
 
 Write docs/results/<ADAPTER with _>_reproduced.json: a full-profile recipe retrained from scratch on another CPU
 against the committed run (docs/results/<ADAPTER with _>.json: same recipe, data and seed; float32). Reads the
-adapter's manifest, or, for a run still in progress, the dev points its work folder has so far (curve.jsonl)."""
+adapter's manifest, or, for a run still in progress, the dev points its work folder has so far (curve.jsonl). Trained
+with --no-eval, the retrained adapter has no quick check: its eval figure is read from its retention bench
+(bench/adapter-<ADAPTER>/<suite>/metrics.json: the same items and scoring as the quick check; absolute: Vicuna, all
+320, expected-score Pearson with responses clipped at 2,000 chars; pairwise: the 240 pairs' kappa), when there."""
 
 import argparse
 import json
@@ -73,6 +76,24 @@ out = {
     and (training is None or all(old["training"][k] == training[k] for k in ("examples", "loss_first", "loss_last"))),
     "note": args.note,
 }
+EVAL = {"absolute-full": ("vicuna", "pearson_expected"), "pairwise-full": ("bbq_pairs", "kappa")}
+if args.adapter in EVAL:
+    suite, metric = EVAL[args.adapter]
+    bench = Path("bench") / f"adapter-{args.adapter}" / suite / "metrics.json"
+    if bench.is_file():
+        doc = json.load(open(bench))
+        got = doc["metrics"]  # {name: {"value", "ci"}}
+        fig = got.get(metric) or {}
+        committed = old["figures"].get(f"adapter.{metric}") or old["figures"].get(f"adapter.{metric}_both_orders") or {}
+        out["eval"] = {
+            "suite": suite,
+            "metric": metric,
+            "command": f"judgefactory bench adapter:{args.adapter} retention_{args.adapter.split('-')[0]}"
+            + (" --max-response-chars 2000" if suite == "vicuna" else ""),
+            "this_run": {"value": fig.get("value"), "ci": fig.get("ci"), "n": doc.get("n")},
+            "committed": {"value": committed.get("value"), "ci": committed.get("ci"), "n": committed.get("n")},
+            "parse_rate": (got.get("parse_rate") or {}).get("value"),
+        }
 clean = json.loads(json.dumps(out).replace("NaN", "null"))  # strict JSON: an undefined correlation is null
 json.dump(clean, open(f"docs/results/{stem}_reproduced.json", "w"), indent=1)
 print(out["all_equal"], [(p["step"], {k: p[k]["this_run"] for k in keys[:2]}) for p in points])
