@@ -2,7 +2,8 @@
 
 Write docs/results/merge_search.json (and docs/results/merge_search/<SEARCH>_{table.md,pareto.png}) from a finished
 merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and the retention table on the eval sets
-(bench/retention/retention.json, from `judgefactory retention merge:<SEARCH>-chosen merge:<reference> ...`).
+(bench/retention/retention.json, from `judgefactory retention merge:<SEARCH>-chosen merge:<reference> ...`; until
+that exists the eval rows are empty and say so).
 SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50. Nothing here is chosen on an eval set: the
 choice is read from the search's manifest, the eval rows only reported beside it."""
 
@@ -27,7 +28,8 @@ ap.add_argument("--command", default="")
 args = ap.parse_args()
 
 m = json.loads((paths.merges() / args.search / "manifest.json").read_text())
-ret = json.loads((paths.bench() / "retention" / "retention.json").read_text())
+ret_path = paths.bench() / "retention" / "retention.json"  # absent until the merges are benched on the eval sets
+ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
 chosen_label = f"merge-{args.search}-chosen"
 reference_label = f"merge-{args.reference}"
 
@@ -75,6 +77,7 @@ out = {
         "retention_dev": m["chosen"]["retention"],
         "retention_eval": chosen_eval,
         f"keeps_{int(KEEP * 100)}_percent": keeps(chosen_eval),
+        "eval_status": "measured" if chosen_eval else "not yet benched on the eval sets",
     },
     args.reference: {"retention_eval": reference_eval, f"keeps_{int(KEEP * 100)}_percent": keeps(reference_eval)},
     "eval_splits": {
