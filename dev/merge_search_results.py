@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from judgefactory import paths, precision  # noqa: E402
-from judgefactory.bench.retention import KEEP  # noqa: E402
+from judgefactory import paths, precision, recipes  # noqa: E402
+from judgefactory.bench.retention import KEEP, SUITE_WORDS  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("search", nargs="?", default="full_search")
@@ -57,15 +57,23 @@ def keeps(rows: list[dict]) -> bool | None:
     return all(r["retention"] is not None and r["retention"] >= KEEP for r in rows)
 
 
+def cpu_words() -> str:
+    machine = precision.machine()
+    return f"{machine.get('cpu')}, {machine.get('cores')} cores, float32"
+
+
+# the eval sets are the retention bench recipes' suites, described as the retention table describes them
+eval_suites = [
+    s.name for b in ("retention_pairwise", "retention_absolute") for s in recipes.load(recipes.find("bench", b)).suites
+]
 chosen_eval, reference_eval = eval_rows(chosen_label), eval_rows(reference_label)
-machine = precision.machine()
 out = {
     "name": "merge_search",
     "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
     f"retention of the chosen merge and of {args.reference} on the eval sets (paired cluster-bootstrap 95% CIs)",
     "command": args.command,
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-    "cpu": args.cpu or f"{machine.get('cpu')}, {machine.get('cores')} cores, float32",
+    "cpu": args.cpu or cpu_words(),
     "dev_splits": m["dev_splits"],
     "selection_rule": "best worst-case dev retention; absolute = expected-score Pearson x parse rate, "
     "pairwise = kappa (unparsed = error label)",
@@ -80,11 +88,10 @@ out = {
         "eval_status": "measured" if chosen_eval else "not yet benched on the eval sets",
     },
     args.reference: {"retention_eval": reference_eval, f"keeps_{int(KEEP * 100)}_percent": keeps(reference_eval)},
-    "eval_splits": {
-        "bbq_pairs": "240 human-labelled in-distribution pairs, both A/B orders",
-        "bbq_pairs_ood": "132 religion pairs (rule labels), both orders",
-        "vicuna": "all 320 Vicuna items, responses clipped at 2,000 chars, greedy",
-    },
+    "eval_splits": {suite: SUITE_WORDS.get(suite, suite) for suite in eval_suites},
+    "eval_command": "judgefactory bench MODEL retention_pairwise; judgefactory bench MODEL retention_absolute "
+    "--max-response-chars 2000; judgefactory retention MODELS --pairwise adapter:pairwise-full --absolute "
+    "adapter:absolute-full",
     "ci": "paired cluster bootstrap, 1,000 replicates (bench/retention.py)",
     "first_search": "docs/results/merge_search_first.json (the same search over specialists trained at 4ebd89a)",
 }
