@@ -93,7 +93,7 @@ out = {
     "--max-response-chars 2000; judgefactory retention MODELS --pairwise adapter:pairwise-full --absolute "
     "adapter:absolute-full",
     "ci": "paired cluster bootstrap, 1,000 replicates (bench/retention.py)",
-    "first_search": "docs/results/merge_search_first.json (the same search over specialists trained at 4ebd89a)",
+    "first_search": "docs/results/merge_search_first.json (the first search, over the hybrid absolute adapter of D33: steps 0-200 trained at 1703953, 200-300 at 4ebd89a)",
 }
 dest = REPO / "docs/results"
 (dest / "merge_search.json").write_text(json.dumps(out, indent=1) + "\n")
