@@ -27,7 +27,11 @@ ap.add_argument("--cpu", default=None, help="the CPU in words (default: precisio
 ap.add_argument("--command", default="")
 args = ap.parse_args()
 
-m = json.loads((paths.merges() / args.search / "manifest.json").read_text())
+search_manifest = paths.merges() / args.search / "manifest.json"
+if not search_manifest.is_file():
+    print(f"error: {search_manifest}: no finished merge search {args.search!r} (run judgefactory merge-search first)")
+    sys.exit(2)
+m = json.loads(search_manifest.read_text())
 ret_path = paths.bench() / "retention" / "retention.json"  # absent until the merges are benched on the eval sets
 ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
 chosen_label = f"merge-{args.search}-chosen"
