@@ -29,7 +29,10 @@ args = ap.parse_args()
 
 search_manifest = paths.merges() / args.search / "manifest.json"
 if not search_manifest.is_file():
-    print(f"error: {search_manifest}: no finished merge search {args.search!r} (run judgefactory merge-search first)")
+    print(
+        f"error: {search_manifest}: no finished merge search {args.search!r} (run judgefactory merge-search first)",
+        file=sys.stderr,
+    )
     sys.exit(2)
 m = json.loads(search_manifest.read_text())
 ret_path = paths.bench() / "retention" / "retention.json"  # absent until the merges are benched on the eval sets
