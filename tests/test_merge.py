@@ -513,3 +513,55 @@ def test_cli_merge_and_sweep_parse(world, tmp_path, capsys):
     assert str(tmp_path / "m" / "cli") in printed and mf.read(tmp_path / "m" / "cli")["weights"] == [0.5, 0.5]
     args = p.parse_args(["sweep", str(rec)])
     assert args.command == "sweep"
+
+
+# --------------------------------------------------------------------------- dev/task_vectors.py (D35)
+def _task_vectors_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "dev" / "task_vectors.py"
+    spec = importlib.util.spec_from_file_location("task_vectors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_task_vectors_are_peft_deltas_and_projections_match_the_nuslerp_merge(world):
+    """The analysis behind D35 reads the adapters' own LoRA factors: its dW equals what PEFT folds in, and the share of
+    each task vector it says a NuSLERP merge keeps is the share the merged checkpoint mergekit wrote carries."""
+    tv = _task_vectors_script()
+    W, A = world["W"], world["A"]
+    va = tv.task_vectors(world["adapters"] / "alpha")
+    vb = tv.task_vectors(world["adapters"] / "beta")
+    assert len(va) == 2 * 7  # 2 layers x 7 target modules
+    for m, v in va.items():
+        torch.testing.assert_close(v.float(), (A[m + ".weight"] - W[m + ".weight"]).reshape(-1), atol=1e-5, rtol=1e-4)
+    out = merge.run(
+        recipe(
+            "nuslerp",
+            world["base"],
+            [{"adapter": "alpha", "weight": 0.7}, {"adapter": "beta", "weight": 0.3}],
+            use_base=True,
+        ),
+        **kw(world, "nuslerp_tv_projection"),
+    )
+    got = merged_tensors(out)
+    num_a = num_b = 0.0
+    for m in va:
+        d = (got[m + ".weight"].double() - W[m + ".weight"].double()).reshape(-1)
+        num_a += float(d @ va[m])
+        num_b += float(d @ vb[m])
+    kept_a, kept_b = tv.projections(0.7, va, vb)
+    assert kept_a == pytest.approx(num_a / sum(float(v @ v) for v in va.values()), rel=1e-4)
+    assert kept_b == pytest.approx(num_b / sum(float(v @ v) for v in vb.values()), rel=1e-4)
+
+
+def test_nuslerp_keeps_sine_and_cosine_of_orthogonal_task_vectors():
+    """Hand-computed: for orthogonal task vectors mergekit's NuSLERP (no renormalisation) keeps sin(w pi/2) of the
+    first and cos(w pi/2) of the second: at w = 0.65, 0.852 and 0.522."""
+    tv = _task_vectors_script()
+    va = {"m": torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)}
+    vb = {"m": torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64)}
+    kept_a, kept_b = tv.projections(0.65, va, vb)
+    assert kept_a == pytest.approx(0.8526, abs=1e-4)
+    assert kept_b == pytest.approx(0.5225, abs=1e-4)
