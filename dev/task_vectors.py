@@ -1,15 +1,14 @@
 """Why a merge keeps one skill and loses the other: the two specialists' task vectors, layer by layer.
 
 For each LoRA module the task vector is dW = (alpha / r) * B @ A, what the adapter adds to the base weight. For the
-absolute and pairwise specialists this prints, per decoder layer: the Frobenius norm of each task vector (summed over
-the layer's modules), their ratio, and the cosine between them (over the layer's concatenated modules). A NuSLERP
-merge interpolates these vectors; when they are near-orthogonal and of unequal size, a weight moves the merged vector
-away from the smaller one quickly (the merged vector's projection on each task is what each skill keeps).
-mergekit's NuSLERP with a base applies to each tensor's task vector separately and does not renormalise: for
-orthogonal vectors it keeps sin(w pi/2) of the absolute one and cos(w pi/2) of the pairwise one.
+absolute and pairwise specialists this prints, per decoder layer: the Frobenius norm of each task vector (over all of
+the layer's modules), their ratio, and the cosine between them (over the layer's concatenated modules); then, for a
+few NuSLERP weights, the share of each task vector the merged one carries. mergekit's NuSLERP with a base applies to
+each tensor's task vector separately and does not renormalise: for orthogonal vectors it keeps sin(w pi/2) of the
+absolute one and cos(w pi/2) of the pairwise one, whatever their norms, so no weight keeps more than 0.71 of both.
 
     .venv/bin/python dev/task_vectors.py [--absolute absolute-full] [--pairwise pairwise-full]
-        [--adapters-dir adapters] [--out docs/results/task_vectors.json]
+        [--adapters-dir adapters] [--out docs/results/task_vectors.json] [--weights 0.5 0.6 ...]
 
 CPU only, seconds; reads only the two adapter_model.safetensors files.
 """
