@@ -74,6 +74,36 @@ eval_suites = [
     s.name for b in ("retention_pairwise", "retention_absolute") for s in recipes.load(recipes.find("bench", b)).suites
 ]
 chosen_eval, reference_eval = eval_rows(chosen_label), eval_rows(reference_label)
+
+
+def chosen_eval_status() -> str:
+    """Whether the eval rows labelled merge-<SEARCH>-chosen were benched on the merge of the search's current choice:
+    the merge folder's recipe must be the chosen candidate's (method, models, parameters) and the retention rows must
+    name that folder's manifest. A search that changed its choice after the bench leaves the rows stale."""
+    import hashlib
+
+    if not chosen_eval:
+        return "not yet benched on the eval sets"
+    folder = paths.merges() / f"{args.search}-chosen"
+    manifest = folder / "manifest.json"
+    name = f"merges/{args.search}-chosen"
+    if not manifest.is_file():
+        return f"stale: {name}/manifest.json is missing (judgefactory merge {args.search}-chosen, then bench it)"
+    built = json.loads(manifest.read_text())["recipe"]
+    want = next(c["recipe"] for c in m["candidates"] if c["id"] == m["chosen"]["id"])
+    fields = ("method", "models", "parameters")
+    if any(built.get(k) != want.get(k) for k in fields):
+        return f"stale: {name} was built from another recipe than the chosen {m['chosen']['id']}"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    benched = {r.get("model_manifest_sha256") for r in ret["rows"] if r["model"] == chosen_label}
+    if benched != {digest}:
+        return f"stale: the retention rows were benched on another build of {name}"
+    return "measured"
+
+
+status = chosen_eval_status()
+if status != "measured":
+    chosen_eval = []
 out = {
     "name": "merge_search",
     "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
@@ -92,7 +122,7 @@ out = {
         "retention_dev": m["chosen"]["retention"],
         "retention_eval": chosen_eval,
         f"keeps_{int(KEEP * 100)}_percent": keeps(chosen_eval),
-        "eval_status": "measured" if chosen_eval else "not yet benched on the eval sets",
+        "eval_status": status,
     },
     args.reference: {"retention_eval": reference_eval, f"keeps_{int(KEEP * 100)}_percent": keeps(reference_eval)},
     "eval_splits": {suite: SUITE_WORDS.get(suite, suite) for suite in eval_suites},
