@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from judgefactory import manifest as mf  # noqa: E402
 from judgefactory import paths, precision, recipes  # noqa: E402
 from judgefactory.bench.retention import KEEP, SUITE_WORDS  # noqa: E402
 
@@ -80,8 +81,6 @@ def chosen_eval_status() -> str:
     """Whether the eval rows labelled merge-<SEARCH>-chosen were benched on the merge of the search's current choice:
     the merge folder's recipe must be the chosen candidate's (method, models, parameters) and the retention rows must
     name that folder's manifest. A search that changed its choice after the bench leaves the rows stale."""
-    import hashlib
-
     if not chosen_eval:
         return "not yet benched on the eval sets"
     folder = paths.merges() / f"{args.search}-chosen"
@@ -94,7 +93,7 @@ def chosen_eval_status() -> str:
     fields = ("method", "models", "parameters")
     if any(built.get(k) != want.get(k) for k in fields):
         return f"stale: {name} was built from another recipe than the chosen {m['chosen']['id']}"
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    digest = mf.sha256_file(manifest)
     benched = {r.get("model_manifest_sha256") for r in ret["rows"] if r["model"] == chosen_label}
     if benched != {digest}:
         return f"stale: the retention rows were benched on another build of {name}"

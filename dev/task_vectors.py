@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from judgefactory import manifest as mf  # noqa: E402
 
 
 def task_vectors(adapter: Path) -> dict[str, torch.Tensor]:
@@ -64,6 +67,12 @@ def projections(w: float, va: dict[str, torch.Tensor], vp: dict[str, torch.Tenso
     return num_a / den_a, num_p / den_p
 
 
+def pair_stats(a: torch.Tensor, p: torch.Tensor) -> dict[str, float]:
+    """Norms, their ratio and the cosine of two flattened task vectors."""
+    na, np_ = float(a.norm()), float(p.norm())
+    return {"norm_absolute": na, "norm_pairwise": np_, "ratio": na / np_, "cosine": float(a @ p) / (na * np_)}
+
+
 def main() -> None:
     import torch
 
@@ -95,25 +104,8 @@ def main() -> None:
     rows = []
     for i in sorted({layer(m) for m in va}):
         mods = sorted(m for m in va if layer(m) == i)
-        a = torch.cat([va[m] for m in mods])
-        p = torch.cat([vp[m] for m in mods])
-        rows.append(
-            {
-                "layer": i,
-                "norm_absolute": float(a.norm()),
-                "norm_pairwise": float(p.norm()),
-                "ratio": float(a.norm() / p.norm()),
-                "cosine": float(a @ p / (a.norm() * p.norm())),
-            }
-        )
-    a = torch.cat([va[m] for m in sorted(va)])
-    p = torch.cat([vp[m] for m in sorted(vp)])
-    whole = {
-        "norm_absolute": float(a.norm()),
-        "norm_pairwise": float(p.norm()),
-        "ratio": float(a.norm() / p.norm()),
-        "cosine": float(a @ p / (a.norm() * p.norm())),
-    }
+        rows.append({"layer": i, **pair_stats(torch.cat([va[m] for m in mods]), torch.cat([vp[m] for m in mods]))})
+    whole = pair_stats(torch.cat([va[m] for m in sorted(va)]), torch.cat([vp[m] for m in sorted(vp)]))
     kept = [
         dict(zip(("w_absolute", "absolute_kept", "pairwise_kept"), (w, *projections(w, va, vp)), strict=True))
         for w in args.weights
@@ -143,10 +135,7 @@ def main() -> None:
         "commit": commit.strip(),
         "cpu": f"{platform.machine()}; float64 arithmetic on the saved LoRA factors, the same on any CPU",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    mf.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 
