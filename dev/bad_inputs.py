@@ -125,6 +125,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bad-inputs-"))
     ws = tmp / "ws"
     tiny_merge(ws)
+    from judgefactory import manifest as mf  # importable now: tiny_merge put the checkout on sys.path
+
     mirrors = corrupt_mirrors(tmp)
     (tmp / "broken.yaml").write_text("kind: adapter\nname: x\ntask: [absolute\n")
     (tmp / "nokind.yaml").write_text("name: x\nbase: embedded:smollm2-135m-instruct\n")
@@ -258,9 +260,7 @@ def main() -> None:
         "all_pass": ok,
         "n": len(results),
         "cpu": platform.processor() or platform.machine(),
-        "commit": subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": mf.git_commit(REPO),
         "command": "python dev/bad_inputs.py",
         "cases": [
             {
@@ -272,7 +272,7 @@ def main() -> None:
         ],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    mf.write_json(Path(args.out), doc)
     print(f"\nall pass: {ok} ({len(results)} inputs) -> {args.out}")
     shutil.rmtree(tmp, ignore_errors=True)
     raise SystemExit(0 if ok else 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -80,13 +79,11 @@ def main() -> None:
         "retention": table["rows"],
         "training": training,
         "command": args.command,
-        "commit": subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": mf.git_commit(REPO),
         "machine": machine(),
     }
     path = REPO / "docs" / "results" / f"{args.name}.json"
-    path.write_text(json.dumps(_strict(out), indent=2, default=str, allow_nan=False) + "\n")
+    mf.write_json(path, _strict(out))
     print(path)
     for k, v in figures.items():
         ci = f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" if v.get("ci") else ""

@@ -11,8 +11,6 @@ what the recipe was chosen on), the preference stage's dev figures, and the trai
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -83,14 +81,12 @@ def main() -> None:
         or {**machine(), "recorded": "at collection (the manifest predates machine records)"},
         "command": args.command,
         "note": args.note,
-        "commit": subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": mf.git_commit(REPO),
         "quick_eval_seconds": {w: (qe.get(w) or {}).get("seconds") for w in ("base", "adapter")},
     }
     out = REPO / "docs" / "results" / f"{doc['name']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_strict(doc), indent=2, default=str, allow_nan=False) + "\n")
+    mf.write_json(out, _strict(doc))
     print(out)
     for k, v in figures.items():
         ci = f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" if v.get("ci") else ""

@@ -319,8 +319,10 @@ def main() -> None:
             continue
         rows[row] = json.loads(done.stdout.rsplit("\n@@", 1)[1])
         print(f"{row}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    from judgefactory import manifest as mf
+
     table = summarise(rows)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
+    commit = mf.git_commit(REPO)
     res = {
         "name": "engine",
         "what": "judging engines on the same items in one run (dev/engine_table.py docstring)",
@@ -336,7 +338,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    mf.write_json(out, res)
     md = markdown(table)
     out.with_suffix(".md").write_text(f"{res['cpu']}; {res['items']}; `{res['command']}` at {res['commit']}\n\n{md}\n")
     print(md)

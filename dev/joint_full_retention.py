@@ -20,7 +20,6 @@ docs/results/merge_search/first_search_{table.md,pareto.png} from the committed 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def dev_point() -> None:
         "pairwise_dev": scores["pairwise"],
         "retention_dev": merge_search.retention(scores, reference),
         "seconds": round(time.time() - t0, 1),
-        "scored_at_commit": _commit(),
+        "scored_at_commit": mf.git_commit(REPO),
     }
     doc["references"] = [r for r in doc["references"] if r["id"] != "joint"] + [joint]
     mf.write_json(path, doc)
@@ -74,12 +73,6 @@ def dev_point() -> None:
     mf.write_text(out / "first_search_table.md", merge_search.table(search, rows, refs, doc["chosen"]["id"], reference))
     merge_search.pareto(out / "first_search_pareto.png", rows, refs, doc["chosen"]["id"], search.name)
     print((out / "first_search_table.md").read_text())
-
-
-def _commit() -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
 
 
 def main() -> None:
@@ -168,7 +161,7 @@ def main() -> None:
         "command": "judgefactory train joint-full; judgefactory bench adapter:joint-full retention_pairwise; "
         "judgefactory bench adapter:joint-full retention_absolute --max-response-chars 2000; "
         "python dev/joint_full_retention.py",
-        "commit": _commit(),
+        "commit": mf.git_commit(REPO),
         "machine": machine(),
         "float": "float32 (training and judging)",
     }

@@ -10,7 +10,6 @@ choice is read from the search's manifest, the eval rows only reported beside it
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -108,7 +107,7 @@ out = {
     "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
     f"retention of the chosen merge and of {args.reference} on the eval sets (paired cluster-bootstrap 95% CIs)",
     "command": args.command,
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "commit": mf.git_commit(REPO),
     "cpu": args.cpu or cpu_words(),
     "dev_splits": m["dev_splits"],
     "selection_rule": "best worst-case dev retention; absolute = expected-score Pearson x parse rate, "
@@ -132,7 +131,7 @@ out = {
     "first_search": "docs/results/merge_search_first.json (the first search, over the hybrid absolute adapter of D33: steps 0-200 trained at 1703953, 200-300 at 4ebd89a)",
 }
 dest = REPO / "docs/results"
-(dest / "merge_search.json").write_text(json.dumps(out, indent=1) + "\n")
+mf.write_json(dest / "merge_search.json", out)
 for name in ("table.md", "pareto.png"):
     shutil.copyfile(paths.merges() / args.search / name, dest / "merge_search" / f"{args.search}_{name}")
 print(json.dumps({k: out[k] for k in ("chosen", args.reference)}, indent=1))

@@ -10,9 +10,11 @@ with --no-eval, the retrained adapter has no quick check: its eval figure is rea
 import argparse
 import json
 import math
-import subprocess
 from pathlib import Path
 
+from judgefactory import manifest as mf
+
+REPO = Path(__file__).resolve().parent.parent
 ap = argparse.ArgumentParser()
 ap.add_argument("adapter")
 ap.add_argument(
@@ -58,7 +60,7 @@ out = {
     "name": f"{stem}_reproduced",
     "what": f"recipes/adapters/{args.adapter}.yaml retrained from scratch on another CPU, thread count and session; its dev learning curve (and training losses, once complete) against the committed run (docs/results/{stem}.json)",
     "command": f"OMP_NUM_THREADS=1 judgefactory train {args.adapter} --no-eval; python dev/reproduced.py {args.adapter}",
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "commit": mf.git_commit(REPO),
     "committed_commit": old["commit"],
     "cpu": args.cpu,
     "committed_cpu": old["machine"],
@@ -95,5 +97,5 @@ if args.adapter in EVAL:
             "parse_rate": (got.get("parse_rate") or {}).get("value"),
         }
 clean = json.loads(json.dumps(out).replace("NaN", "null"))  # strict JSON: an undefined correlation is null
-json.dump(clean, open(f"docs/results/{stem}_reproduced.json", "w"), indent=1)
+mf.write_json(Path(f"docs/results/{stem}_reproduced.json"), clean)
 print(out["all_equal"], [(p["step"], {k: p[k]["this_run"] for k in keys[:2]}) for p in points])

@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,7 +120,7 @@ def main() -> None:
     print("\n| NuSLERP w (absolute) | projection kept: absolute | pairwise |\n|---|---|---|")
     for k in kept:
         print(f"| {k['w_absolute']:.2f} | {k['absolute_kept']:.3f} | {k['pairwise_kept']:.3f} |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    commit = mf.git_commit(REPO)
     result = {
         "name": "task_vectors",
         "what": "the absolute and pairwise specialists' LoRA task vectors dW = (alpha/r) B A: norms and cosine per "

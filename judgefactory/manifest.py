@@ -14,6 +14,7 @@ import importlib.metadata as md
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,15 @@ def versions() -> dict[str, str]:
 
 def now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def git_commit(repo: Path) -> str:
+    """The short commit of the checkout at `repo` ('' outside a git checkout): what every results file records."""
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def write_json(path: Path, obj: Any) -> None:

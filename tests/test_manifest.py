@@ -25,3 +25,16 @@ def test_freshness_detects_changed_inputs_and_corrupt_files(tmp_path):
     assert not mf.is_fresh(tmp_path, "i1")
     (tmp_path / "w.bin").unlink()
     assert not mf.is_fresh(tmp_path, "i1")
+
+
+def test_git_commit_names_the_checkout_and_is_empty_outside_one(tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "r")], check=True)
+    assert mf.git_commit(tmp_path / "r") == ""  # a repository without a commit
+    git = ["git", "-C", str(tmp_path / "r"), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert len(mf.git_commit(tmp_path / "r")) >= 7 and head.startswith(mf.git_commit(tmp_path / "r"))
+    (tmp_path / "plain").mkdir()
+    assert mf.git_commit(tmp_path / "plain") == ""
