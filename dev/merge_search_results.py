@@ -1,10 +1,13 @@
-"""Usage: .venv/bin/python dev/merge_search_results.py [SEARCH] [--reference MERGE] [--cpu TEXT] [--command TEXT]
+"""Usage: .venv/bin/python dev/merge_search_results.py [SEARCH] [--reference MERGE] [--joint ADAPTER] [--cpu TEXT]
+       [--command TEXT]
 
 Write docs/results/merge_search.json (and docs/results/merge_search/<SEARCH>_{table.md,pareto.png}) from a finished
 merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and the retention table on the eval sets
 (bench/retention/retention.json, from `judgefactory retention merge:<SEARCH>-chosen merge:<reference> ...`; until
 that exists the eval rows are empty and say so).
-SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50. Nothing here is chosen on an eval set: the
+SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50, the joint-training adapter to joint-full
+(its rows come from the same retention table: `judgefactory retention ... adapter:joint-full ...`, paired CIs). Rows
+benched on another build of a merge or adapter than the one now on disk are dropped and marked stale. Nothing here is chosen on an eval set: the
 choice is read from the search's manifest, the eval rows only reported beside it."""
 
 import argparse
@@ -23,6 +26,7 @@ from judgefactory.bench.retention import KEEP, SUITE_WORDS  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("search", nargs="?", default="full_search")
 ap.add_argument("--reference", default="full_nuslerp_50_50")
+ap.add_argument("--joint", default="joint-full", help="the joint-training adapter shown beside the merges")
 ap.add_argument("--cpu", default=None, help="the CPU in words (default: precision.machine())")
 ap.add_argument("--command", default="")
 args = ap.parse_args()
@@ -39,6 +43,7 @@ ret_path = paths.bench() / "retention" / "retention.json"  # absent until the me
 ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
 chosen_label = f"merge-{args.search}-chosen"
 reference_label = f"merge-{args.reference}"
+joint_label = f"adapter-{args.joint}"
 
 
 def dev(row: dict) -> dict:
@@ -73,7 +78,19 @@ def cpu_words() -> str:
 eval_suites = [
     s.name for b in ("retention_pairwise", "retention_absolute") for s in recipes.load(recipes.find("bench", b)).suites
 ]
-chosen_eval, reference_eval = eval_rows(chosen_label), eval_rows(reference_label)
+chosen_eval = eval_rows(chosen_label)
+
+
+def benched_status(label: str, folder: Path) -> str:
+    """Whether the eval rows labelled `label` were benched on the build now in `folder`: the retention rows must name
+    that folder's manifest (a rebuilt merge or retrained adapter leaves them stale)."""
+    name = folder.relative_to(folder.parent.parent)
+    if not (folder / "manifest.json").is_file():
+        return f"stale: {name}/manifest.json is missing (build it, then bench it)"
+    benched = {r.get("model_manifest_sha256") for r in ret["rows"] if r["model"] == label}
+    if benched != {mf.sha256_file(folder / "manifest.json")}:
+        return f"stale: the retention rows were benched on another build of {name}"
+    return "measured"
 
 
 def chosen_eval_status() -> str:
@@ -83,20 +100,22 @@ def chosen_eval_status() -> str:
     if not chosen_eval:
         return "not yet benched on the eval sets"
     folder = paths.merges() / f"{args.search}-chosen"
-    manifest = folder / "manifest.json"
-    name = f"merges/{args.search}-chosen"
-    if not manifest.is_file():
-        return f"stale: {name}/manifest.json is missing (judgefactory merge {args.search}-chosen, then bench it)"
-    built = json.loads(manifest.read_text())["recipe"]
-    want = next(c["recipe"] for c in m["candidates"] if c["id"] == m["chosen"]["id"])
-    fields = ("method", "models", "parameters")
-    if any(built.get(k) != want.get(k) for k in fields):
-        return f"stale: {name} was built from another recipe than the chosen {m['chosen']['id']}"
-    digest = mf.sha256_file(manifest)
-    benched = {r.get("model_manifest_sha256") for r in ret["rows"] if r["model"] == chosen_label}
-    if benched != {digest}:
-        return f"stale: the retention rows were benched on another build of {name}"
-    return "measured"
+    if (folder / "manifest.json").is_file():
+        built = json.loads((folder / "manifest.json").read_text())["recipe"]
+        want = next(c["recipe"] for c in m["candidates"] if c["id"] == m["chosen"]["id"])
+        if any(built.get(k) != want.get(k) for k in ("method", "models", "parameters")):
+            return (
+                f"stale: merges/{args.search}-chosen was built from another recipe than the chosen {m['chosen']['id']}"
+            )
+    return benched_status(chosen_label, folder)
+
+
+def other_eval(label: str, folder: Path) -> dict:
+    """A comparison model's eval rows (a reference merge, the joint adapter), kept only while they are fresh."""
+    rows = eval_rows(label)
+    status = benched_status(label, folder) if rows else "not yet benched on the eval sets"
+    rows = rows if status == "measured" else []
+    return {"retention_eval": rows, f"keeps_{int(KEEP * 100)}_percent": keeps(rows), "eval_status": status}
 
 
 status = chosen_eval_status()
@@ -122,7 +141,8 @@ out = {
         f"keeps_{int(KEEP * 100)}_percent": keeps(chosen_eval),
         "eval_status": status,
     },
-    args.reference: {"retention_eval": reference_eval, f"keeps_{int(KEEP * 100)}_percent": keeps(reference_eval)},
+    args.reference: other_eval(reference_label, paths.merges() / args.reference),
+    "joint": {"adapter": args.joint, **other_eval(joint_label, paths.adapters() / args.joint)},
     "eval_splits": {suite: SUITE_WORDS.get(suite, suite) for suite in eval_suites},
     "eval_command": "judgefactory bench MODEL retention_pairwise; judgefactory bench MODEL retention_absolute "
     "--max-response-chars 2000; judgefactory retention MODELS --pairwise adapter:pairwise-full --absolute "
@@ -134,4 +154,4 @@ dest = REPO / "docs/results"
 mf.write_json(dest / "merge_search.json", out)
 for name in ("table.md", "pareto.png"):
     shutil.copyfile(paths.merges() / args.search / name, dest / "merge_search" / f"{args.search}_{name}")
-print(json.dumps({k: out[k] for k in ("chosen", args.reference)}, indent=1))
+print(json.dumps({k: out[k] for k in ("chosen", args.reference, "joint")}, indent=1))
