@@ -1,5 +1,7 @@
-"""The full-profile joint-training baseline beside the full specialists and the chosen merge (issue #22): writes
-docs/results/joint_full_retention.json and prints the table.
+"""The session-11 joint-training baseline beside the first search's specialists and chosen merge (issue #22): writes
+docs/results/joint_full_retention.json and prints the table. It only re-derives that record, for the joint build it
+was measured on (exit 2 for any other); a joint adapter trained on today's specialists' data is compared with them,
+paired, in docs/results/merge_search.json (dev/merge_search_results.py).
 
     .venv/bin/python dev/joint_full_retention.py
 
@@ -84,6 +86,18 @@ def main() -> None:
     from judgefactory.precision import machine
     from judgefactory.tables import fmt, fmt_ci, md_table
 
+    recorded = json.loads((REPO / "docs/results/joint_full_retention.json").read_text())
+    joint_manifest = paths.adapters() / "joint-full" / mf.MANIFEST
+    if not joint_manifest.is_file() or mf.sha256_file(joint_manifest) != recorded["joint_manifest_sha256"]:
+        # the specialists here are the first search's (merge_search_first.json); a joint adapter trained on today's
+        # specialists' data is compared with them, paired, by dev/merge_search_results.py
+        print(
+            f"error: {joint_manifest}: not the joint build docs/results/joint_full_retention.json was measured on; "
+            "its retention against today's specialists: judgefactory retention ... adapter:joint-full, then "
+            "python dev/merge_search_results.py",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     search = json.loads((REPO / "docs/results/merge_search_first.json").read_text())
     committed = {r["suite"]: r for r in search["chosen"]["retention_eval"]}
     joint_m = mf.read(paths.adapters() / "joint-full") or {}
