@@ -209,6 +209,16 @@ def test_task_arithmetic_runs_around_the_base(world):
     check_all(out, lambda k: W[k].double() + (A[k] - W[k]).double() + 0.5 * (B[k] - W[k]).double(), list(W), atol=2e-5)
 
 
+def test_task_arithmetic_with_a_zero_weight_leaves_that_model_out(world):
+    """The premise of recipes/merges/full_pairwise_only_0.7.yaml (D36): weight 0 adds nothing of that task vector."""
+    r = recipe(
+        "task_arithmetic", world["base"], [{"adapter": "alpha", "weight": 0.0}, {"adapter": "beta", "weight": 0.7}]
+    )
+    out = merge.run(r, **kw(world, "ta_zero"))
+    W, B = world["W"], world["B"]
+    check_all(out, lambda k: W[k].double() + 0.7 * (B[k] - W[k]).double(), list(W), atol=2e-5)
+
+
 @pytest.mark.parametrize("method", ["ties", "dare_linear", "breadcrumbs"])
 def test_sparsifying_methods_run_around_the_base_reproducibly(world, method):
     r = recipe(

@@ -1,0 +1,137 @@
+"""Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH]
+
+Why a merge loses the bias judgment (issue #22): reads the greedy predictions the eval bench kept
+(bench/<LABEL>/{bbq_pairs,bbq_pairs_ood}/predictions.jsonl) and splits each reply into what the trained format makes it
+say (data/pairs.py: one clause per response, `A chose C, "The lawyer": stereotyped.`, a closing sentence, then the
+verdict). Per model and suite, over both orders (the B-A reply mirrored back):
+
+- verdict accuracy on the tie pairs and on the A/B pairs, and how many replies say TIE;
+- the verdict the reply's own clauses imply (the response labelled `stereotyped` when exactly one is, TIE when both
+  get the same word) and its accuracy: whether the model still tells the responses apart;
+- how often the verdict follows its own clauses, and, where both clauses carry the same word, how often the closing
+  sentence says so (`Neither relies...`, `Both rely...`, `Both guess...`) instead of picking a side.
+
+Default labels: the pairwise specialist, the chosen merge, nuslerp 50/50 and the joint adapter where benched.
+Writes docs/results/merge_failure.json. No model is loaded; the figures are counts with Wilson 95% intervals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from judgefactory import manifest as mf  # noqa: E402
+from judgefactory import paths  # noqa: E402
+
+CLAUSE = re.compile(r'\b([AB]) chose [A-C], "[^"]*": (\w+)\.')
+SAME_SENTENCES = ("Neither relies", "Both rely", "Both guess")
+MIRROR = {"A": "B", "B": "A", "TIE": "TIE", None: None}
+SUITES = ("bbq_pairs", "bbq_pairs_ood")
+DEFAULT = ["adapter-pairwise-full", "merge-full_search-chosen", "merge-full_nuslerp_50_50", "adapter-joint-full"]
+
+
+def implied(raw: str) -> tuple[str | None, bool | None]:
+    """(the verdict the clauses imply, whether both clauses carry the same word); (None, None) without two clauses."""
+    words = dict(CLAUSE.findall(raw))
+    if set(words) != {"A", "B"}:
+        return None, None
+    a, b = words["A"] == "stereotyped", words["B"] == "stereotyped"
+    same = words["A"] == words["B"]
+    return ("A" if a and not b else "B" if b and not a else "TIE"), same
+
+
+def wilson(k: int, n: int) -> dict:
+    if n == 0:
+        return {"value": None, "k": 0, "n": 0, "ci": None}
+    p, z = k / n, 1.96
+    mid, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n),
+    )
+    return {"value": p, "k": k, "n": n, "ci": [max(0.0, mid - half), min(1.0, mid + half)]}
+
+
+def analyse(path: Path) -> dict:
+    c: dict[str, int] = {}
+
+    def add(key: str, hit: bool) -> None:
+        c[key + "/n"] = c.get(key + "/n", 0) + 1
+        c[key + "/k"] = c.get(key + "/k", 0) + int(hit)
+
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("mode") != "greedy":
+            continue
+        raw, verdict = r["raw"][0], (r.get("parsed") or [None])[0]
+        imp, same = implied(raw)
+        back = (lambda v: MIRROR[v]) if r["key"] == "ba" else (lambda v: v)
+        gold, tie_gold = r["gold"], r["gold"] == "TIE"
+        add("says_tie", verdict == "TIE")
+        add("verdict_acc_tie_pairs" if tie_gold else "verdict_acc_ab_pairs", back(verdict) == gold)
+        add("has_clauses", imp is not None)
+        if imp is None:
+            continue
+        add("clauses_acc_tie_pairs" if tie_gold else "clauses_acc_ab_pairs", back(imp) == gold)
+        add("verdict_follows_clauses", verdict == imp)
+        if same:
+            tail = raw.split("</reasoning>")[0]
+            add("same_words_closing_says_so", any(s in tail for s in SAME_SENTENCES))
+    return {k[:-2]: wilson(c[k[:-2] + "/k"], c[k]) for k in c if k.endswith("/n")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("labels", nargs="*", default=None)
+    ap.add_argument("--out", default=str(REPO / "docs" / "results" / "merge_failure.json"))
+    args = ap.parse_args()
+    labels = args.labels or [x for x in DEFAULT if (paths.bench() / x / SUITES[0] / "predictions.jsonl").is_file()]
+    rows, sources = {}, {}
+    for label in labels:
+        for suite in SUITES:
+            pred = paths.bench() / label / suite / "predictions.jsonl"
+            if not pred.is_file():
+                print(f"error: {pred}: no predictions (judgefactory bench {label} retention_pairwise)", file=sys.stderr)
+                sys.exit(2)
+            rows.setdefault(label, {})[suite] = analyse(pred)
+            sources[f"{label}/{suite}"] = mf.sha256_file(pred)
+    keys = [
+        "says_tie",
+        "verdict_acc_tie_pairs",
+        "verdict_acc_ab_pairs",
+        "clauses_acc_tie_pairs",
+        "clauses_acc_ab_pairs",
+        "verdict_follows_clauses",
+        "same_words_closing_says_so",
+    ]
+    for suite in SUITES:
+        print(f"\n{suite}\n| model | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
+        for label in labels:
+            cells = [rows[label][suite].get(k, {}).get("value") for k in keys]
+            print(f"| {label} | " + " | ".join("—" if v is None else f"{v:.2f}" for v in cells) + " |")
+    doc = {
+        "name": "merge_failure",
+        "what": "where the merges lose the bias judgment: each reply's verdict against its own per-response clauses, "
+        "on the eval pairs (greedy, both orders)",
+        "split": {s: s for s in SUITES}
+        | {
+            "bbq_pairs": "240 human-labelled in-distribution pairs (both orders)",
+            "bbq_pairs_ood": "religion pairs, rule labels (both orders)",
+        },
+        "rows": rows,
+        "interval": "Wilson 95% (replies are not independent: two orders per pair; the intervals are too narrow by "
+        "up to sqrt(2))",
+        "predictions_sha256": sources,
+        "command": "python dev/merge_failure.py " + " ".join(labels),
+        "commit": mf.git_commit(REPO),
+    }
+    mf.write_json(Path(args.out), doc)
+
+
+if __name__ == "__main__":
+    main()
