@@ -1,4 +1,4 @@
-"""Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH]
+"""Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH] [--cpu TEXT]
 
 Why a merge loses the bias judgment (issue #22): reads the greedy predictions the eval bench kept
 (bench/<LABEL>/{bbq_pairs,bbq_pairs_ood}/predictions.jsonl) and splits each reply into what the trained format makes it
@@ -11,6 +11,7 @@ verdict). Per model and suite, over both orders (the B-A reply mirrored back):
 - how often the verdict follows its own clauses, and, where both clauses carry the same word, how often the closing
   sentence says so (`Neither relies...`, `Both rely...`, `Both guess...`) instead of picking a side.
 
+Beside them, the labels' pairwise rows of the retention table (bench/retention/retention.json, paired CIs).
 Default labels: the pairwise specialist, the chosen merge, nuslerp 50/50 and the joint adapter where benched.
 Writes docs/results/merge_failure.json. No model is loaded; the figures are counts with Wilson 95% intervals."""
 
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from judgefactory import manifest as mf  # noqa: E402
-from judgefactory import paths  # noqa: E402
+from judgefactory import paths, precision  # noqa: E402
 
 CLAUSE = re.compile(r'\b([AB]) chose [A-C], "[^"]*": (\w+)\.')
 SAME_SENTENCES = ("Neither relies", "Both rely", "Both guess")
@@ -85,10 +86,19 @@ def analyse(path: Path) -> dict:
     return {k[:-2]: wilson(c[k[:-2] + "/k"], c[k]) for k in c if k.endswith("/n")}
 
 
+def retention(labels: list[str]) -> list[dict]:
+    """The labels' rows of the retention table (bench/retention/retention.json: kappa / specialist, paired CIs)."""
+    path = paths.bench() / "retention" / "retention.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    keep = ("model", "suite", "metric", "merged", "specialist", "retention", "ci", "n", "model_manifest_sha256")
+    return [{k: r.get(k) for k in keep} for r in rows if r["model"] in labels and r["skill"] == "pairwise"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("labels", nargs="*", default=None)
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "merge_failure.json"))
+    ap.add_argument("--cpu", default=None, help="the CPU the bench predictions were generated on, in words")
     args = ap.parse_args()
     labels = args.labels or [x for x in DEFAULT if (paths.bench() / x / SUITES[0] / "predictions.jsonl").is_file()]
     rows, sources = {}, {}
@@ -124,11 +134,13 @@ def main() -> None:
             "bbq_pairs_ood": "religion pairs, rule labels (both orders)",
         },
         "rows": rows,
+        "retention_eval": retention(labels),
         "interval": "Wilson 95% (replies are not independent: two orders per pair; the intervals are too narrow by "
         "up to sqrt(2))",
         "predictions_sha256": sources,
         "command": "python dev/merge_failure.py " + " ".join(labels),
         "commit": mf.git_commit(REPO),
+        "cpu": args.cpu or f"{precision.machine().get('cpu')} (where the predictions were generated), float32, greedy",
     }
     mf.write_json(Path(args.out), doc)
 
