@@ -7,8 +7,8 @@ merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and th
 that exists the eval rows are empty and say so).
 SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50, the joint-training adapter to joint-full
 (its rows come from the same retention table: `judgefactory retention ... adapter:joint-full ...`, paired CIs). Rows
-benched on another build of a merge or adapter than the one now on disk are dropped and marked stale. Nothing here is chosen on an eval set: the
-choice is read from the search's manifest, the eval rows only reported beside it."""
+benched on another build of a merge or adapter than the one now on disk are dropped and marked stale. Nothing here is
+chosen on an eval set: the choice is read from the search's manifest, the eval rows only reported beside it."""
 
 import argparse
 import json
