@@ -106,7 +106,8 @@ def main() -> None:
         for suite in SUITES:
             pred = paths.bench() / label / suite / "predictions.jsonl"
             if not pred.is_file():
-                print(f"error: {pred}: no predictions (judgefactory bench {label} retention_pairwise)", file=sys.stderr)
+                ref = label.replace("-", ":", 1)  # bench label merge-x / adapter-x -> model ref merge:x / adapter:x
+                print(f"error: {pred}: no predictions (judgefactory bench {ref} retention_pairwise)", file=sys.stderr)
                 sys.exit(2)
             rows.setdefault(label, {})[suite] = analyse(pred)
             sources[f"{label}/{suite}"] = mf.sha256_file(pred)
