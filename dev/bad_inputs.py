@@ -271,7 +271,6 @@ def main() -> None:
             for r in results
         ],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     mf.write_json(Path(args.out), doc)
     print(f"\nall pass: {ok} ({len(results)} inputs) -> {args.out}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -85,7 +85,6 @@ def main() -> None:
         "quick_eval_seconds": {w: (qe.get(w) or {}).get("seconds") for w in ("base", "adapter")},
     }
     out = REPO / "docs" / "results" / f"{doc['name']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     mf.write_json(out, _strict(doc))
     print(out)
     for k, v in figures.items():

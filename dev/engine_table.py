@@ -322,7 +322,6 @@ def main() -> None:
     from judgefactory import manifest as mf
 
     table = summarise(rows)
-    commit = mf.git_commit(REPO)
     res = {
         "name": "engine",
         "what": "judging engines on the same items in one run (dev/engine_table.py docstring)",
@@ -333,11 +332,10 @@ def main() -> None:
         "llama_server_slots": SLOTS,
         "cpu": f"{cpu_name()}, {os.cpu_count()} cores" + (f", {args.label}" if args.label else ""),
         "command": "dev/engine_table.py " + " ".join(sys.argv[1:]),
-        "commit": commit.strip(),
+        "commit": mf.git_commit(REPO),
         "table": table,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     mf.write_json(out, res)
     md = markdown(table)
     out.with_suffix(".md").write_text(f"{res['cpu']}; {res['items']}; `{res['command']}` at {res['commit']}\n\n{md}\n")

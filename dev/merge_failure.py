@@ -27,12 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from judgefactory import formats, paths, precision  # noqa: E402
 from judgefactory import manifest as mf  # noqa: E402
-from judgefactory import paths, precision  # noqa: E402
+from judgefactory.bench.retention import SUITE_WORDS  # noqa: E402
 
 CLAUSE = re.compile(r'\b([AB]) chose [A-C], "[^"]*": (\w+)\.')
 SAME_SENTENCES = ("Neither relies", "Both rely", "Both guess")
-MIRROR = {"A": "B", "B": "A", "TIE": "TIE", None: None}
 SUITES = ("bbq_pairs", "bbq_pairs_ood")
 DEFAULT = ["adapter-pairwise-full", "merge-full_search-chosen", "merge-full_nuslerp_50_50", "adapter-joint-full"]
 
@@ -71,7 +71,7 @@ def analyse(path: Path) -> dict:
             continue
         raw, verdict = r["raw"][0], (r.get("parsed") or [None])[0]
         imp, same = implied(raw)
-        back = (lambda v: MIRROR[v]) if r["key"] == "ba" else (lambda v: v)
+        back = formats.swap_verdict if r["key"] == "ba" else (lambda v: v)
         gold, tie_gold = r["gold"], r["gold"] == "TIE"
         add("says_tie", verdict == "TIE")
         add("verdict_acc_tie_pairs" if tie_gold else "verdict_acc_ab_pairs", back(verdict) == gold)
@@ -129,11 +129,7 @@ def main() -> None:
         "name": "merge_failure",
         "what": "where the merges lose the bias judgment: each reply's verdict against its own per-response clauses, "
         "on the eval pairs (greedy, both orders)",
-        "split": {s: s for s in SUITES}
-        | {
-            "bbq_pairs": "240 human-labelled in-distribution pairs (both orders)",
-            "bbq_pairs_ood": "religion pairs, rule labels (both orders)",
-        },
+        "split": {s: SUITE_WORDS[s] for s in SUITES},
         "rows": rows,
         "retention_eval": retention(labels),
         "interval": "Wilson 95% (replies are not independent: two orders per pair; the intervals are too narrow by "

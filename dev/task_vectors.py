@@ -120,7 +120,6 @@ def main() -> None:
     print("\n| NuSLERP w (absolute) | projection kept: absolute | pairwise |\n|---|---|---|")
     for k in kept:
         print(f"| {k['w_absolute']:.2f} | {k['absolute_kept']:.3f} | {k['pairwise_kept']:.3f} |")
-    commit = mf.git_commit(REPO)
     result = {
         "name": "task_vectors",
         "what": "the absolute and pairwise specialists' LoRA task vectors dW = (alpha/r) B A: norms and cosine per "
@@ -131,7 +130,7 @@ def main() -> None:
         "layers": rows,
         "nuslerp_projection": kept,
         "command": "python " + " ".join(["dev/task_vectors.py", *sys.argv[1:]]),
-        "commit": commit.strip(),
+        "commit": mf.git_commit(REPO),
         "cpu": f"{platform.machine()}; float64 arithmetic on the saved LoRA factors, the same on any CPU",
     }
     mf.write_json(args.out, result)
