@@ -1,10 +1,10 @@
 """Usage: .venv/bin/python dev/merge_search_results.py [SEARCH] [--reference MERGE] [--joint ADAPTER] [--cpu TEXT]
-       [--command TEXT]
+       [--command TEXT] [--retention DIR] [--name NAME]
 
-Write docs/results/merge_search.json (and docs/results/merge_search/<SEARCH>_{table.md,pareto.png}) from a finished
-merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and the retention table on the eval sets
-(bench/retention/retention.json, from `judgefactory retention merge:<SEARCH>-chosen merge:<reference> ...`; until
-that exists the eval rows are empty and say so).
+Write docs/results/<NAME>.json (default merge_search) and docs/results/merge_search/<SEARCH>_{table.md,pareto.png}
+from a finished merge search (merges/<SEARCH>/manifest.json: dev splits only, the choice) and the retention table on
+the eval sets (DIR/retention.json, default bench/retention, from `judgefactory retention merge:<SEARCH>-chosen
+merge:<reference> ... [--out DIR]`; until that exists the eval rows are empty and say so).
 SEARCH defaults to full_search, the reference merge to full_nuslerp_50_50, the joint-training adapter to joint-full
 (its rows come from the same retention table: `judgefactory retention ... adapter:joint-full ...`, paired CIs). Rows
 benched on another build of a merge or adapter than the one now on disk are dropped and marked stale. Nothing here is
@@ -29,6 +29,8 @@ ap.add_argument("--reference", default="full_nuslerp_50_50")
 ap.add_argument("--joint", default="joint-full", help="the joint-training adapter shown beside the merges")
 ap.add_argument("--cpu", default=None, help="the CPU in words (default: precision.machine())")
 ap.add_argument("--command", default="")
+ap.add_argument("--retention", default=None, help="the retention folder (default: the workspace's bench/retention)")
+ap.add_argument("--name", default="merge_search", help="docs/results/<NAME>.json")
 args = ap.parse_args()
 
 search_manifest = paths.merges() / args.search / "manifest.json"
@@ -39,7 +41,8 @@ if not search_manifest.is_file():
     )
     sys.exit(2)
 m = json.loads(search_manifest.read_text())
-ret_path = paths.bench() / "retention" / "retention.json"  # absent until the merges are benched on the eval sets
+# absent until the merges are benched on the eval sets
+ret_path = Path(args.retention or paths.bench() / "retention") / "retention.json"
 ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
 chosen_label = f"merge-{args.search}-chosen"
 reference_label = f"merge-{args.reference}"
@@ -121,8 +124,9 @@ def other_eval(label: str, folder: Path) -> dict:
 status = chosen_eval_status()
 if status != "measured":
     chosen_eval = []
+specialists = ret.get("specialists") or {}
 out = {
-    "name": "merge_search",
+    "name": args.name,
     "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
     f"retention of the chosen merge and of {args.reference} on the eval sets (paired cluster-bootstrap 95% CIs)",
     "command": args.command,
@@ -145,13 +149,14 @@ out = {
     "joint": {"adapter": args.joint, **other_eval(joint_label, paths.adapters() / args.joint)},
     "eval_splits": {suite: SUITE_WORDS.get(suite, suite) for suite in eval_suites},
     "eval_command": "judgefactory bench MODEL retention_pairwise; judgefactory bench MODEL retention_absolute "
-    "--max-response-chars 2000; judgefactory retention MODELS --pairwise adapter:pairwise-full --absolute "
-    "adapter:absolute-full",
+    "--max-response-chars 2000; judgefactory retention MODELS --pairwise "
+    + " --absolute ".join(specialists.get(k, "?") for k in ("pairwise", "absolute")),
+    "specialists": specialists,
     "ci": "paired cluster bootstrap, 1,000 replicates (bench/retention.py)",
     "first_search": "docs/results/merge_search_first.json (the first search, over the hybrid absolute adapter of D33: steps 0-200 trained at 1703953, 200-300 at 4ebd89a)",
 }
 dest = REPO / "docs/results"
-mf.write_json(dest / "merge_search.json", out)
+mf.write_json(dest / f"{args.name}.json", out)
 for name in ("table.md", "pareto.png"):
     shutil.copyfile(paths.merges() / args.search / name, dest / "merge_search" / f"{args.search}_{name}")
 print(json.dumps({k: out[k] for k in ("chosen", args.reference, "joint")}, indent=1))

@@ -15,7 +15,6 @@ relative Prometheus format the absolute specialist also learns, on HHH and Auto-
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,10 +162,6 @@ def sentence(row: dict[str, Any]) -> str:
     else:
         verdict = f"falls short of {KEEP:.0%} on the point estimate; the CI reaches above it"
     return f"Keeps {kept} of {what} ({fmt(row['merged'])} vs {fmt(row['specialist'])}, n = {row['n']}): {verdict}."
-
-
-def save(doc: dict[str, Any], path: Path) -> None:
-    Path(path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def run(

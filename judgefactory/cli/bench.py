@@ -35,7 +35,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def cmd_retention(args: argparse.Namespace) -> None:
     from ..bench import retention
 
-    out = retention.run(args.models, pairwise=args.pairwise, absolute=args.absolute, n_boot=args.n_boot)
+    out = retention.run(args.models, pairwise=args.pairwise, absolute=args.absolute, out=args.out, n_boot=args.n_boot)
     print((out / "retention.md").read_text())
     print(out)
 
@@ -71,4 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pairwise", required=True, help="the pairwise specialist, e.g. adapter:pairwise-full")
     s.add_argument("--absolute", required=True, help="the absolute specialist, e.g. adapter:absolute-full")
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    s.add_argument(
+        "--out", default=None, help="folder for retention.json/.md (default: the workspace's bench/retention)"
+    )
     s.set_defaults(func=cmd_retention)
