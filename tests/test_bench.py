@@ -455,6 +455,14 @@ def test_cli_registers_both_commands():
     assert (a.model, a.suite, a.limit, a.batch_size, a.func) == ("base", "quick", 5, 4, bench_cli.cmd_bench)
     a = p.parse_args(["bench-compare", "base", "adapter:absolute"])
     assert a.models == ["base", "adapter:absolute"] and a.func == bench_cli.cmd_compare
+    a = p.parse_args(["retention", "merge:m", "--pairwise", "adapter:p", "--absolute", "adapter:a", "--out", "r2"])
+    assert (a.models, a.pairwise, a.absolute, a.out, a.func) == (
+        ["merge:m"],
+        "adapter:p",
+        "adapter:a",
+        "r2",
+        bench_cli.cmd_retention,
+    )
     assert [s.name for s in bench_run.bench_recipe("quick").suites][:2] == ["vicuna", "mt_bench"]
     assert bench_run.bench_recipe("hhh").suites[0].name == "hhh"
 
@@ -545,6 +553,15 @@ def test_retention_is_a_paired_ratio_with_a_bootstrap_ci(tmp_path):
     assert out == root / "retention" and [r["model"] for r in saved["rows"]] == ["same", "merged"]
     assert saved["rows"][1]["retention"] == pytest.approx(rows["merged"]["retention"])
     assert (out / "retention.md").read_text() == retention.markdown(saved)
+    # another specialist pair's table goes to its own folder and leaves this one as it was
+    other = retention.run(
+        ["merged"], pairwise="same", absolute="nobody", out=tmp_path / "r2", bench_root=root, mirror=mirror
+    )
+    assert other == tmp_path / "r2" and json.loads((other / "retention.json").read_text())["specialists"] == {
+        "pairwise": "same",
+        "absolute": "nobody",
+    }
+    assert json.loads((out / "retention.json").read_text()) == saved
 
 
 def test_retention_sentence_names_the_share_kept_and_the_verdict():
