@@ -1,4 +1,4 @@
-"""Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH] [--cpu TEXT]
+"""Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH] [--cpu TEXT] [--retention DIR ...]
 
 Why a merge loses the bias judgment (issue #22): reads the greedy predictions the eval bench kept
 (bench/<LABEL>/{bbq_pairs,bbq_pairs_ood}/predictions.jsonl) and splits each reply into what the trained format makes it
@@ -11,7 +11,8 @@ verdict). Per model and suite, over both orders (the B-A reply mirrored back):
 - how often the verdict follows its own clauses, and, where both clauses carry the same word, how often the closing
   sentence says so (`Neither relies...`, `Both rely...`, `Both guess...`) instead of picking a side.
 
-Beside them, the labels' pairwise rows of the retention table (bench/retention/retention.json, paired CIs).
+Beside them, the labels' pairwise rows of the retention tables (DIR/retention.json, default bench/retention; paired
+CIs; a merge of another absolute specialist has its table in its own folder, `judgefactory retention --out DIR`).
 Default labels: the pairwise specialist, the chosen merge, nuslerp 50/50 and the joint adapter where benched.
 Writes docs/results/merge_failure.json. No model is loaded; the figures are counts with Wilson 95% intervals."""
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -86,12 +88,20 @@ def analyse(path: Path) -> dict:
     return {k[:-2]: wilson(c[k[:-2] + "/k"], c[k]) for k in c if k.endswith("/n")}
 
 
-def retention(labels: list[str]) -> list[dict]:
-    """The labels' rows of the retention table (bench/retention/retention.json: kappa / specialist, paired CIs)."""
-    path = paths.bench() / "retention" / "retention.json"
-    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+def retention(labels: list[str], folders: list[Path]) -> list[dict]:
+    """The labels' pairwise rows of the retention tables in ``folders`` (retention.json: kappa / specialist, paired
+    CIs), each row naming the table it came from."""
     keep = ("model", "suite", "metric", "merged", "specialist", "retention", "ci", "n", "model_manifest_sha256")
-    return [{k: r.get(k) for k in keep} for r in rows if r["model"] in labels and r["skill"] == "pairwise"]
+    out = []
+    for folder in folders:
+        path = folder / "retention.json"
+        rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+        out += [
+            {**{k: r.get(k) for k in keep}, "table": os.path.relpath(path.resolve(), REPO)}
+            for r in rows
+            if r["model"] in labels and r["skill"] == "pairwise"
+        ]
+    return out
 
 
 def main() -> None:
@@ -99,7 +109,9 @@ def main() -> None:
     ap.add_argument("labels", nargs="*", default=None)
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "merge_failure.json"))
     ap.add_argument("--cpu", default=None, help="the CPU the bench predictions were generated on, in words")
+    ap.add_argument("--retention", nargs="+", default=None, help="retention folders (default: bench/retention)")
     args = ap.parse_args()
+    tables = [Path(f) for f in args.retention] if args.retention else [paths.bench() / "retention"]
     labels = args.labels or [x for x in DEFAULT if (paths.bench() / x / SUITES[0] / "predictions.jsonl").is_file()]
     rows, sources = {}, {}
     for label in labels:
@@ -131,11 +143,13 @@ def main() -> None:
         "on the eval pairs (greedy, both orders)",
         "split": {s: SUITE_WORDS[s] for s in SUITES},
         "rows": rows,
-        "retention_eval": retention(labels),
+        "retention_eval": retention(labels, tables),
         "interval": "Wilson 95% (replies are not independent: two orders per pair; the intervals are too narrow by "
         "up to sqrt(2))",
         "predictions_sha256": sources,
-        "command": "python dev/merge_failure.py " + " ".join(labels),
+        "command": "python dev/merge_failure.py "
+        + " ".join(labels)
+        + ("" if not args.retention else " --retention " + " ".join(args.retention)),
         "commit": mf.git_commit(REPO),
         "cpu": args.cpu or f"{precision.machine().get('cpu')} (where the predictions were generated), float32, greedy",
     }
