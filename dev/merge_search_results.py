@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from judgefactory import manifest as mf  # noqa: E402
-from judgefactory import paths, precision, recipes  # noqa: E402
+from judgefactory import models, paths, precision, recipes  # noqa: E402
 from judgefactory.bench.retention import KEEP, SUITE_WORDS  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -44,6 +44,16 @@ m = json.loads(search_manifest.read_text())
 # absent until the merges are benched on the eval sets
 ret_path = Path(args.retention or paths.bench() / "retention") / "retention.json"
 ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
+# the table must divide by the search's own specialists: another absolute specialist's table says nothing about it
+search_specialists = {r["id"].split(":", 1)[1]: models.label(r["model"]) for r in m["references"]}
+specialist_mismatch = ret["rows"] and ret.get("specialists") != search_specialists
+if specialist_mismatch:
+    print(
+        f"warning: {ret_path} divides by {ret.get('specialists')}, the search used {search_specialists}: "
+        "its eval rows are left out (judgefactory retention ... --out DIR, then --retention DIR)",
+        file=sys.stderr,
+    )
+    ret = {"rows": [], "specialists": ret.get("specialists")}
 chosen_label = f"merge-{args.search}-chosen"
 reference_label = f"merge-{args.reference}"
 joint_label = f"adapter-{args.joint}"
@@ -100,6 +110,8 @@ def chosen_eval_status() -> str:
     """Whether the eval rows labelled merge-<SEARCH>-chosen were benched on the merge of the search's current choice:
     the merge folder's recipe must be the chosen candidate's (method, models, parameters) and the retention rows must
     name that folder's manifest. A search that changed its choice after the bench leaves the rows stale."""
+    if specialist_mismatch:
+        return f"stale: {ret_path.name} was computed against other specialists ({ret['specialists']})"
     if not chosen_eval:
         return "not yet benched on the eval sets"
     folder = paths.merges() / f"{args.search}-chosen"
