@@ -46,7 +46,7 @@ ret_path = Path(args.retention or paths.bench() / "retention") / "retention.json
 ret = json.loads(ret_path.read_text()) if ret_path.is_file() else {"rows": []}
 # the table must divide by the search's own specialists: another absolute specialist's table says nothing about it
 search_specialists = {r["id"].split(":", 1)[1]: models.label(r["model"]) for r in m["references"]}
-specialist_mismatch = ret["rows"] and ret.get("specialists") != search_specialists
+specialist_mismatch = bool(ret["rows"]) and ret.get("specialists") != search_specialists
 if specialist_mismatch:
     print(
         f"warning: {ret_path} divides by {ret.get('specialists')}, the search used {search_specialists}: "
@@ -136,7 +136,6 @@ def other_eval(label: str, folder: Path) -> dict:
 status = chosen_eval_status()
 if status != "measured":
     chosen_eval = []
-specialists = ret.get("specialists") or {}
 out = {
     "name": args.name,
     "what": f"merge search {args.search!r} over the full-profile SmolLM2-135M specialists, chosen on dev splits; "
@@ -162,8 +161,8 @@ out = {
     "eval_splits": {suite: SUITE_WORDS.get(suite, suite) for suite in eval_suites},
     "eval_command": "judgefactory bench MODEL retention_pairwise; judgefactory bench MODEL retention_absolute "
     "--max-response-chars 2000; judgefactory retention MODELS --pairwise "
-    + " --absolute ".join(specialists.get(k, "?") for k in ("pairwise", "absolute")),
-    "specialists": specialists,
+    + " --absolute ".join(search_specialists[k] for k in ("pairwise", "absolute")),
+    "specialists": search_specialists,
     "ci": "paired cluster bootstrap, 1,000 replicates (bench/retention.py)",
     "first_search": "docs/results/merge_search_first.json (the first search, over the hybrid absolute adapter of D33: steps 0-200 trained at 1703953, 200-300 at 4ebd89a)",
 }

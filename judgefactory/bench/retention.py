@@ -189,7 +189,6 @@ def run(
     labels = [label(m) for m in models]
     doc = table(labels, {"pairwise": label(pairwise), "absolute": label(absolute)}, root, mirror, n_boot)
     doc["created"] = mf.now()
-    folder.mkdir(parents=True, exist_ok=True)
     mf.write_json(folder / "retention.json", doc)
     mf.write_text(folder / "retention.md", markdown(doc))
     return folder
