@@ -90,9 +90,11 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
         per_device_train_batch_size=p.batch_size,
         learning_rate=p.learning_rate,
         beta=p.beta,
+        loss_type=["sigmoid", "sft"] if p.nll_weight else ["sigmoid"],
+        loss_weights=[1.0, p.nll_weight] if p.nll_weight else None,
         lr_scheduler_type="cosine",
         warmup_steps=0,
-        logging_steps=5,
+        logging_steps=min(5, max(1, p.steps // 10)),
         save_steps=max(10, p.steps // 4),
         save_total_limit=1,
         seed=recipe.train.seed,
@@ -116,6 +118,7 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
     log = [h for h in trainer.state.log_history if "loss" in h]
     info: dict[str, Any] = {
         "method": "dpo",
+        "nll_weight": p.nll_weight,
         "steps": trainer.state.global_step,
         "rows": len(rows),
         "seconds": round(seconds, 1),
@@ -124,6 +127,7 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
         "reward_accuracy_last": next(
             (h.get("rewards/accuracies") for h in reversed(log) if "rewards/accuracies" in h), None
         ),
+        "chosen_logps_last": next((h.get("logps/chosen") for h in reversed(log) if "logps/chosen" in h), None),
         "resumed_from": resume,
     }
     if recipe.dev is not None:

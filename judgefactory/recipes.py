@@ -143,6 +143,10 @@ class PreferenceSpec(_Strict):
     learning_rate: float = Field(5e-5, gt=0)
     beta: float = Field(0.1, gt=0)
     batch_size: int = Field(2, gt=0)
+    nll_weight: float = Field(0.0, ge=0)
+    """Weight of an NLL term on the chosen answers added to the DPO loss (RPO, Pang et al. 2024, "Iterative Reasoning
+    Preference Optimization"; TRL ``loss_type=["sigmoid", "sft"]``): it holds the chosen answers' likelihood up where
+    plain DPO lets it fall with the rejected one. 0: plain DPO."""
     rejected: list[Literal["swapped_reading", "wrong_verdict"]] = ["swapped_reading", "wrong_verdict"]
     """swapped_reading: the judgement written for the other A/B order (each response read in the other slot: the
     position-bias error); wrong_verdict: the right reasoning with a verdict that does not follow from it."""

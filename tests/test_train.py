@@ -1,6 +1,7 @@
 """The SFT station on a tiny Llama: loss falls, artifacts + manifest, resume after an interrupt, freshness."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -364,6 +365,23 @@ def test_dpo_stage_trains_on_rejected_judgements_and_leaves_one_adapter(tiny_lla
     m = json.loads((out / "manifest.json").read_text())
     assert m["preference"]["steps"] == 3 and m["preference"]["rows"] == len(rows)
     assert not (out / "ref").exists() and (out / "adapter_model.safetensors").is_file()
+    # step 1: the policy is its own reference, so every reward margin is 0 and the DPO loss is -log sigmoid(0) = ln 2
+    assert abs(m["preference"]["loss_first"] - math.log(2)) < 1e-3
+
+
+def test_rpo_adds_the_chosen_answers_nll_to_the_dpo_loss(tiny_llama, tmp_path, monkeypatch):
+    """nll_weight (RPO): the loss is DPO's plus the weighted NLL of the chosen answer; at step 1 the DPO part is ln 2
+    and the untrained tiny model's per-token NLL is near ln(vocab size), so the first loss sits far above ln 2."""
+    recipe = fx_pair_setup(
+        tiny_llama,
+        tmp_path,
+        monkeypatch,
+        preference={"steps": 3, "batch_size": 2, "learning_rate": 1e-3, "nll_weight": 1.0},
+    )
+    m = json.loads((train.run(recipe, quick_eval=False) / "manifest.json").read_text())
+    pref = m["preference"]
+    assert pref["nll_weight"] == 1.0 and pref["steps"] == 3
+    assert pref["loss_first"] - math.log(2) > 1.0 and pref["chosen_logps_last"] is not None
 
 
 def test_regression_aware_loss_reads_the_score_digit(tiny_llama, tmp_path):
