@@ -14,31 +14,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
-def _figures(v_ab: list, v_ba: list, gold: list, cl: list) -> tuple[float, float]:
+def _figures(v_ab: list, v_ba: list, gold: list) -> tuple[float, float]:
+    """kappa over both orders (the B->A verdict mirrored back) and position consistency, as ``pair_metrics`` counts them."""
     from judgefactory.bench import metrics as M
 
     back = [M.mirror(v) for v in v_ba]
     kappa = M.cohen_kappa(v_ab + back, gold + gold)
     consistency = 1.0 - M.swap_metrics(v_ab, v_ba)["position_bias_rate"]
     return float(kappa), float(consistency)
+
+
+def _paired(which: int, first: tuple[list, list], other: tuple[list, list]):
+    """A bootstrap metric over per-item (other's verdicts, first's verdicts): figure ``which`` of other minus first."""
+
+    def diff(items: list, gold: list) -> float:
+        a_ab, a_ba, b_ab, b_ba = (list(x) for x in zip(*items, strict=True))
+        return _figures(a_ab, a_ba, gold)[which] - _figures(b_ab, b_ba, gold)[which]
+
+    return diff, list(zip(*other, *first, strict=True))
 
 
 def main() -> None:
@@ -51,7 +52,8 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args()
 
-    from judgefactory import models, quick_eval, recipes
+    from judgefactory import manifest, models, precision, quick_eval, recipes
+    from judgefactory.bench import metrics as M
     from judgefactory.bench import run as bench_run
     from judgefactory.bench import suites
     from judgefactory.data.sources import mirror_root
@@ -92,43 +94,25 @@ def main() -> None:
         print(ref, json.dumps(out["models"][ref]), flush=True)
         del model
 
-    # paired cluster bootstrap of each model minus the first
-    rng = np.random.default_rng(0)
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(clusters):
-        groups.setdefault(c, []).append(i)
-    keys = sorted(groups)
+    # paired cluster bootstrap of each model minus the first: every replicate draws the same clusters for both
     ref0 = a.models[0]
     out["paired_vs_first"] = {}
     for ref in a.models[1:]:
-        point = np.subtract(_figures(*verdicts[ref], gold, clusters), _figures(*verdicts[ref0], gold, clusters))
-        draws = []
-        for _ in range(a.n_boot):
-            idx = [i for k in rng.choice(len(keys), len(keys)) for i in groups[keys[k]]]
-
-            def sel(v: list, idx: list[int] = idx) -> list:
-                return [v[i] for i in idx]
-
-            fa = _figures(*(sel(v) for v in verdicts[ref]), sel(gold), sel(clusters))
-            fb = _figures(*(sel(v) for v in verdicts[ref0]), sel(gold), sel(clusters))
-            draws.append(np.subtract(fa, fb))
-        lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
-        out["paired_vs_first"][ref] = {
-            "kappa_diff": {"value": float(point[0]), "ci": [float(lo[0]), float(hi[0])]},
-            "position_consistency_diff": {"value": float(point[1]), "ci": [float(lo[1]), float(hi[1])]},
-        }
-        print(f"{ref} - {ref0}:", json.dumps(out["paired_vs_first"][ref]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        diffs = {}
+        for which, key in enumerate(("kappa_diff", "position_consistency_diff")):
+            fn, items = _paired(which, verdicts[ref0], verdicts[ref])
+            lo, hi = M.bootstrap_ci(fn, items, gold, clusters, n_boot=a.n_boot)
+            diffs[key] = {"value": fn(items, gold), "ci": [float(lo), float(hi)]}
+        out["paired_vs_first"][ref] = diffs
+        print(f"{ref} - {ref0}:", json.dumps(diffs))
     out.update(
         n=len(gold),
         n_boot=a.n_boot,
         command="python dev/pairwise_dev_compare.py " + " ".join(sys.argv[1:]),
-        commit=commit,
-        cpu=_cpu(),
+        commit=manifest.git_commit(REPO),
+        machine=precision.machine(),
     )
-    tmp = Path(a.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    tmp.replace(a.out)
+    manifest.write_json(Path(a.out), out)
 
 
 if __name__ == "__main__":
