@@ -20,8 +20,8 @@ from typing import Any
 
 from . import devcurve, formats, paths
 from .errors import TrainError
-from .loss import completion_only_head
 from .recipes import AdapterRecipe
+from .resume import train_or_load
 
 _END = re.compile(
     r"(?:[AB] relies more on the stereotype\.|Both guess; neither relies more on the stereotype\.|"
@@ -108,8 +108,7 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
     resume = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
     started = time.time()
-    with completion_only_head():
-        trainer.train(resume_from_checkpoint=resume)
+    train_or_load(trainer, resume, p.steps)
     seconds = time.time() - started
     policy: Any = trainer.model  # the PEFT model (TRL types it as a plain PreTrainedModel / Module)
     if "ref" in getattr(policy, "peft_config", {}):

@@ -19,8 +19,9 @@ from typing import Any
 from . import bases, devcurve, formats, paths
 from . import manifest as mf
 from .errors import TrainError
-from .loss import completion_only_head, score_loss_trainer
+from .loss import score_loss_trainer
 from .recipes import AdapterRecipe, dump
+from .resume import train_or_load
 
 log = logging.getLogger(__name__)
 
@@ -388,8 +389,7 @@ def run(
     if resume:
         log.info("resuming from %s", resume)
     started = time.time()
-    with completion_only_head():
-        trainer.train(resume_from_checkpoint=resume)
+    train_or_load(trainer, resume, t.max_steps)
     train_s = time.time() - started
     losses = [h for h in trainer.state.log_history if "loss" in h]
     first, last = _loss_ends(losses)

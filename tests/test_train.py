@@ -500,3 +500,60 @@ def test_a_failing_quick_check_never_costs_the_trained_adapter(tiny_llama, tmp_p
     assert train.run(recipe, adapters_dir=tmp_path / "adapters", mirror=PKG_MIRROR) == out
     again = mf.read(out)
     assert again["quick_eval"] == {"checked": True} and again["training"] == m["training"]
+
+
+def test_runs_interrupted_after_a_finished_stage_resume_without_training_it_again(tiny_llama, tmp_path, monkeypatch):
+    """Ctrl-C at the start of DPO, then Ctrl-C while DPO's result is scored on dev: each rerun takes the finished stage
+    from its final checkpoint as saved (no extra optimizer step, step counts stay at max_steps, the LoRA weights are
+    the checkpoint's) and goes on."""
+    import torch
+
+    from judgefactory import preference
+
+    recipe = fx_pair_setup(
+        tiny_llama,
+        tmp_path,
+        monkeypatch,
+        train={"lr_scheduler": "constant"},  # an extra SFT step would move the weights
+        preference={"steps": 2, "batch_size": 2, "learning_rate": 1e-3},
+        dev={"steps": [6], "max_new_tokens": 4, "batch_size": 8},
+    )
+    real_dpo, real_dev = preference.run_dpo, devcurve.evaluate_adapter
+    lora: dict[str, dict] = {}
+
+    def snapshot(model) -> dict:
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n and ".default." in n}
+
+    def ctrl_c_at_dpo(model, *a, **k):
+        lora["sft"] = snapshot(model)
+        raise KeyboardInterrupt
+
+    def dpo_from(model, *a, **k):
+        lora["sft resumed"] = snapshot(model)
+        return real_dpo(model, *a, **k)
+
+    def ctrl_c_in_dev(model, *a, **k):
+        lora["dpo"] = snapshot(model)
+        raise KeyboardInterrupt
+
+    def dev_after_resume(model, *a, **k):
+        lora["dpo resumed"] = snapshot(model)
+        return real_dev(model, *a, **k)
+
+    monkeypatch.setattr(preference, "run_dpo", ctrl_c_at_dpo)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(recipe, quick_eval=False)
+    monkeypatch.setattr(preference, "run_dpo", dpo_from)
+    monkeypatch.setattr(devcurve, "evaluate_adapter", ctrl_c_in_dev)  # DPO trained and saved, its dev score not
+    with pytest.raises(KeyboardInterrupt):
+        train.run(recipe, quick_eval=False)
+    monkeypatch.setattr(devcurve, "evaluate_adapter", dev_after_resume)
+    out = train.run(recipe, quick_eval=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["training"]["steps"] == 6 and m["training"]["completed"] and m["training"]["resumed_from"].endswith("-6")
+    assert m["preference"]["steps"] == 2 and m["preference"]["resumed_from"].endswith("checkpoint-2")
+    assert m["preference"]["dev_after"]["step"] == 8
+    for before, after in (("sft", "sft resumed"), ("dpo", "dpo resumed")):
+        assert lora[before] and lora[before].keys() == lora[after].keys()
+        assert all(torch.equal(lora[before][n], lora[after][n]) for n in lora[before]), before
+    assert not all(torch.equal(lora["sft"][n], lora["dpo"][n]) for n in lora["sft"])  # DPO did train
