@@ -25,8 +25,12 @@ def train_or_load(trainer: Any, checkpoint: str | None, max_steps: int) -> None:
 
     weights = Path(checkpoint) / "adapter_model.safetensors"
     result: Any = set_peft_model_state_dict(trainer.model, load_file(str(weights)))
-    if result.unexpected_keys:
-        raise TrainError(f"{weights}: {len(result.unexpected_keys)} tensors do not fit the adapter being resumed")
+    missing = [k for k in result.missing_keys if "lora_" in k and ".default." in k]
+    if result.unexpected_keys or missing:
+        raise TrainError(
+            f"{weights}: does not fit the adapter being resumed "
+            f"({len(result.unexpected_keys)} unexpected, {len(missing)} missing LoRA tensors); delete {checkpoint}"
+        )
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
 
 

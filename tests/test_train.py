@@ -557,3 +557,38 @@ def test_runs_interrupted_after_a_finished_stage_resume_without_training_it_agai
         assert lora[before] and lora[before].keys() == lora[after].keys()
         assert all(torch.equal(lora[before][n], lora[after][n]) for n in lora[before]), before
     assert not all(torch.equal(lora["sft"][n], lora["dpo"][n]) for n in lora["sft"])  # DPO did train
+
+
+def test_a_finished_checkpoint_that_does_not_fit_the_adapter_is_refused(tiny_llama, tmp_path):
+    """Loading a finished stage checks its tensors: a checkpoint of another adapter shape is one TrainError, never a
+    silently half-loaded judge; a fitting one is loaded with its state."""
+    from types import SimpleNamespace
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, TrainerState
+
+    from judgefactory.resume import train_or_load
+
+    def lora_model(modules: list[str]):
+        torch.manual_seed(0)
+        return get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=4, target_modules=modules))
+
+    saved = lora_model(["q_proj", "v_proj"])
+    saved.save_pretrained(tmp_path / "ckpt")
+    ckpt = tmp_path / "ckpt"
+    TrainerState(global_step=4, max_steps=4).save_to_json(str(ckpt / "trainer_state.json"))
+
+    wider = SimpleNamespace(model=lora_model(["q_proj", "v_proj", "o_proj"]), state=None)
+    with pytest.raises(TrainError, match="missing LoRA tensors"):
+        train_or_load(wider, str(ckpt), max_steps=4)
+
+    fitting = SimpleNamespace(model=lora_model(["q_proj", "v_proj"]), state=None)
+    with torch.no_grad():
+        for n, p in fitting.model.named_parameters():
+            if "lora_B" in n:
+                p.fill_(0.5)  # differs from the saved (zero-initialised) lora_B
+    train_or_load(fitting, str(ckpt), max_steps=4)
+    assert fitting.state.global_step == 4
+    want = dict(saved.named_parameters())
+    assert all(torch.equal(p, want[n]) for n, p in fitting.model.named_parameters() if "lora_" in n)
