@@ -76,7 +76,6 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
 
     import torch
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import DPOConfig, DPOTrainer
 
     p = recipe.preference
@@ -106,9 +105,8 @@ def run_dpo(model: Any, tok: Any, recipe: AdapterRecipe, work: Path, mirror: Any
         gradient_checkpointing=recipe.train.gradient_checkpointing,
     )
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok)
-    resume = get_last_checkpoint(str(out_dir)) if out_dir.is_dir() else None
     started = time.time()
-    train_or_load(trainer, resume, p.steps)
+    resume = train_or_load(trainer, out_dir, p.steps)
     seconds = time.time() - started
     policy: Any = trainer.model  # the PEFT model (TRL types it as a plain PreTrainedModel / Module)
     if "ref" in getattr(policy, "peft_config", {}):

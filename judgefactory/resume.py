@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from .errors import TrainError
 from .loss import completion_only_head
 
+log = logging.getLogger(__name__)
 
-def train_or_load(trainer: Any, checkpoint: str | None, max_steps: int) -> None:
-    """Train ``trainer`` to ``max_steps``, resuming from ``checkpoint`` when there is one. A checkpoint that already
-    reached ``max_steps`` (a later stage or the final write was interrupted) is loaded as saved, weights and log, and
-    not trained: ``Trainer.train(resume_from_checkpoint=...)`` would take one more optimizer step there
-    (transformers 5.17; with a constant schedule that step moves the weights, and the step count reads max_steps + 1)."""
-    if checkpoint is None or _steps_in(checkpoint) < max_steps:
+
+def train_or_load(trainer: Any, folder: Path, max_steps: int) -> str | None:
+    """Train ``trainer`` to ``max_steps``, resuming from the last checkpoint in ``folder`` when there is one; returns
+    that checkpoint (None for a fresh start). A checkpoint that already reached ``max_steps`` (a later stage or the
+    final write was interrupted) is loaded as saved, weights and log, and not trained:
+    ``Trainer.train(resume_from_checkpoint=...)`` would take one more optimizer step there (transformers 5.17; with a
+    constant schedule that step moves the weights, and the step count reads max_steps + 1)."""
+    from transformers import TrainerState
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    if (
+        not checkpoint
+        or (state := TrainerState.load_from_json(f"{checkpoint}/trainer_state.json")).global_step < max_steps
+    ):
         with completion_only_head():
             trainer.train(resume_from_checkpoint=checkpoint)
-        return
+        return checkpoint
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
-    from transformers import TrainerState
 
     weights = Path(checkpoint) / "adapter_model.safetensors"
     result: Any = set_peft_model_state_dict(trainer.model, load_file(str(weights)))
@@ -31,8 +42,5 @@ def train_or_load(trainer: Any, checkpoint: str | None, max_steps: int) -> None:
             f"{weights}: does not fit the adapter being resumed "
             f"({len(result.unexpected_keys)} unexpected, {len(missing)} missing LoRA tensors); delete {checkpoint}"
         )
-    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-
-
-def _steps_in(checkpoint: str) -> int:
-    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    trainer.state = state
+    return checkpoint

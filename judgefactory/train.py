@@ -301,7 +301,6 @@ def run(
         _unsloth_first(recipe)
     import torch
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     adapters_dir = Path(adapters_dir) if adapters_dir is not None else paths.adapters()
@@ -385,11 +384,8 @@ def run(
     )
     if t.score_loss_weight:
         trainer.score_loss_weight = t.score_loss_weight
-    resume = get_last_checkpoint(str(work)) if work.is_dir() else None
-    if resume:
-        log.info("resuming from %s", resume)
     started = time.time()
-    train_or_load(trainer, resume, t.max_steps)
+    resume = train_or_load(trainer, work, t.max_steps)
     train_s = time.time() - started
     losses = [h for h in trainer.state.log_history if "loss" in h]
     first, last = _loss_ends(losses)

@@ -524,21 +524,19 @@ def test_runs_interrupted_after_a_finished_stage_resume_without_training_it_agai
     def snapshot(model) -> dict:
         return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n and ".default." in n}
 
-    def ctrl_c_at_dpo(model, *a, **k):
-        lora["sft"] = snapshot(model)
-        raise KeyboardInterrupt
+    def capture(key: str, then=None):
+        """A stand-in that records the LoRA weights it is handed, then calls ``then`` or breaks in with Ctrl-C."""
 
-    def dpo_from(model, *a, **k):
-        lora["sft resumed"] = snapshot(model)
-        return real_dpo(model, *a, **k)
+        def stage(model, *a, **k):
+            lora[key] = snapshot(model)
+            if then is None:
+                raise KeyboardInterrupt
+            return then(model, *a, **k)
 
-    def ctrl_c_in_dev(model, *a, **k):
-        lora["dpo"] = snapshot(model)
-        raise KeyboardInterrupt
+        return stage
 
-    def dev_after_resume(model, *a, **k):
-        lora["dpo resumed"] = snapshot(model)
-        return real_dev(model, *a, **k)
+    ctrl_c_at_dpo, dpo_from = capture("sft"), capture("sft resumed", real_dpo)
+    ctrl_c_in_dev, dev_after_resume = capture("dpo"), capture("dpo resumed", real_dev)
 
     monkeypatch.setattr(preference, "run_dpo", ctrl_c_at_dpo)
     with pytest.raises(KeyboardInterrupt):
@@ -575,20 +573,20 @@ def test_a_finished_checkpoint_that_does_not_fit_the_adapter_is_refused(tiny_lla
         return get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=4, target_modules=modules))
 
     saved = lora_model(["q_proj", "v_proj"])
-    saved.save_pretrained(tmp_path / "ckpt")
-    ckpt = tmp_path / "ckpt"
+    ckpt = tmp_path / "checkpoint-4"  # found as the folder's last checkpoint
+    saved.save_pretrained(ckpt)
     TrainerState(global_step=4, max_steps=4).save_to_json(str(ckpt / "trainer_state.json"))
 
     wider = SimpleNamespace(model=lora_model(["q_proj", "v_proj", "o_proj"]), state=None)
     with pytest.raises(TrainError, match="missing LoRA tensors"):
-        train_or_load(wider, str(ckpt), max_steps=4)
+        train_or_load(wider, tmp_path, max_steps=4)
 
     fitting = SimpleNamespace(model=lora_model(["q_proj", "v_proj"]), state=None)
     with torch.no_grad():
         for n, p in fitting.model.named_parameters():
             if "lora_B" in n:
                 p.fill_(0.5)  # differs from the saved (zero-initialised) lora_B
-    train_or_load(fitting, str(ckpt), max_steps=4)
+    assert train_or_load(fitting, tmp_path, max_steps=4) == str(ckpt)
     assert fitting.state.global_step == 4
     want = dict(saved.named_parameters())
     assert all(torch.equal(p, want[n]) for n, p in fitting.model.named_parameters() if "lora_" in n)
