@@ -8,6 +8,10 @@ orders and position consistency with cluster-bootstrap 95% CIs (clusters: BBQ qu
 the first: the paired difference, every replicate drawing the same clusters for both, so the CI is of the difference
 itself (the two judges see the same pairs, and their errors are correlated). This is where a stage is chosen: the eval
 set is for reporting only.
+
+``--split eval`` scores the recipe's quick-check items instead (the 240 human-labelled in-distribution pairs, the
+recipe's ``quick_eval`` settings and response clip, so the figures are the adapters' quick-check figures): for
+reporting a judge that was already chosen on dev, never for choosing.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ def main() -> None:
     ap.add_argument(
         "models", nargs="+", help="model refs (adapter:NAME, base:..., merge:NAME); the first is the reference"
     )
+    ap.add_argument("--split", choices=("dev", "eval"), default="dev", help="dev (choose) or eval (report only)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args()
@@ -60,20 +65,31 @@ def main() -> None:
 
     rec = recipes.load(recipes.find("adapters", a.recipe))
     assert rec.task == "pairwise" and rec.dev is not None, f"{a.recipe}: not a pairwise recipe with a dev block"
-    data = quick_eval.dev_data(rec, mirror_root())
+    assert a.split == "dev" or rec.quick_eval is not None, f"{a.recipe}: no quick_eval block to score eval with"
+    if a.split == "dev":
+        data = quick_eval.dev_data(rec, mirror_root())
+        batch_size, max_new = rec.dev.batch_size, rec.dev.max_new_tokens
+        split = f"dev: {data.source} ({len(data.items)} pairs x 2 orders, rule labels)"
+    else:
+        data = quick_eval.suite_data(rec, mirror_root())
+        batch_size, max_new = rec.quick_eval.batch_size, rec.quick_eval.max_new_tokens
+        split = (
+            f"eval (reported, never chosen on): {rec.quick_eval.source}:{rec.quick_eval.file} "
+            f"({len(data.items)} pairs x 2 orders, human labels; the quick check's items and settings)"
+        )
     gold = [it.gold for it in data.items]
     clusters = [it.cluster for it in data.items]
     verdicts: dict[str, tuple[list, list]] = {}
-    out: dict = {"split": f"dev: {data.source} ({len(gold)} pairs x 2 orders, rule labels)", "models": {}}
+    out: dict = {"split": split, "models": {}}
     for ref in a.models:
         started = time.time()
         model, tok = models.load(ref, "float32")
         rows = bench_run.predict(
-            quick_eval._engine(model, tok, rec.dev.batch_size),
+            quick_eval._engine(model, tok, batch_size),
             data,
             [bench_run.Mode("greedy", 1, 0.0)],
-            max_new_tokens=rec.dev.max_new_tokens,
-            batch_size=rec.dev.batch_size,
+            max_new_tokens=max_new,
+            batch_size=batch_size,
         )
         v_ab = [rows[(it.id, "ab", "greedy")]["parsed"][0] for it in data.items]
         v_ba = [rows[(it.id, "ba", "greedy")]["parsed"][0] for it in data.items]

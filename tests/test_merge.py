@@ -200,6 +200,21 @@ def test_linear_matches_weighted_mean(world):
     check_all(out, lambda k: (0.25 * A[k].double() + 1.0 * B[k].double()) / 1.25, list(world["W"]))
 
 
+def test_a_soup_of_three_runs_is_the_base_plus_the_mean_of_their_lora_deltas(world):
+    """The premise of recipes/merges/pairwise_rpo_soup.yaml (D39): equal-weight linear over more than two adapters."""
+    c = make_adapter(world["adapters"] / "gamma", world["base"], seed=3)
+    C = folded(world["base"], c)
+    r = recipe(
+        "linear",
+        world["base"],
+        [{"adapter": n, "weight": 1.0} for n in ("alpha", "beta", "gamma")],
+        parameters={"normalize": True},
+    )
+    out = merge.run(r, **kw(world, "soup"))
+    W, A, B = world["W"], world["A"], world["B"]
+    check_all(out, lambda k: W[k].double() + ((A[k] - W[k]) + (B[k] - W[k]) + (C[k] - W[k])).double() / 3, list(W))
+
+
 def test_task_arithmetic_runs_around_the_base(world):
     r = recipe(
         "task_arithmetic", world["base"], [{"adapter": "alpha", "weight": 1.0}, {"adapter": "beta", "weight": 0.5}]
