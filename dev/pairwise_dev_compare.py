@@ -64,8 +64,16 @@ def main() -> None:
     from judgefactory.data.sources import mirror_root
 
     rec = recipes.load(recipes.find("adapters", a.recipe))
-    assert rec.task == "pairwise" and rec.dev is not None, f"{a.recipe}: not a pairwise recipe with a dev block"
-    assert a.split == "dev" or rec.quick_eval is not None, f"{a.recipe}: no quick_eval block to score eval with"
+    problem = (
+        "not a pairwise recipe with a dev block"
+        if rec.task != "pairwise" or rec.dev is None
+        else "no quick_eval block to score --split eval with"
+        if a.split == "eval" and rec.quick_eval is None
+        else None
+    )
+    if problem:
+        print(f"error: recipes/adapters/{a.recipe}.yaml: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     if a.split == "dev":
         data = quick_eval.dev_data(rec, mirror_root())
         batch_size, max_new = rec.dev.batch_size, rec.dev.max_new_tokens
