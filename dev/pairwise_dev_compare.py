@@ -53,6 +53,10 @@ def main() -> None:
         "models", nargs="+", help="model refs (adapter:NAME, base:..., merge:NAME); the first is the reference"
     )
     ap.add_argument("--split", choices=("dev", "eval"), default="dev", help="dev (choose) or eval (report only)")
+    ap.add_argument(
+        "--pairs",
+        help="dev from another pair set's test.jsonl (data/pairs/<name>/), e.g. one built with larger buckets (D40)",
+    )
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args()
@@ -64,6 +68,8 @@ def main() -> None:
     from judgefactory.data.sources import mirror_root
 
     rec = recipes.load(recipes.find("adapters", a.recipe))
+    if a.pairs:
+        rec = rec.model_copy(update={"data": rec.data.model_copy(update={"source": f"pairs:{a.pairs}"})})
     problem = (
         "not a pairwise recipe with a dev block"
         if rec.task != "pairwise" or rec.dev is None
