@@ -70,15 +70,15 @@ def main() -> None:
     rec = recipes.load(recipes.find("adapters", a.recipe))
     if a.pairs:
         rec = rec.model_copy(update={"data": rec.data.model_copy(update={"source": f"pairs:{a.pairs}"})})
-    problem = (
-        "not a pairwise recipe with a dev block"
-        if rec.task != "pairwise" or rec.dev is None
-        else "no quick_eval block to score --split eval with"
-        if a.split == "eval" and rec.quick_eval is None
-        else None
-    )
+    problem = None
+    if rec.task != "pairwise" or rec.dev is None:
+        problem = f"recipes/adapters/{a.recipe}.yaml: not a pairwise recipe with a dev block"
+    elif a.split == "eval" and rec.quick_eval is None:
+        problem = f"recipes/adapters/{a.recipe}.yaml: no quick_eval block to score --split eval with"
+    elif a.split == "eval" and a.pairs:
+        problem = "--pairs: eval is the quick check's pairs; --pairs picks a dev split (use it with --split dev)"
     if problem:
-        print(f"error: recipes/adapters/{a.recipe}.yaml: {problem}", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     if a.split == "dev":
         data = quick_eval.dev_data(rec, mirror_root())

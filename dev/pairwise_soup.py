@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "dev"))
 
-from task_vectors import task_vectors  # noqa: E402
+from task_vectors import pair_stats, task_vectors  # noqa: E402
 
 from judgefactory import manifest as mf  # noqa: E402
+from judgefactory import models  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     norms = {n: float(v.norm()) for n, v in flat.items()}
     figures = [json.loads(p.read_text()) for p in a.compare]
     pairs = list(itertools.combinations(a.runs, 2))
-    cosines = {f"{x} vs {y}": float(flat[x] @ flat[y]) / (norms[x] * norms[y]) for x, y in pairs}
+    cosines = {f"{x} vs {y}": pair_stats(flat[x], flat[y])["cosine"] for x, y in pairs}
     soup_norms = {f"{x} vs {y}": float(((flat[x] + flat[y]) / 2).norm()) for x, y in pairs}
     print("| run | ‖ΔW‖ |\n|---|---|")
     for n, v in norms.items():
@@ -61,9 +62,12 @@ def main() -> None:
     soups = {}
     for fig in figures:
         for ref in fig["models"]:
-            folder = REPO / "merges" / ref.removeprefix("merge:") if ref.startswith("merge:") else Path(ref)
-            m = mf.read(folder) if folder.is_dir() else None
-            if m and m.get("kind") == "merge":
+            try:
+                kind, folder = models.resolve(ref)
+            except models.ModelRefError:  # a candidate's scratch folder deleted after scoring
+                continue
+            m = mf.read(Path(folder)) if kind == "merge" else None
+            if m:
                 soups[ref] = {"method": m["recipe"]["method"], "models": m["recipe"]["models"]}
     result = {
         "name": "pairwise_soup",

@@ -22,12 +22,11 @@ def train_or_load(trainer: Any, folder: Path, max_steps: int) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     checkpoint = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    state = None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    if (
-        not checkpoint
-        or (state := TrainerState.load_from_json(f"{checkpoint}/trainer_state.json")).global_step < max_steps
-    ):
+        state = TrainerState.load_from_json(f"{checkpoint}/trainer_state.json")
+    if checkpoint is None or state is None or state.global_step < max_steps:
         with completion_only_head():
             trainer.train(resume_from_checkpoint=checkpoint)
         return checkpoint
