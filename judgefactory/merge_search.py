@@ -30,7 +30,7 @@ import yaml
 from . import manifest as mf
 from . import paths
 from .errors import JudgeFactoryError
-from .recipes import AdapterRecipe, DevSpec, MergeRecipe, SearchRecipe
+from .recipes import AdapterRecipe, DevSpec, MergeRecipe, SearchRecipe, chosen_recipe_path
 from .tables import fmt, md_table
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     text = header + yaml.safe_dump(chosen_recipe, sort_keys=False)
     mf.write_text(folder / "chosen.yaml", text)
     if write_recipe:
-        mf.write_text(paths.recipes_dir() / "merges" / f"{search.name}-chosen.yaml", text)
+        mf.write_text(chosen_recipe_path(search.name), text)
     refs_rows = [done[rid] for rid, _ in refs]
     mf.write_text(folder / "table.md", table(search, rows, refs_rows, chosen["id"], reference))
     pareto(folder / "pareto.png", rows, refs_rows, chosen["id"], search.name)

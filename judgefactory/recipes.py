@@ -517,21 +517,51 @@ def load(
     return from_dict(data, str(path))
 
 
+EXPERIMENTS = "experiments"
+"""the subfolder of recipes/ holding experiments (rejected or superseded recipes kept so a decision reproduces):
+``recipes/experiments/<kind_dir>/<name>.yaml``. Found by name like any recipe, validated by the tests, listed apart by
+``judgefactory validate``, never the default of a Make target."""
+
+
+def _dirs(kind_dir: str) -> tuple[Path, Path]:
+    return RECIPES_DIR / kind_dir, RECIPES_DIR / EXPERIMENTS / kind_dir
+
+
 def find(kind_dir: str, name: str) -> Path:
-    """``find("adapters", "pairwise")`` -> recipes/adapters/pairwise.yaml, or the path itself if it is one."""
+    """``find("adapters", "pairwise")`` -> recipes/adapters/pairwise.yaml (else recipes/experiments/adapters/…), or the
+    path itself if it is one."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    cand = RECIPES_DIR / kind_dir / f"{name}.yaml"
-    if not cand.is_file():
-        known = sorted(x.stem for x in (RECIPES_DIR / kind_dir).glob("*.yaml"))
-        raise RecipeError(f"no {kind_dir} recipe named {name!r} in {cand.parent} (known: {', '.join(known)})")
-    return cand
+    for folder in _dirs(kind_dir):
+        cand = folder / f"{name}.yaml"
+        if cand.is_file():
+            return cand
+    known = sorted(x.stem for folder in _dirs(kind_dir) for x in folder.glob("*.yaml"))
+    raise RecipeError(
+        f"no {kind_dir} recipe named {name!r} in {RECIPES_DIR / kind_dir} or {RECIPES_DIR / EXPERIMENTS / kind_dir}"
+        f" (known: {', '.join(known)})"
+    )
 
 
 def shipped() -> list[Path]:
-    """Every recipe file the repo ships."""
+    """Every recipe file the repo ships for use (``recipes/<kind_dir>/*.yaml``; experiments apart: ``experiments()``)."""
     return sorted(RECIPES_DIR.glob("*/*.yaml"))
+
+
+def experiments() -> list[Path]:
+    """Every experiment recipe the repo keeps (``recipes/experiments/<kind_dir>/*.yaml``)."""
+    return sorted((RECIPES_DIR / EXPERIMENTS).glob("*/*.yaml"))
+
+
+def chosen_recipe_path(search_name: str) -> Path:
+    """Where a merge search writes its chosen merge recipe: ``<search>-chosen.yaml`` in the merges folder beside the
+    search's own (an experiment search's choice is an experiment too)."""
+    searches, experiment_searches = _dirs("searches")
+    in_experiments = (experiment_searches / f"{search_name}.yaml").is_file() and not (
+        searches / f"{search_name}.yaml"
+    ).is_file()
+    return _dirs("merges")[1 if in_experiments else 0] / f"{search_name}-chosen.yaml"
 
 
 def dump(recipe: BaseModel) -> str:

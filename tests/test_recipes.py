@@ -7,7 +7,7 @@ from judgefactory import recipes
 
 
 def test_every_shipped_recipe_validates():
-    paths = recipes.shipped()
+    paths = recipes.shipped() + recipes.experiments()
     kinds = {recipes.load(p).kind for p in paths}
     assert {"adapter", "merge", "pairs", "bench"} <= kinds
     names = {p.stem for p in paths}
@@ -175,7 +175,7 @@ def test_list_items_can_be_overridden_by_index(tmp_path):
 def test_cpu_recipes_fix_their_work_and_precision():
     """Every shipped CPU recipe decides its artifact by steps, data and seed, in float32 (the same adapter on an AVX2
     machine and a bf16-native one); a time cap, where present, is a safety net well above the expected time."""
-    for p in recipes.shipped():
+    for p in recipes.shipped() + recipes.experiments():
         r = recipes.load(p)
         if r.kind != "adapter" or r.backend != "trl":
             continue

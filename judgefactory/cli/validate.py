@@ -1,4 +1,5 @@
-"""``judgefactory validate [PATH ...]``: check recipes (every shipped one by default); prints one line per recipe."""
+"""``judgefactory validate [PATH ...]``: check recipes (every shipped one and every experiment by default, listed
+apart); prints one line per recipe."""
 
 from __future__ import annotations
 
@@ -11,25 +12,40 @@ from . import common
 def cmd_validate(args: argparse.Namespace) -> None:
     from .. import recipes
 
-    paths = [Path(p) for p in args.paths] or recipes.shipped()
+    if args.paths:
+        groups = [("", [Path(p) for p in args.paths])]
+    else:
+        groups = [
+            ("shipped recipes", recipes.shipped()),
+            (
+                f"experiments ({recipes.RECIPES_DIR / recipes.EXPERIMENTS}: kept so a decision reproduces)",
+                recipes.experiments(),
+            ),
+        ]
     failed: list[str] = []
-    for p in paths:
-        try:
-            r = recipes.load(p, args.set)
-            print(f"ok   {p}  ({r.kind}: {r.name})")
-        except recipes.RecipeError as err:
-            failed.append(str(err))
-            print(f"FAIL {err}")
+    total = 0
+    for title, paths in groups:
+        if title:
+            print(f"{title}:")
+        for p in paths:
+            total += 1
+            try:
+                r = recipes.load(p, args.set)
+                print(f"ok   {p}  ({r.kind}: {r.name})")
+            except recipes.RecipeError as err:
+                failed.append(str(err))
+                print(f"FAIL {err}")
     if len(failed) == 1:
         raise recipes.RecipeError(failed[0])
     if failed:
-        raise recipes.RecipeError(f"{len(failed)} of {len(paths)} recipes failed validation; first: {failed[0]}")
-    print(f"{len(paths)} recipes valid")
+        raise recipes.RecipeError(f"{len(failed)} of {total} recipes failed validation; first: {failed[0]}")
+    counts = " + ".join(f"{len(paths)} {title.split(' ')[0]}" for title, paths in groups if title)
+    print(f"{total} recipes valid" + (f" ({counts})" if counts else ""))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``validate [PATH ...] [--set KEY=VALUE ...]`` on ``sub``."""
-    s = sub.add_parser("validate", help="validate recipes (all shipped recipes by default)")
+    s = sub.add_parser("validate", help="validate recipes (default: every shipped recipe, then the experiments)")
     s.add_argument("paths", nargs="*")
     common.add_set(s, "overrides applied before validation")
     s.set_defaults(func=cmd_validate)
