@@ -24,13 +24,16 @@ model ?= merge:demo_search-chosen
 suite ?= quick
 limit ?=
 backend ?=
-merge ?= demo_search-chosen
-adapter ?=
 repo ?=
 ARGS ?=
 
+# One way to name a model in every target: model=merge:NAME, model=adapter:NAME (or base, a folder, a hub id).
+ifneq ($(filter command line environment,$(origin merge) $(origin adapter)),)
+$(error merge= and adapter= are gone: name the model as model=merge:NAME or model=adapter:NAME)
+endif
+
 .PHONY: help venv venv-gpu lint test test-slow gpu-smoke line-gemma demo base validate pairs adapter-absolute adapter-pairwise merge merge-search sweep \
-        bench bench-compare retention consistency card push clean-artifacts llama-cpp export serve
+        bench bench-compare retention consistency card push clean-artifacts llama-cpp export serve results-doc
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 20
@@ -86,7 +89,7 @@ base: $(STAMP) ## prepare the embedded base and print its facts
 	$(JF) base prepare embedded:smollm2-135m-instruct
 	$(JF) base info embedded:smollm2-135m-instruct
 
-validate: $(STAMP) ## validate every shipped recipe
+validate: $(STAMP) ## validate every shipped recipe, then the experiments (recipes/experiments/), listed apart
 	$(JF) validate
 
 pairs: $(STAMP) ## build the BBQ pair set (data/pairs/bbq_pairs/)
@@ -107,7 +110,7 @@ merge-search: $(STAMP) ## merge candidates scored on both dev splits: make merge
 sweep: $(STAMP) ## one merge per weight: make sweep recipe=nuslerp_sweep
 	$(JF) sweep $(or $(recipe),nuslerp_sweep)
 
-bench: $(STAMP) ## judge a suite: make bench model=merge:nuslerp_50_50 suite=quick [limit=N] [backend=vllm]
+bench: $(STAMP) ## judge a suite: make bench model=merge:demo_search-chosen suite=quick [limit=N] [backend=vllm]
 	$(JF) bench $(model) $(suite) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))
 
 models ?= base adapter:absolute adapter:pairwise merge:demo_search-chosen
@@ -131,21 +134,24 @@ $(LLAMA)/build/bin/llama-server: $(LLAMA)/src/convert_hf_to_gguf.py
 	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(CMAKE_ARGS)
 	cmake --build $(LLAMA)/build --target llama-server -j$$(nproc)
 
-export: $(STAMP) $(LLAMA)/src/convert_hf_to_gguf.py ## GGUF (f16, q8_0) + Ollama Modelfiles: make export merge=nuslerp_50_50 (or adapter=NAME)
-	$(JF) export $(if $(adapter),adapter:$(adapter),merge:$(merge))
+export: $(STAMP) $(LLAMA)/src/convert_hf_to_gguf.py ## GGUF (f16, q8_0) + Ollama Modelfiles: make export model=merge:demo_search-chosen
+	$(JF) export $(model)
 
-serve: $(STAMP) llama-cpp ## llama-server on the exported judge: make serve merge=nuslerp_50_50 [outtype=q8_0] [port=8080]
-	$(JF) serve $(if $(adapter),adapter:$(adapter),merge:$(merge)) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
+serve: $(STAMP) llama-cpp ## llama-server on the exported judge: make serve model=merge:demo_search-chosen [outtype=q8_0] [port=8080]
+	$(JF) serve $(model) --outtype $(or $(outtype),f16) --port $(or $(port),8080)
 
-consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=…
+consistency: $(STAMP) ## swap consistency, TrustJudge CR and NTR_k, plain vs remedied: make consistency model=merge:demo_search-chosen
 	$(JF) consistency $(model) $(if $(limit),--limit $(limit)) $(if $(backend),--backend $(backend))
 
-card: $(STAMP) ## write the model card of a merge (or adapter=NAME) without pushing
-	$(JF) card $(if $(adapter),--adapter $(adapter),--merge $(merge)) $(if $(repo),--repo $(repo))
+card: $(STAMP) ## write the model card without pushing: make card model=merge:demo_search-chosen
+	$(JF) card $(model) $(if $(repo),--repo $(repo))
 
-push: $(STAMP) ## upload to the Hub (explicit; needs HF_TOKEN): make push merge=nuslerp_50_50 repo=<user>/<name>
+push: $(STAMP) ## upload to the Hub (explicit; needs HF_TOKEN): make push model=merge:demo_search-chosen repo=<user>/<name>
 	@test -n "$(repo)" || { echo "error: give repo=<user>/<name>"; exit 2; }
-	$(JF) push $(if $(adapter),--adapter $(adapter),--merge $(merge)) --repo $(repo) $(ARGS)
+	$(JF) push $(model) --repo $(repo) $(ARGS)
+
+results-doc: $(STAMP) ## regenerate docs/RESULTS.md from docs/results/*.json (a rerun gives no diff)
+	$(JF) results-doc
 
 # Station outputs in this checkout's workspace (judgefactory/paths.py), all git-ignored: cleaned with `git clean -x`
 # restricted to these paths, so a tracked file (the folders' README.md) is never touched.

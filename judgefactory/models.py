@@ -30,7 +30,7 @@ def resolve(ref: str) -> tuple[str, Path | str]:
             path = folder / ref[len(prefix) :]
             if not (path / mf.MANIFEST).is_file():
                 raise ModelRefError(
-                    f"{kind} {ref[len(prefix) :]!r} not found at {path} (build it first: make {kind}-…)"
+                    f"{kind} {ref[len(prefix) :]!r} not found at {path} (build it first: {_build_hint(kind, path.name)})"
                 )
             return kind, path
     p = Path(ref)
@@ -46,6 +46,15 @@ def resolve(ref: str) -> tuple[str, Path | str]:
     raise ModelRefError(
         f"cannot resolve model {ref!r}: use base, embedded:<name>, a hub id, adapter:<name>, merge:<name> or a folder"
     )
+
+
+def _build_hint(kind: str, name: str) -> str:
+    """The command that builds adapters/<name> or merges/<name> (the demo's chosen merge comes from ``make demo``)."""
+    if kind == "adapter":
+        return f"judgefactory train {name}, e.g. make adapter-pairwise"
+    if name == "demo_search-chosen":
+        return "make demo"
+    return f"judgefactory merge {name}"
 
 
 def label(ref: str) -> str:

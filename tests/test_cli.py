@@ -61,7 +61,10 @@ def test_data_errors_exit_2_with_one_line(tmp_path, capsys):
             ["train", "pairwise", "--set", "train.max_steps=0"],
             "field 'train.max_steps': Input should be greater than 0",
         ),
-        (["card", "--merge", "a", "--adapter", "b"], "give exactly one of --merge NAME or --adapter NAME"),
+        (["card", "--merge", "a", "--adapter", "b"], "give exactly one model: MODEL (merge:NAME, adapter:NAME"),
+        (["card", "merge:a", "--merge", "a"], "give exactly one model"),
+        (["push", "merge:no_such_merge", "--repo", "me/x"], "(build it first: judgefactory merge no_such_merge)"),
+        (["train", "no_such_recipe"], "no adapters recipe named 'no_such_recipe'"),
     ],
 )
 def test_every_subcommand_fails_the_same_way(argv, message, capsys):
@@ -112,6 +115,7 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
         text=True,
     )
     assert (target / "judgefactory" / "_recipes" / "adapters" / "pairwise.yaml").is_file()
+    assert (target / "judgefactory" / "_recipes" / "experiments" / "adapters" / "pairwise-full-dpo.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(target), "HOME": str(tmp_path / "home")}
     env.pop("JUDGEFACTORY_HOME", None)
     elsewhere = tmp_path / "elsewhere"
@@ -124,7 +128,7 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "17 recipes valid" in out or "recipes valid" in out.splitlines()[-1]
+    assert "recipes valid" in out.splitlines()[-1] and "experiments" in out.splitlines()[-1]
     assert str(target / "judgefactory" / "_recipes") in out
 
     def installed_paths(*calls: str) -> list[str]:
@@ -137,3 +141,45 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
     assert where == [str(tmp_path / "home" / "judgefactory"), str(tmp_path / "home" / "judgefactory" / "adapters")]
     env["JUDGEFACTORY_HOME"] = str(tmp_path / "ws")
     assert installed_paths("bench") == [str(tmp_path / "ws" / "bench")]
+
+
+def test_validate_lists_shipped_recipes_and_experiments_apart(capsys):
+    """Experiments live in recipes/experiments/<kind>/: found by name like any recipe, validated, listed after the
+    shipped ones under their own heading, and the default of no Make target."""
+    from judgefactory import recipes
+
+    cli.main(["validate"])
+    out = capsys.readouterr().out.splitlines()
+    heads = [i for i, line in enumerate(out) if line.endswith(":") or line.startswith("experiments (")]
+    assert out[heads[0]] == "shipped recipes:" and out[heads[1]].startswith("experiments (")
+    shipped, experiments = out[heads[0] + 1 : heads[1]], out[heads[1] + 1 : -1]
+    assert shipped and experiments and all(line.startswith("ok ") for line in shipped + experiments)
+    assert all("/experiments/" not in line for line in shipped) and all("/experiments/" in line for line in experiments)
+    assert len(shipped) + len(experiments) == len(recipes.shipped()) + len(recipes.experiments())
+    assert (
+        recipes.find("adapters", "pairwise-full-dpo")
+        == recipes.RECIPES_DIR / "experiments/adapters/pairwise-full-dpo.yaml"
+    )
+    assert recipes.find("adapters", "pairwise-full-rpo-lr1e4").parent.name == "adapters"  # the recommended one ships
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert not [p.stem for p in recipes.experiments() if p.stem in makefile]
+
+
+def test_make_refuses_the_old_model_spellings():
+    """Every Make target names its model as model=merge:NAME / model=adapter:NAME; merge= / adapter= are refused."""
+    repo = Path(__file__).resolve().parent.parent
+    for old in ("merge=x", "adapter=x"):
+        run = subprocess.run(["make", "-n", "card", old], cwd=repo, capture_output=True, text=True)
+        assert run.returncode != 0 and "model=merge:NAME or model=adapter:NAME" in run.stderr, run.stderr
+
+
+def test_a_missing_model_names_the_command_that_builds_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
+    for ref, hint in (
+        ("merge:demo_search-chosen", "make demo"),
+        ("merge:nuslerp_50_50", "judgefactory merge nuslerp_50_50"),
+        ("adapter:pairwise-full", "judgefactory train pairwise-full"),
+    ):
+        with pytest.raises(SystemExit):
+            cli.main(["card", ref])
+        assert f"(build it first: {hint}" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_base)
 
     s = sub.add_parser("chat", help="one chat reply from a base, adapter or merged model")
-    s.add_argument("model", help="base name, adapters/<name>, merges/<name>, or a checkpoint folder")
+    s.add_argument("model", help=common.MODEL_HELP)
     s.add_argument("prompt")
     s.add_argument("--max-new-tokens", type=int, default=48)
     s.set_defaults(func=cmd_chat)

@@ -12,9 +12,14 @@ def _artifact(args: argparse.Namespace) -> tuple[str, Path]:
     from .. import models
     from ..hub import HubError
 
-    if bool(args.merge) == bool(args.adapter):
-        raise HubError("give exactly one of --merge NAME or --adapter NAME")
-    ref = f"merge:{args.merge}" if args.merge else f"adapter:{args.adapter}"
+    given = [args.model] if args.model else []
+    given += [f"merge:{args.merge}"] if args.merge else []
+    given += [f"adapter:{args.adapter}"] if args.adapter else []
+    if len(given) != 1:
+        raise HubError(
+            "give exactly one model: MODEL (merge:NAME, adapter:NAME or a folder), or --merge/--adapter NAME"
+        )
+    ref = given[0]
     return ref, Path(models.resolve(ref)[1])
 
 
@@ -58,14 +63,18 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``card`` and ``push`` (one of ``--merge NAME`` / ``--adapter NAME``) on ``sub``."""
+    """Register ``card [MODEL]`` and ``push [MODEL]`` on ``sub`` (MODEL: ``merge:NAME``, ``adapter:NAME`` or a folder;
+    ``--merge NAME`` / ``--adapter NAME`` say the same)."""
     for name, fn, help_ in (
         ("card", cmd_card, "write the model card (README.md) of a merge or adapter; no upload"),
         ("push", cmd_push, "upload a merge or adapter to the Hugging Face Hub (needs HF_TOKEN)"),
     ):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("--merge", default=None, help="merge name (merges/<name>/)")
-        s.add_argument("--adapter", default=None, help="adapter name (adapters/<name>/)")
+        s.add_argument(
+            "model", metavar="MODEL", nargs="?", default=None, help="merge:<name>, adapter:<name> or a folder"
+        )
+        s.add_argument("--merge", default=None, help="merge name (the same as MODEL merge:<name>)")
+        s.add_argument("--adapter", default=None, help="adapter name (the same as MODEL adapter:<name>)")
         s.add_argument("--repo", default=None, required=name == "push", help="hub repo id <user>/<name>")
         if name == "card":
             s.add_argument("--out", default=None, help="write the card here instead of <artifact>/README.md")
