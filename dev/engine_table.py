@@ -1,4 +1,4 @@
-"""The judging engine against the libraries it re-implements, on the same items in one run on this machine (issue #20).
+"""The judging engine against the libraries it re-implements, on the same items in one run on this machine (D30).
 
 Rows (each in its own process, so peak memory is its own):
 

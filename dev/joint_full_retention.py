@@ -1,4 +1,4 @@
-"""The session-11 joint-training baseline beside the first search's specialists and chosen merge (issue #22): writes
+"""The joint-training baseline (D31) beside the first search's specialists and chosen merge: writes
 docs/results/joint_full_retention.json and prints the table. It only re-derives that record, for the joint build it
 was measured on (exit 2 for any other); a joint adapter trained on today's specialists' data is compared with them,
 paired, in docs/results/merge_search.json (dev/merge_search_results.py).

@@ -1,6 +1,6 @@
 """Usage: .venv/bin/python dev/merge_failure.py [LABEL ...] [--out PATH] [--cpu TEXT] [--retention DIR ...]
 
-Why a merge loses the bias judgment (issue #22): reads the greedy predictions the eval bench kept
+Why a merge loses the bias judgment (D36): reads the greedy predictions the eval bench kept
 (bench/<LABEL>/{bbq_pairs,bbq_pairs_ood}/predictions.jsonl) and splits each reply into what the trained format makes it
 say (data/pairs.py: one clause per response, `A chose C, "The lawyer": stereotyped.`, a closing sentence, then the
 verdict). Per model and suite, over both orders (the B-A reply mirrored back):

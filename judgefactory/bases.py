@@ -158,7 +158,7 @@ def byte_level(tok: Any) -> None:
     what its hub original is, in place: transformers' GGUF converter gives it ``byte_fallback`` and a SentencePiece
     decoder chain (``ByteFallback``, ``Fuse``, ``▁`` -> space, ``ByteLevel``). Encoding is unchanged (every byte is in
     the byte-level alphabet, so byte fallback never fires), but llama.cpp's converter reads that shape as a Llama
-    SentencePiece vocabulary and writes a GGUF whose server fails every request (issue #20). The hub's tokenizer has
+    SentencePiece vocabulary and writes a GGUF whose server fails every request (D28). The hub's tokenizer has
     ``byte_fallback: false`` and a plain ``ByteLevel`` decoder."""
     import json
 

@@ -1,4 +1,4 @@
-"""The consistency station (issue 7): does a judge agree with itself?
+"""The consistency station: does a judge agree with itself?
 
 ``run(model_ref)`` writes ``consistency/<models.label(ref)>/``:
 

@@ -7,7 +7,7 @@ an Ollama ``Modelfile`` per file (the judge's chat template, its stop token, gre
 the checkpoint's own file hashes, the converter and the Modelfile text (a changed merge is exported again; an
 unchanged one is reused). Each GGUF's vocabulary is checked against the checkpoint's tokenizer before anything is
 kept: a byte-level BPE tokenizer must become llama.cpp's ``gpt2`` vocabulary (a ``llama`` SentencePiece one makes
-``llama-server`` answer every request with HTTP 400, issue #20).
+``llama-server`` answer every request with HTTP 400, D28).
 
 ``serve(gguf)`` runs ``llama-server`` on an exported file (a context manager: the OpenAI-compatible base URL, the
 server stopped on exit); ``judgefactory bench … --backend openai --base-url URL`` judges through it.
@@ -261,7 +261,7 @@ def _chat_template(folder: Path | None, ref: str) -> str:
 
 def _has_amx() -> bool:
     """Whether this CPU reports AMX (``amx_int8`` in /proc/cpuinfo): llama.cpp then puts Q8_0 weights in AMX buffers,
-    whose matmul crashed llama-server on an AMX Xeon in a VM (ggml-org/llama.cpp#20824, #13678)."""
+    whose matmul crashed llama-server on an AMX CPU in a VM (ggml-org/llama.cpp#20824, llama.cpp#13678)."""
     try:
         return "amx_int8" in Path("/proc/cpuinfo").read_text()
     except OSError:

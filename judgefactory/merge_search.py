@@ -241,7 +241,7 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     for r in rows:
         r["retention"] = retention(r["scores"], reference)
     chosen = max(rows, key=lambda r: (worst(r["retention"]), sum(v or 0.0 for v in r["retention"].values())))
-    # its push gate follows the specialists: keep >= 90% of each one's own measured figures (issue #22)
+    # its push gate follows the specialists: keep >= 90% of each one's own measured figures (D22)
     chosen_recipe = {**chosen["recipe"], "name": f"{search.name}-chosen", "gate": {"keep_of_specialists": KEEP}}
     chosen_recipe = MergeRecipe.model_validate(chosen_recipe).model_dump(mode="json", exclude_none=True)
     header = (

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU line end to end in minutes (issue #19, item 7): a few QLoRA steps per Gemma 3 4B specialist (unsloth), the
+# The GPU line end to end in minutes (D24): a few QLoRA steps per Gemma 3 4B specialist (unsloth), the
 # quick check of each on the GPU, their NuSLERP merge (mergekit), a bench subset through vLLM, the model card, and one
 # summary table. Everything it writes is named smoke-*, so the full adapters and merges are never overwritten.
 #

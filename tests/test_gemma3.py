@@ -1,4 +1,4 @@
-"""The Gemma 3 multimodal plumbing on a CPU stand-in (issue #19): a tiny random ``Gemma3ForConditionalGeneration``
+"""The Gemma 3 multimodal plumbing on a CPU stand-in (D24): a tiny random ``Gemma3ForConditionalGeneration``
 (the layout google/gemma-3-4b-it loads as) goes through train (trl backend) -> quick check -> mergekit merge -> judge.
 
 What it guards: the layer count read from the text config, LoRA kept out of the vision tower (which has the same

@@ -1,4 +1,4 @@
-"""scripts/gpu_smoke.sh (issue #19, item 7) on a CPU stand-in: the script a GPU user runs for the 4B line, here with
+"""scripts/gpu_smoke.sh (D24) on a CPU stand-in: the script a GPU user runs for the 4B line, here with
 tiny recipes (a random Llama built from a config, the fixture mirror, the transformers backend), so every station it
 chains (pair set, both specialists with their quick checks, the merge recipe renamed to the smoke adapters, both bench
 suites, the card, the summary table) runs on every commit."""

@@ -201,7 +201,7 @@ def test_linear_matches_weighted_mean(world):
 
 
 def test_a_soup_of_three_runs_is_the_base_plus_the_mean_of_their_lora_deltas(world):
-    """The premise of recipes/merges/pairwise_rpo_soup.yaml (D39): equal-weight linear over more than two adapters."""
+    """The premise of recipes/experiments/merges/pairwise_rpo_soup.yaml (D39): equal-weight linear over more than two adapters."""
     c = make_adapter(world["adapters"] / "gamma", world["base"], seed=3)
     C = folded(world["base"], c)
     r = recipe(
@@ -225,7 +225,7 @@ def test_task_arithmetic_runs_around_the_base(world):
 
 
 def test_task_arithmetic_with_a_zero_weight_leaves_that_model_out(world):
-    """The premise of recipes/merges/full_pairwise_only_0.7.yaml (D36): weight 0 adds nothing of that task vector."""
+    """The premise of recipes/experiments/merges/full_pairwise_only_0.7.yaml (D36): weight 0 adds nothing of that task vector."""
     r = recipe(
         "task_arithmetic", world["base"], [{"adapter": "alpha", "weight": 0.0}, {"adapter": "beta", "weight": 0.7}]
     )

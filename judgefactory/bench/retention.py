@@ -135,7 +135,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 KEEP = 0.9
-"""The share of a specialist's figure a merged judge should keep (issue #22; the shipped merge gates' default)."""
+"""The share of a specialist's figure a merged judge should keep (D22; the shipped merge gates' default)."""
 
 SUITE_WORDS = {
     "bbq_pairs": "the 240 human-labelled in-distribution BBQ pairs (both orders)",
