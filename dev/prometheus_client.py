@@ -1,4 +1,4 @@
-"""prometheus-eval's own client grading through a served judge (D30): ``PrometheusEval`` with its LiteLLM model
+"""prometheus-eval's own client grading through a served judge: ``PrometheusEval`` with its LiteLLM model
 pointed at ``llama-server`` running the exported GGUF, on the first N (seeded, stratified) Vicuna items; the same
 items judged by the transformers engine on the checkpoint, scores compared.
 
