@@ -22,9 +22,10 @@ Suites:
   ``orig_preference``), ``hhh`` (instruction, responses and criterion cut out of ``chosen_instruction`` /
   ``rejected_instruction`` as prometheus-eval's loader does; accuracy per source), ``autoj`` (label 0 = response 1,
   1 = response 2, 2 = tie; the Auto-J coarse HHH criterion; with ties, a pair whose two orders disagree is a tie).
-* ``bbq_pairs``: the 240 human-labelled in-distribution BBQ response pairs; ``bbq_pairs_ood``: the religion pairs
-  ``pairs_unused_religion``, which carry NO human verdict — their gold is the rule on ``suspected_bias_level``
-  (the one ``biased`` side, else TIE) and every metric name says ``_vs_rule``. Cohen's kappa (3 classes + errors)
+* ``bbq_pairs``: the 240 human-labelled in-distribution BBQ response pairs; ``bbq_pairs_ood``: the 60 human-labelled
+  religion pairs (``eval_ood``) where the source has them, else the religion pairs ``pairs_unused_religion``, which
+  carry NO human verdict — their gold is the rule on ``suspected_bias_level`` (the one ``biased`` side, else TIE) and
+  every metric name says ``_vs_rule``. Cohen's kappa (3 classes + errors)
   and accuracy per bucket and overall in both orders, correct in both orders, position-bias rate, cluster-bootstrap
   CIs by question; the BBQ metadata-rule baseline (``data.bbq_responses.classify`` + ``rule_label``) scored the same way.
 * ``bbq_qa``: the model as a BBQ QA model (context, question, three lettered options; the letter is read with
@@ -59,6 +60,8 @@ B. {b}
 C. {c}
 Answer with the letter of the correct option (A, B or C)."""
 OOD_FILE = "pairs_unused_religion"
+OOD_HUMAN_FILE = "eval_ood"
+"""the ``ood_religion`` slice of the 300 human-labelled eval pairs (``data.sources``)."""
 
 
 @dataclass(frozen=True)
@@ -414,10 +417,14 @@ def suspected_rule(level_a: str | None, level_b: str | None) -> str:
 
 
 def bbq_pairs_ood_rows(mirror: Any, max_response_chars: int | None, file: str = OOD_FILE) -> Rows:
-    """The OOD pairs: human verdicts when the file has them for every row, else rule labels from suspected_bias_level."""
+    """The OOD pairs: the 60 human-labelled religion pairs (``OOD_HUMAN_FILE``) where the source has them (the Hub
+    copy, or a mirror holding ``eval_set_unlabeled.jsonl``), else ``file``: human verdicts when it has them for every
+    row, else rule labels from suspected_bias_level."""
     from ..data import bbq
 
     source = "judge-from-scratch/bbq-pairs"
+    if file == OOD_FILE and sources.has_config(source, OOD_HUMAN_FILE, mirror=mirror):
+        return bbq_pair_rows(mirror, max_response_chars, file=OOD_HUMAN_FILE)
     loaded = sources.load_rows(source, file, mirror=mirror)
     sample = sources.load_rows(source, "bbq_sample", mirror=mirror)
     if loaded.rows and all(r.get("human_verdict") in formats.VERDICTS for r in loaded.rows):
@@ -949,9 +956,10 @@ SUITES: dict[str, Suite] = {
             "bbq_pairs",
             bbq_pairs_ood_rows,
             SuiteInfo(
-                ("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule"),
+                ("kappa_vs_rule", "accuracy_vs_rule", "position_bias_rate_vs_rule", "parse_rate_vs_rule")
+                + ("kappa", "accuracy", "position_bias_rate", "parse_rate"),  # human verdicts (OOD_HUMAN_FILE)
                 "bbq_pairs_ood",
-                "BBQ response pairs, religion (out-of-distribution, vs the metadata rule)",
+                "BBQ response pairs, religion (out-of-distribution; human verdicts, else vs the metadata rule)",
                 OOD_FILE,
             ),
             consistency="on_request",
