@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from . import leakage
 from .hub import MANIFEST, README, load_manifest, read_json, write_atomic
 from .tables import MISSING, fmt, fmt_ci, md_table, number
 
@@ -155,9 +156,29 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
                     {"name": n, "value": own[n].get("value"), "ci": own[n].get("ci")} for n in info.headline if n in own
                 ],
                 "baselines": baselines,
+                "source": data.get("source"),
+                "excluded_trained_on": data.get("excluded_trained_on"),
             }
         )
     return results
+
+
+def screen_results(results: list[dict[str, Any]], trained: leakage.TrainedOn) -> tuple[list[dict[str, Any]], str]:
+    """(the results a card may show, the note saying what was left out or excluded and why): a suite not screened
+    against the artifact's training fingerprints (``leakage.card_check``) never reaches the card."""
+    kept, notes = [], []
+    for r in results:
+        why = leakage.card_check(trained, r)
+        if why:
+            notes.append(f"`{r['suite']}` is left out of this card: {why}.")
+            continue
+        n = (r.get("excluded_trained_on") or {}).get("n")
+        if n:
+            notes.append(
+                f"`{r['suite']}`: {n} items the model trained on were excluded; its figures cover the other {r['n']}."
+            )
+        kept.append(r)
+    return kept, "\n".join(f"- {n}" for n in notes)
 
 
 def load_retention(bench_root: Path, model_name: str, artifact_dir: Path) -> dict[str, Any] | None:
@@ -553,11 +574,13 @@ def build_card(
     """A ``ModelCard`` for an adapter or merge folder from its manifest(s) and the model's results."""
     artifact_dir = Path(artifact_dir)
     manifest = load_manifest(artifact_dir)
-    results = load_results(Path(bench_root), model_name)
+    results, screened = screen_results(load_results(Path(bench_root), model_name), leakage.for_folder(artifact_dir))
     consistency = load_consistency(Path(consistency_root), model_name)
     data = card_data(manifest, results, model_name)
     retention = load_retention(Path(bench_root), model_name, artifact_dir)
     context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id, retention)
+    if screened:
+        context["results_table"] = ((context["results_table"] or "") + "\n\n" + screened).strip()
     context["gguf"] = _gguf_section(artifact_dir, model_name, repo_id or f"path/to/{model_name}")
     return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **context)
 

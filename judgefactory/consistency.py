@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import formats
+from . import formats, leakage
 from . import manifest as mf
 from .bench.suites import SUITES
 from .consistency_metrics import (
@@ -150,13 +150,16 @@ def load_groups(
     seed: int = 0,
     max_response_chars: int | None = None,
     with_reference: bool = True,
+    data: Any = None,
 ) -> tuple[list[Group], list[str], str]:
     """(groups, data errors, data fingerprint) of an absolute suite: a seeded choice of ``limit_groups`` groups
     (all when None), in the data's order. Groups with fewer than three responses or a prompt that does not split into
-    instruction / response / rubric are reported as errors, not judged."""
+    instruction / response / rubric are reported as errors, not judged. ``data``: the suite already loaded (and
+    screened for trained-on items)."""
     from .bench import suites
 
-    data = suites.load(suite, mirror=mirror, limit=None, seed=seed, max_response_chars=max_response_chars)
+    if data is None:
+        data = suites.load(suite, mirror=mirror, limit=None, seed=seed, max_response_chars=max_response_chars)
     by_group: dict[str, list[Any]] = {}
     for it in data.items:
         by_group.setdefault(it.cluster, []).append(it)
@@ -297,12 +300,18 @@ def swap_suite(
     mirror: Any,
     max_response_chars: int | None,
     samples: int,
+    trained: leakage.TrainedOn = leakage.NONE,
+    model: str = "",
 ) -> dict[str, Any]:
-    """Position consistency (and repetition stability with ``samples`` > 1) of one pairwise suite."""
+    """Position consistency (and repetition stability with ``samples`` > 1) of one pairwise suite, on the items
+    ``trained`` (the model's training fingerprints) does not cover."""
     from .bench import metrics as M
     from .bench import suites
 
     data = suites.load(name, mirror=mirror, limit=limit, seed=judge.seed, max_response_chars=max_response_chars)
+    excluded = leakage.screen_suite(
+        trained, data, model, mirror=mirror, limit=limit, seed=judge.seed, max_response_chars=max_response_chars
+    )
     items = data.items
     msgs = [it.requests["ab"] for it in items] + [it.requests["ba"] for it in items]
     got = judge(msgs, data.answer, f"{name} both orders")
@@ -314,6 +323,7 @@ def swap_suite(
         "source": data.source,
         "fingerprint": data.fingerprint,
         "data_errors": len(data.errors),
+        "excluded_trained_on": excluded,
         "metrics": M.swap_metrics(v_ab, v_ba),
     }
     rows = [
@@ -638,6 +648,7 @@ def run(
     (None: all). A suite whose data is not available (e.g. Preference-Bench off the mirror) is skipped and named in
     the manifest and summary.md. ``engine``: an object with the ``Engine.judge`` interface (else ``Engine.from_ref``).
     """
+    from .bench import suites as bench_suites
     from .bench.run import model_fingerprint
     from .data.sources import DataError
 
@@ -652,10 +663,15 @@ def run(
     t0 = time.time()
     label = _label(model_ref, engine, backend)
     skipped, data_errors, fingerprints = [], [], {}
+    trained, excluded = leakage.for_model(model_ref), {}
 
     groups: list[Group] = []
     for name in [s for s in suites if s in ABSOLUTE_SUITES]:
         try:
+            data = bench_suites.load(name, mirror=mirror, seed=seed, max_response_chars=max_response_chars)
+            excluded[name] = leakage.screen_suite(
+                trained, data, label, mirror=mirror, limit=None, seed=seed, max_response_chars=max_response_chars
+            )
             got, errs, fp = load_groups(
                 name,
                 limit_groups,
@@ -663,6 +679,7 @@ def run(
                 seed=seed,
                 max_response_chars=max_response_chars,
                 with_reference=with_reference,
+                data=data,
             )
         except DataError as err:
             skipped.append(f"{name} ({err})")
@@ -684,12 +701,20 @@ def run(
     for name in [s for s in suites if s in PAIRWISE_SUITES]:
         try:
             swaps[name] = swap_suite(
-                judge, name, limit=limit_pairs, mirror=mirror, max_response_chars=max_response_chars, samples=samples
+                judge,
+                name,
+                limit=limit_pairs,
+                mirror=mirror,
+                max_response_chars=max_response_chars,
+                samples=samples,
+                trained=trained,
+                model=label,
             )
         except DataError as err:
             skipped.append(f"{name} ({err})")
             continue
         fingerprints[name] = swaps[name]["fingerprint"]
+        excluded[name] = swaps[name]["excluded_trained_on"]
         if swaps[name]["data_errors"]:
             data_errors.append(f"{name}: {swaps[name]['data_errors']} malformed source rows")
     for s in skipped:
@@ -797,6 +822,7 @@ def run(
                 "limit_groups": limit_groups,
                 "seed": seed,
                 "data": fingerprints,
+                "excluded_trained_on": excluded,
                 "data_error_examples": data_errors[:5],
                 "seconds": round(seconds, 1),
             },

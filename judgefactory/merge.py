@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import yaml
 
-from . import bases, paths
+from . import bases, leakage, paths
 from . import manifest as mf
 from .errors import JudgeFactoryError
 from .recipes import MERGE_METHODS, MergeRecipe, dump
@@ -208,6 +208,9 @@ def run(
             _finish_tokenizer(tmp, base_path, chat_template)
             mf.write_text(tmp / "mergekit_config.yaml", config_yaml)
             mf.write_text(tmp / "recipe.yaml", dump(recipe))
+            # copied, not looked up later: the merge stays bound to the parents it was built from, even moved alone
+            parents = [Path(i.location) for i in inputs if Path(i.location).is_dir()]
+            leakage.write(tmp, leakage.merged(parents, f"merge {name}"))
             _say("[4/4] hashing files into manifest.json", quiet)
             mf.finalize(
                 tmp,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import bases, devcurve, formats, paths
+from . import bases, devcurve, formats, leakage, paths
 from . import manifest as mf
 from .errors import TrainError
 from .loss import score_loss_trainer
@@ -90,8 +90,9 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
             raise TrainError(f"data.source {d.source} is listed in data.holdout: it must stay unseen")
         try:
             held_items, _ = load_absolute(src, cfg or None, mirror=mirror)
-        except Exception:  # noqa: BLE001 - a holdout that cannot be loaded here cannot leak either
-            continue
+        except Exception as err:  # noqa: BLE001 - a holdout that cannot be loaded cannot be checked for leaks
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TrainError(f"holdout {held} could not be loaded to check it stays unseen: {why}") from None
         leaked = {i.prompt for i in items} & {i.prompt for i in held_items}
         if leaked:
             raise TrainError(f"{len(leaked)} training prompts from {d.source} also appear in holdout {held}")
@@ -345,6 +346,7 @@ def run(
         too_long,
         recipe.train.max_length,
     )
+    trained_on = leakage.record(recipe, rows, data_info, mirror)  # what every scoring station later leaves out
     work = Path(adapters_dir) / ".work" / f"{recipe.name}-{inputs[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     t = recipe.train
@@ -415,6 +417,7 @@ def run(
         mf.write_text(tmp / "recipe.yaml", dump(recipe))
         mf.write_text(tmp / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in trainer.state.log_history))
         _plot_loss(losses, tmp / "loss_curve.png", recipe.name)
+        leakage.write(tmp, trained_on)
         if curve:
             mf.write_text(tmp / "curve.jsonl", "".join(json.dumps(p) + "\n" for p in curve))
             devcurve.plot(curve, tmp / "curve.png", recipe)

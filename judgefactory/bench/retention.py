@@ -15,12 +15,14 @@ relative Prometheus format the absolute specialist also learns, on HHH and Auto-
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import leakage
 from ..tables import fmt, fmt_ci, md_table
 from . import suites
 
@@ -40,6 +42,12 @@ def _suite_run(bench_root: Path, label: str, suite: str) -> tuple[dict, dict] | 
     if m is None or not (folder / "predictions.jsonl").is_file():
         return None
     return read_predictions(folder / "predictions.jsonl"), m
+
+
+def _trained(bench_manifest: dict) -> leakage.TrainedOn:
+    """The training fingerprints of the model a bench run judged (its manifest's model reference)."""
+    ref = (bench_manifest.get("model") or {}).get("ref")
+    return leakage.for_model(str(ref)) if ref else leakage.NONE
 
 
 def _value(data: suites.SuiteData, rows: dict, modes: list[str], metric: str) -> float:
@@ -110,8 +118,21 @@ def table(
                 rows, m = mine
                 if (m.get("limit"), m.get("max_response_chars")) != (limit, spec_m.get("max_response_chars")):
                     continue  # not the same items: no paired comparison
-                r = ratio(data, rows, spec_rows, modes, metric, n_boot)
+                # both models are scored on the same items: those neither of them trained on
+                trained = leakage.union((_trained(spec_m), _trained(m)), f"{label} or {spec}")
+                mine_data = dataclasses.replace(data, items=list(data.items))
+                excluded = leakage.screen_suite(
+                    trained,
+                    mine_data,
+                    label,
+                    mirror=mirror,
+                    limit=limit,
+                    seed=spec_m.get("seed", 0),
+                    max_response_chars=spec_m.get("max_response_chars"),
+                )
+                r = ratio(mine_data, rows, spec_rows, modes, metric, n_boot)
                 row = {"model": label, "skill": skill, "suite": suite, "metric": metric, **r}
+                row["excluded_trained_on"] = excluded
                 # what was benched (a card reads only rows of the artifact it describes, never a rebuilt one's)
                 row["model_manifest_sha256"] = (m.get("model") or {}).get("manifest_sha256")
                 out["rows"].append(row)

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import leakage, recipes
 from .. import manifest as mf
-from .. import recipes
 from ..data.sources import DataError
 from ..recipes import BenchRecipe, SuiteSpec
 from ..tables import fmt, fmt_ci, md_table
@@ -217,6 +217,8 @@ def table_md(doc: dict[str, Any]) -> str:
         lines.append(f"Baseline `{prefix}_*` (a comparison, not this model's result): {what}")
     if doc.get("data_errors"):
         lines.append(f"Malformed source rows (reported, not judged): {doc['data_errors']}")
+    if (doc.get("excluded_trained_on") or {}).get("n"):
+        lines.append(f"Excluded, trained on (not judged): {doc['excluded_trained_on']['reason']}")
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +241,15 @@ def run_suite(
     t0 = time.time()
     data = suites.load(
         spec.name, mirror=mirror, limit=limit or spec.limit, seed=recipe.seed, max_response_chars=max_response_chars
+    )
+    excluded = leakage.screen_suite(
+        leakage.for_model(ref),
+        data,
+        label,
+        mirror=mirror,
+        limit=limit or spec.limit,
+        seed=recipe.seed,
+        max_response_chars=max_response_chars,
     )
     folder = Path(out_root) / label / spec.name
     modes = plan(spec, data.kind)
@@ -289,6 +300,7 @@ def run_suite(
         "suite": spec.name,
         "n": len(data.items),
         "limit": limit or spec.limit,
+        "excluded_trained_on": excluded,
         "metrics": metrics,
         "counts": counts,
         "baselines": baselines,
@@ -319,6 +331,7 @@ def run_suite(
                 "n_items": len(data.items),
                 "errors": len(data.errors),
             },
+            "excluded_trained_on": excluded,
             "judged_now": len(tasks),
             "reused": len(ordered) - len(tasks),
             "seconds": round(time.time() - t0, 1),
@@ -364,7 +377,7 @@ def run(
     if engine is not None:
         engine.batch_size = bs
     single = isinstance(suite_name_or_bench_recipe, str) and suite_name_or_bench_recipe in suites.SUITES
-    folders = []
+    folders, refused = [], []
     for spec in recipe.suites:
         try:
             folders.append(
@@ -387,4 +400,10 @@ def run(
             if single:
                 raise
             log.warning("skipped %s: %s", spec.name, err)  # e.g. Feedback-Bench: not in the data mirror
+        except leakage.LeakageError as err:
+            if single:
+                raise
+            refused.append(err)  # the other suites still run; the refusal is raised once they are written
+    if refused:
+        raise leakage.LeakageError("; ".join(str(e) for e in refused))
     return folders[0] if single else Path(out_root) / label

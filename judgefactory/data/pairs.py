@@ -39,6 +39,7 @@ from .bbq_responses import Classification, classify, rule_label
 from .labeler import llm_second_opinion
 
 __all__ = [
+    "PairSetLeakError",
     "build",
     "split_templates",
     "template_splits",
@@ -53,6 +54,11 @@ __all__ = [
 
 BUCKETS = ("clear_bias", "subtle_bias", "tracked_vs_alternate", "tie", "adversarial")
 SPLITS = ("train", "test")
+
+
+class PairSetLeakError(sources.DataError):
+    """A built pair set breaks a split invariant (a template or BBQ example group on both sides, an eval template or an
+    excluded category used): nothing is written; one line naming what leaked."""
 
 
 # --------------------------------------------------------------------------- reasoning targets
@@ -691,16 +697,20 @@ def _check_disjoint(split_of: dict[str, str], rows: list[dict[str, Any]], inputs
     used = defaultdict(set)
     for r in rows:
         used[r["split"]].add(r["template_id"])
-        assert split_of.get(r["template_id"]) == r["split"], (
-            f"{r['pair_id']}: template {r['template_id']} is not in {r['split']}"
-        )
-    assert not used["train"] & used["test"], "a template is in both train and test"
-    assert not (used["train"] | used["test"]) & inputs.eval_templates, "an eval template leaked into train/test"
+        if split_of.get(r["template_id"]) != r["split"]:
+            raise PairSetLeakError(f"pair {r['pair_id']}: template {r['template_id']} is not in split {r['split']}")
+    both = sorted(used["train"] & used["test"])
+    if both:
+        raise PairSetLeakError(f"{len(both)} templates are in both train and test (first: {both[0]})")
+    leaked = sorted((used["train"] | used["test"]) & inputs.eval_templates)
+    if leaked:
+        raise PairSetLeakError(f"{len(leaked)} eval templates leaked into train/test (first: {leaked[0]})")
     group_split: dict[tuple[str, int], set[str]] = defaultdict(set)
     for it in inputs.items.values():
         group_split[it.group_of_example].add(split_of.get(it.template_id, "unknown"))
     straddling = [g for g, s in group_split.items() if len(s) > 1]
-    assert not straddling, f"BBQ example groups of 4 split across sides: {straddling[:5]}"
+    if straddling:
+        raise PairSetLeakError(f"{len(straddling)} BBQ example groups of 4 split across sides: {straddling[:5]}")
     return {
         "templates_train_used": len(used["train"]),
         "templates_test_used": len(used["test"]),
@@ -778,7 +788,10 @@ def build(
     # both orders, rule labels, reasoning; then the checks that make the split trustworthy
     rows = [r for p in chosen for r in _rows(p, rng, recipe.biased_vs_wrong)]
     disjoint = _check_disjoint(split_of, rows, inputs)
-    assert not any(r["category"] in {bbq.normalize_category(c) for c in recipe.exclude_categories} for r in rows)
+    excluded = {bbq.normalize_category(c) for c in recipe.exclude_categories}
+    used_excluded = sorted({r["category"] for r in rows} & excluded)
+    if used_excluded:
+        raise PairSetLeakError(f"{recipe.name}: rows of excluded categories were built: {', '.join(used_excluded)}")
     digest = content_sha256(
         recipe, rows
     )  # building the rows takes ~1.5 s on the full mirror: always done, never trusted stale
