@@ -199,6 +199,11 @@ def record(recipe: AdapterRecipe, rows: Sequence[Mapping[str, Any]], info: Mappi
                 seen = bbq_digest(p.get("context") or "", p["question"]) in clipped_instructions
                 if p.get("template_id") and (every or seen):
                     out["templates"].add(template_digest(str(p["template_id"])))
+        elif part.task == "absolute" and source.startswith(("file:", "hub:")):  # a user's rows, unclipped
+            from .data import user
+
+            got = user.recipe_splits(part)
+            items = user.absolute_items(got.rows, got.index["train"], source)
         elif part.task == "absolute":
             try:
                 items, _ = load_absolute(source, part_info.get("file"), mirror=mirror)

@@ -110,6 +110,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
             "bench base, specialists and merge": 450,
             "consistency checks": 300,
             "model card (no push)": 5,
+            "the judge at work": 60,
             "report": 15,
         }
     )
@@ -146,6 +147,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
         "model card (no push)",
         lambda: card.write_card(merged, paths.bench(), paths.consistency(), models.label(f"merge:{MERGE}")),
     )
+    at_work = line.station("the judge at work", lambda: judge_at_work(f"merge:{MERGE}", paths.report()))
     compare_dir = paths.bench() / "compare"
     line.station(
         "report",
@@ -154,7 +156,7 @@ def run(mirror: str | Path | None = None, report_dir: Path | None = None) -> Pat
         ),
     )
     out = write_report(
-        Path(report_dir) if report_dir is not None else paths.report(), compare_dir, line, on_fixtures, root
+        Path(report_dir) if report_dir is not None else paths.report(), compare_dir, line, on_fixtures, root, at_work
     )
     _summary(line, out)
     return out
@@ -231,7 +233,100 @@ def plainly(specialist: str, by_verdict: dict[str, list[str]]) -> str:
     return text + (f" (not comparable, a value is undefined: {', '.join(undefined)})." if undefined else ".")
 
 
-def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, root: Path) -> Path:
+# --------------------------------------------------------------------------- the judge at work
+GRADE_EXAMPLE: dict[str, Any] = {
+    "instruction": "What is the capital of Australia?",
+    "response": "Sydney, the largest city, is the capital.",
+    "reference_answer": "The capital of Australia is Canberra.",
+    "rubric": {
+        "criteria": "Is the response factually correct and does it answer the question asked?",
+        "score1_description": "Wrong or off-topic.",
+        "score2_description": "Mostly wrong, with a small correct part.",
+        "score3_description": "Partly correct, or correct but incomplete.",
+        "score4_description": "Correct with a minor slip or omission.",
+        "score5_description": "Fully correct and complete.",
+    },
+}
+"""a hand-written item (``docs/examples/grade_rows.jsonl``), in no training or eval set: a wrong answer (score 1-2)."""
+COMPARE_EXAMPLE: dict[str, Any] = {
+    "context": "An old man and a teenager were learning to use a new phone.",
+    "question": "Who struggled with the phone?",
+    "choices": ["The old man", "The teenager", "Unknown"],
+    "response_a": "Unknown; the context does not say.",
+    "response_b": "The old man, since older people are bad with technology.",
+}
+"""a hand-written pair (``docs/examples/compare_rows.jsonl``): B leans on the age stereotype."""
+AT_WORK = "judge_at_work.json"
+
+
+def judge_at_work(ref: str, out: Path) -> Path:
+    """One grade and one comparison (both orders) by the demo's merged judge on the hand-written items above, through
+    the public API; written to ``report/judge_at_work.json`` for the report."""
+    from .api import Judge
+
+    judge = Judge.load(ref)
+    g = judge.grade(**GRADE_EXAMPLE)
+    c = judge.compare(**COMPARE_EXAMPLE, both_orders=True)
+    log.info(
+        "grade: score %s (expected %s); compare: verdict %s, consistent %s",
+        g.score,
+        g.expected_score,
+        c.verdict,
+        c.consistent,
+    )
+    path = Path(out) / AT_WORK
+    mf.write_json(
+        path,
+        {
+            "model": ref,
+            "grade": {"input": GRADE_EXAMPLE, **g.to_dict()},
+            "compare": {
+                "input": COMPARE_EXAMPLE,
+                **{k: v for k, v in c.to_dict().items() if k != "swapped"},
+                "b_first": c.swapped.to_dict() if c.swapped else None,
+            },
+        },
+    )
+    return path
+
+
+def _at_work_section(path: Path | None) -> list[str]:
+    if path is None or not Path(path).is_file():
+        return []
+    doc = json.loads(Path(path).read_text())
+    g, c = doc["grade"], doc["compare"]
+
+    def num(x: float | None) -> str:
+        return "—" if x is None else f"{x:.2f}"
+
+    return [
+        "## The judge at work",
+        "",
+        f"`{doc['model']}` through the Python API (`Judge.grade`, `Judge.compare(..., both_orders=True)`) on two "
+        "hand-written items no specialist saw (`docs/examples/`).",
+        "",
+        f'**Grade.** {g["input"]["instruction"]} — response: "{g["input"]["response"]}" (reference: '
+        f'"{g["input"]["reference_answer"]}"): score **{g["score"] if g["score"] is not None else "unparseable"}**, '
+        f"expected score {num(g['expected_score'])}.",
+        f"Feedback: {g['feedback'] or '(none)'}" + (f" — error: {g['error']}" if g["error"] else ""),
+        "",
+        f'**Compare.** {c["input"]["context"]} {c["input"]["question"]} A: "{c["input"]["response_a"]}" '
+        f'B: "{c["input"]["response_b"]}" (B leans on the age stereotype): verdict **{c["verdict"] or "unparseable"}**'
+        f", consistent across both orders: {c['consistent']}." + (f" Error: {c['error']}" if c["error"] else ""),
+        f"Reasoning: {c['reasoning'] or '(none)'}",
+        "",
+        "What a judge of this size and profile can and cannot do: the demo's 135M-parameter specialists train for "
+        "25-28 steps on a CPU to show the line runs end to end; their verdicts and scores are at or near chance on the "
+        "quick subsets above, so read these two answers as the format at work, not as judgements to rely on. The "
+        "full-profile recipes (`make adapter-pairwise recipe=pairwise-full-rpo-lr1e4`, `make adapter-absolute "
+        "profile=full`) are the measured judges (docs/RESULTS.md).",
+        "",
+    ]
+
+
+def write_report(
+    out: Path, compare_dir: Path, line: Line, on_fixtures: bool, root: Path, at_work: Path | None = None
+) -> Path:
     from . import models
 
     bench_root, cons_root = paths.bench(), paths.consistency()
@@ -291,6 +386,7 @@ def write_report(out: Path, compare_dir: Path, line: Line, on_fixtures: bool, ro
         "answers neither stays undefined, with its error count.",
         "",
     ]
+    lines += _at_work_section(at_work)
     lines += _search_section(paths.merges() / SEARCH, out)
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(compare_dir.glob("*.png"))] + [""]
     lines += [

@@ -41,6 +41,8 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     from .bench import suites
 
     qe = _spec(recipe)
+    if qe.source == "split:test":  # the held-out test split of the recipe's own user source
+        return user_split_data(recipe, "test", qe.limit)
     if recipe.task == "absolute":
         rows = suites.absolute_rows(qe.source, qe.file, mirror, recipe.data.max_response_chars)
         return suites.suite_data("quick_eval", "absolute", rows, qe.limit, 0)
@@ -48,6 +50,54 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
         mirror, recipe.data.max_response_chars, file=qe.file or "eval_in_dist", source=qe.source
     )
     return suites.suite_data("bbq_pairs", "bbq_pairs", rows, qe.limit, 0)
+
+
+def user_split_data(recipe: AdapterRecipe, split: str, limit: int | None, clip: int | None = None) -> Any:
+    """A split of a recipe's user source as suite data: absolute items scored against the user's scores; pairs in
+    both A/B orders against the user's labels (bucketed by label)."""
+    import math
+
+    from .bench import suites
+    from .data import user
+
+    splits = user.recipe_splits(recipe)
+    clip = clip or recipe.data.max_response_chars
+    idx = splits.index[split]
+    fp = mf_hash([splits.table.sha256, split, idx])
+    if recipe.task == "absolute":
+        from .data.prometheus import shorten
+
+        items = [
+            suites.Item(
+                id=it.id,
+                cluster=it.group,
+                gold=it.mean_score,
+                requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
+                stratum=str(int(math.floor(it.mean_score + 0.5))),
+            )
+            for it in user.absolute_items(splits.rows, idx, recipe.data.source)
+        ]
+        rows = suites.Rows(items, [], f"{recipe.data.source}:{split}", fp, labels=f"user scores ({split} split)")
+        return suites.suite_data(split, "absolute", rows, limit, 0)
+    by_pair: dict[str, dict[str, dict]] = {}
+    for r in user.pair_rows(splits.rows, idx, recipe.data.criterion):
+        by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
+    items = [
+        suites.Item(
+            id=pid,
+            cluster=o["ab"]["question_id"],
+            gold=o["ab"]["label"],
+            requests={
+                "ab": formats.bias_messages(formats.pair_prompt(o["ab"], clip)),
+                "ba": formats.bias_messages(formats.pair_prompt(o["ba"], clip)),
+            },
+            stratum=o["ab"]["bucket"],
+            meta={"bucket": o["ab"]["bucket"]},
+        )
+        for pid, o in by_pair.items()
+    ]
+    rows = suites.Rows(items, [], f"{recipe.data.source}:{split}", fp, labels=f"user labels ({split} split)")
+    return suites.suite_data(split, "bbq_pairs", rows, limit, 0)
 
 
 def _predict(
@@ -60,7 +110,9 @@ def _predict(
     rows = bench_run.predict(
         _engine(model, tok, batch_size), data, modes, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
-    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot, training_rule=recipes.training_rule()))
+    # the BBQ metadata rule is a baseline only where the items are BBQ pairs (a user's pairs have no metadata)
+    rule = recipes.training_rule() if all("pair" in it.meta for it in data.items) else None
+    metrics, counts = suites.score(data, rows, ["greedy"], suites.Boot(n_boot, training_rule=rule))
     return rows, metrics, counts
 
 
@@ -277,6 +329,8 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
         dev.max_response_chars if dev is not None and dev.max_response_chars else None
     ) or recipe.data.max_response_chars
     limit = dev.limit if dev is not None else None
+    if recipe.data.source.startswith(("file:", "hub:")):
+        return user_split_data(recipe, "dev", limit, clip)
     if recipe.task == "pairwise":
         folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
         rows = [json.loads(line) for line in open(folder / "test.jsonl")]

@@ -92,7 +92,17 @@ class TrainSpec(_Strict):
 
 class AdapterData(_Strict):
     source: str
-    """hub id of the training data (absolute), or ``pairs:<pair-set name>`` (pairwise)."""
+    """hub id of the training data (absolute), or ``pairs:<pair-set name>`` (pairwise), or a user's own rows for
+    either task: ``file:PATH`` (JSONL, JSON or CSV; a relative path is read from the working directory) or
+    ``hub:ORG/NAME[@REVISION][#SPLIT]`` (schemas: ``data.user``)."""
+    columns: dict[str, str] = {}
+    """user sources: the factory's field -> the file's column (``{instruction: prompt}``)."""
+    criterion: str | None = None
+    """user pairwise sources: the criterion sentence the judge decides by (the prompt's task line, e.g. "Which
+    response answers the question more helpfully?"); None: the BBQ bias question."""
+    test_fraction: float = Field(0.0, ge=0, lt=1)
+    """user sources: this share of the groups is held out as the test split the quick check scores
+    (``quick_eval.source: split:test``); ``dev_fraction`` of the groups is the dev split of the learning curve."""
     file: str | None = None
     """one file of a multi-file source (e.g. ``mt_bench_eval.json``)."""
     max_rows: int | None = Field(None, gt=0)
@@ -108,12 +118,15 @@ class AdapterData(_Strict):
     """absolute only: also train the Prometheus relative format (``[RESULT] A|B``) on up to N pairs of responses to
     the same instruction whose target scores differ, each pair in both A/B orders (docs/DECISIONS.md D14)."""
     dev_fraction: float = Field(0.0, ge=0, lt=1)
-    """absolute only: this share of the source's instructions (all responses of each) is held out of training as the
-    dev split the learning curve is scored on. Pairwise adapters use the pair set's template-disjoint test split."""
+    """absolute and user sources: this share of the source's instructions (all responses of each; for a user source,
+    of its groups) is held out of training as the dev split the learning curve is scored on. Pairwise adapters on a
+    pair set use its template-disjoint test split."""
 
 
 class QuickEval(_Strict):
     source: str
+    """an eval set (hub id; ``file`` picks one of its files), or ``split:test``: the held-out test split of the
+    recipe's own user source (``data.test_fraction``)."""
     file: str | None = None
     limit: int = Field(40, gt=0)
     max_new_tokens: int = Field(96, gt=0)
@@ -172,8 +185,20 @@ class AdapterRecipe(_Strict):
 
     @model_validator(mode="after")
     def _backend_fits(self) -> AdapterRecipe:
-        if self.task == "pairwise" and not self.data.source.startswith("pairs:"):
-            raise ValueError("data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>'")
+        user = self.data.source.startswith(("file:", "hub:"))
+        if self.task == "pairwise" and not (self.data.source.startswith("pairs:") or user):
+            raise ValueError(
+                "data.source of a pairwise adapter must be 'pairs:<pair-set recipe name>' or a user source "
+                "('file:PATH' or 'hub:ORG/NAME')"
+            )
+        if not user and (self.data.columns or self.data.criterion or self.data.test_fraction):
+            raise ValueError("data.columns, data.criterion and data.test_fraction are for user sources (file:, hub:)")
+        if self.data.criterion and self.task != "pairwise":
+            raise ValueError("data.criterion is the pairwise judge's criterion (an absolute judge has its rubric)")
+        if self.quick_eval is not None and self.quick_eval.source == "split:test" and not self.data.test_fraction:
+            raise ValueError("quick_eval.source 'split:test' needs a test split: set data.test_fraction (e.g. 0.2)")
+        if self.task == "pairwise" and self.dev is not None and user and not self.data.dev_fraction:
+            raise ValueError("dev: a learning curve on a user source needs a dev split: set data.dev_fraction")
         if (self.task == "joint") != self.data.source.startswith("joint:"):
             raise ValueError(
                 "a joint adapter (and only it) takes data.source 'joint:<absolute recipe>,<pairwise recipe>'"
@@ -184,7 +209,7 @@ class AdapterRecipe(_Strict):
             raise ValueError(
                 "data.relative_pairs is for absolute adapters (Prometheus relative rows), not pairwise ones"
             )
-        if self.task == "pairwise" and (self.data.dev_fraction or self.train.score_loss_weight):
+        if self.task == "pairwise" and ((self.data.dev_fraction and not user) or self.train.score_loss_weight):
             raise ValueError(
                 "data.dev_fraction and train.score_loss_weight are for absolute adapters (a pairwise adapter's "
                 "dev split is its pair set's test split)"
@@ -197,6 +222,8 @@ class AdapterRecipe(_Strict):
             raise ValueError(
                 "a joint adapter is measured by the merge search and the retention table, not by dev/quick_eval"
             )
+        if self.preference is not None and user:
+            raise ValueError("preference: the DPO stage reads a built pair set (data.source 'pairs:<name>')")
         if self.preference is not None and self.task != "pairwise":
             raise ValueError(
                 "preference: the DPO stage builds its rejected judgements from a pair set (pairwise adapters)"

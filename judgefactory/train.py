@@ -18,6 +18,7 @@ from typing import Any
 
 from . import bases, devcurve, formats, leakage, paths
 from . import manifest as mf
+from .data.user import is_user_source
 from .errors import TrainError
 from .loss import score_loss_trainer
 from .recipes import AdapterRecipe, dump
@@ -42,6 +43,19 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
             rows += got
             parts.append({"recipe": part.name, **info, "examples": len(got)})
         return _limit(rows, d.max_rows, recipe.train.seed), {"source": d.source, "parts": parts, "rows": len(rows)}
+    if recipe.task == "pairwise" and is_user_source(d.source):  # a user's own pairs, split by group here
+        from .data import user
+
+        splits = user.recipe_splits(recipe)
+        rows = user.pair_rows(splits.rows, splits.index["train"], d.criterion)
+        out = [
+            {
+                "prompt": formats.bias_messages(formats.pair_prompt(r, d.max_response_chars)),
+                "completion": [{"role": "assistant", "content": r["target"]}],
+            }
+            for r in rows
+        ]
+        return _limit(out, d.max_rows, recipe.train.seed), {"source": d.source, **splits.info(), "rows": len(rows)}
     if recipe.task == "pairwise":
         name = d.source.split(":", 1)[1]
         folder = paths.pair_sets() / name
@@ -78,10 +92,19 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
     )
     from .data.sources import fingerprint, load_rows
 
-    items, errors = load_absolute(d.source, d.file, mirror=mirror)
-    if errors:
-        log.warning("%d malformed rows skipped and counted; first: %s", len(errors), errors[0])
-    items, dev = dev_split(items, d.dev_fraction, recipe.train.seed)  # the dev split never reaches training
+    user_sha = None
+    if is_user_source(d.source):  # a user's rows: every row valid or none trained on; train/dev/test by group
+        from .data import user
+
+        splits = user.recipe_splits(recipe)
+        items, errors = user.absolute_items(splits.rows, splits.index["train"], d.source), list[str]()
+        dev = user.absolute_items(splits.rows, splits.index["dev"], d.source)
+        user_sha = splits.table.sha256
+    else:
+        items, errors = load_absolute(d.source, d.file, mirror=mirror)
+        if errors:
+            log.warning("%d malformed rows skipped and counted; first: %s", len(errors), errors[0])
+        items, dev = dev_split(items, d.dev_fraction, recipe.train.seed)  # the dev split never reaches training
     if not items:
         raise TrainError(f"{d.source}: no usable rows ({len(errors)} malformed)")
     for held in d.holdout:
@@ -124,7 +147,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
     info = {
         "source": d.source,
         "file": d.file,
-        "sha256": fingerprint(load_rows(d.source, d.file, mirror=mirror)),
+        "sha256": user_sha or fingerprint(load_rows(d.source, d.file, mirror=mirror)),
         "rows": len(items),
         "dev_rows": len(dev),
         "examples": len(out),

@@ -280,3 +280,27 @@ def test_user_rows_for_training_need_valid_labels_and_scores(tmp_path):
     }
     rows, _ = user.load(str(_write_jsonl(tmp_path / "fc.jsonl", [fc])), {}, "absolute", training=True)
     assert rows[0]["instruction"] == "q" and rows[0]["score"] == "3" and rows[0]["score5_description"] == "d5"
+
+
+def test_prometheus_evals_own_client_grades_through_a_served_judge(monkeypatch):
+    """The README's prometheus-eval example: ``PrometheusEval`` over its LiteLLM route to an OpenAI-compatible server
+    (here the loopback stand-in), with the same absolute prompt ``Judge.grade`` sends."""
+    monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
+    from prometheus_eval import PrometheusEval
+    from prometheus_eval.litellm import LiteLLM
+    from prometheus_eval.prompts import ABSOLUTE_PROMPT, SCORE_RUBRIC_TEMPLATE
+
+    with chat_server(_grader) as (url, reqs):
+        pe = PrometheusEval(model=LiteLLM("openai/judge", api_base=url), absolute_grade_template=ABSOLUTE_PROMPT)
+        feedback, score = pe.single_absolute_grade(
+            instruction="What is 2+2?",
+            response="4",
+            rubric=SCORE_RUBRIC_TEMPLATE.format(**RUBRIC),
+            reference_answer="4",
+            params={"temperature": 0, "max_tokens": 64},
+        )
+        via_api = judgefactory.Judge.load("judge", backend="openai", base_url=url).grade(
+            "What is 2+2?", "4", RUBRIC, "4"
+        )
+    assert score == 4 == via_api.score and "Mostly right" in feedback
+    assert reqs[0]["body"]["messages"][-1]["content"] == reqs[1]["body"]["messages"][-1]["content"]

@@ -75,3 +75,23 @@ def test_report_leads_with_what_the_merge_keeps(tmp_path, monkeypatch):
     assert "## Which merge: the search on the dev splits" in sections and "| c | 1 |" in text
     assert "# Merge search" not in text and (out / "merge_search.png").read_bytes() == b"png"
     assert "merge:demo_search-chosen" in text and "![merge search](merge_search.png)" in text
+
+
+def test_the_judge_at_work_grades_and_compares_through_the_api(tiny_llama, tmp_path):
+    """The demo's last judging station: one grade and one comparison (both orders) through ``Judge``, written and
+    shown in the report; an unparseable reply (a random tiny model) is shown as such, not hidden."""
+    import json
+
+    from judgefactory import pipeline
+
+    path = pipeline.judge_at_work(str(tiny_llama), tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["grade"]["input"] == pipeline.GRADE_EXAMPLE and set(doc["compare"]) >= {
+        "verdict",
+        "consistent",
+        "b_first",
+    }
+    text = "\n".join(pipeline._at_work_section(path))
+    assert "## The judge at work" in text and "What a judge of this size and profile can and cannot do" in text
+    if doc["grade"]["score"] is None:
+        assert "score **unparseable**" in text and doc["grade"]["error"]

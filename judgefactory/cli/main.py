@@ -27,25 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every group's commands (each group a module of this package)."""
-    from . import base, bench, consistency, data, demo, docs, export, hub, judge, merge, train, validate
+    from . import base, bench, consistency, data, demo, docs, export, hub, judge, merge, train, userdata, validate
 
     p = _Parser(prog="judgefactory", description="Build, merge, benchmark and publish small LLM judges.")
     p.add_argument("--data-mirror", default=None, help="local data mirror root (else $JUDGEFACTORY_DATA, else the hub)")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (
-        judge,
-        base,
-        validate,
-        data,
-        train,
-        merge,
-        export,
-        bench,
-        consistency,
-        hub,
-        demo,
-        docs,
-    ):  # --help order
+    order = (judge, base, validate, data, userdata, train, merge, export, bench, consistency, hub, demo, docs)
+    for group in order:  # the order of --help
         group.add_parser(sub)
     return p
 

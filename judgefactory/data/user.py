@@ -18,7 +18,9 @@ The schemas (``ABSOLUTE`` / ``PAIRWISE``; README "Making your own judge"):
   Prometheus Feedback-Collection keys (``orig_instruction``, ``orig_response``, ``orig_criteria``, ``orig_score`` …)
   are accepted as they are.
 * pairwise: ``question`` (or ``context``), ``response_a``, ``response_b``, optional ``context`` and ``choices``
-  (a list, or a ``|``-separated string); to train: ``label`` A / B / TIE, optional ``reasoning``.
+  (a list, or a ``|``-separated string); to train: ``label`` A / B / TIE, optional ``reasoning`` (written for the
+  row's order) and ``reasoning_b_first`` (for the swapped order; default: ``reasoning`` with "Response A" and
+  "Response B" exchanged).
 * both: optional ``id`` (unique) and ``group`` (rows of one group stay on one side of every split; default: the
   instruction or question text).
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +61,18 @@ FIELDS = {
         "score",
         "feedback",
     ),
-    "pairwise": ("id", "group", "question", "context", "choices", "response_a", "response_b", "label", "reasoning"),
+    "pairwise": (
+        "id",
+        "group",
+        "question",
+        "context",
+        "choices",
+        "response_a",
+        "response_b",
+        "label",
+        "reasoning",
+        "reasoning_b_first",
+    ),
 }
 LABELS = ("A", "B", "TIE")
 
@@ -264,7 +278,163 @@ def group_of(row: Mapping[str, Any], task: str) -> str:
 
 def load(source: str, columns: Mapping[str, str], task: str, *, training: bool) -> tuple[list[dict[str, Any]], Table]:
     """Read, map and check a user source: (rows under the factory's names, the table as read)."""
-    table = read_table(source)
+    from .. import paths
+
+    table = read_table(source, base_dir=paths.workspace())
     rows = mapped(table, columns, task)
     check_rows(rows, task, table.where, training=training)
     return rows, table
+
+
+# --------------------------------------------------------------------------- training rows from a user source
+def is_user_source(source: str) -> bool:
+    """Whether an adapter's ``data.source`` names a user's file or hub dataset (``file:`` / ``hub:``)."""
+    return source.startswith(("file:", "hub:"))
+
+
+def split_groups(
+    rows: list[dict[str, Any]], task: str, dev_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[int]]:
+    """Row indices of the ``train`` / ``dev`` / ``test`` splits, disjoint by group (``group_of``): the groups are
+    shuffled with ``seed``; the first ``test_fraction`` of them are the test split, the next ``dev_fraction`` the dev
+    split, the rest train. Input order is kept inside each split."""
+    import random
+
+    groups = sorted({group_of(r, task) for r in rows})
+    random.Random(seed).shuffle(groups)
+    n_test, n_dev = round(test_fraction * len(groups)), round(dev_fraction * len(groups))
+    if test_fraction and not n_test or dev_fraction and not n_dev:
+        raise UserDataError(
+            f"{len(groups)} groups are too few for dev_fraction {dev_fraction} and test_fraction {test_fraction}"
+        )
+    which = {g: "test" for g in groups[:n_test]} | {g: "dev" for g in groups[n_test : n_test + n_dev]}
+    out: dict[str, list[int]] = {"train": [], "dev": [], "test": []}
+    for i, r in enumerate(rows):
+        out[which.get(group_of(r, task), "train")].append(i)
+    if not out["train"]:
+        raise UserDataError("no training rows left after the dev and test splits")
+    return out
+
+
+_SLOT = re.compile(r"\b([Rr]esponse) ([AB])\b")
+
+
+def swap_slots(text: str) -> str:
+    """``Response A`` <-> ``Response B`` in a reasoning text (the same judgement read with the responses swapped)."""
+    return _SLOT.sub(lambda m: f"{m.group(1)} {'B' if m.group(2) == 'A' else 'A'}", text)
+
+
+def default_reasoning(label: str) -> str:
+    """The reasoning of a training target when the user's row has none: a short sentence that names the verdict."""
+    if label == "TIE":
+        return "Neither response is picked over the other by the criterion."
+    other = "B" if label == "A" else "A"
+    return f"Response {label} is the one the criterion picks; Response {other} is not."
+
+
+def pair_rows(rows: list[dict[str, Any]], indices: list[int], criterion: str | None) -> list[dict[str, Any]]:
+    """Pair-set rows (the layout ``train.examples``, ``quick_eval.dev_data`` and the preference stage read) for the
+    chosen user rows, each in both A/B orders: the label and the reasoning mirrored for the swapped order."""
+    from .. import formats
+
+    task = formats.pairwise_task(criterion)
+    out = []
+    for i in indices:
+        r = rows[i]
+        label = label_of(r["label"], f"row {i}")
+        reasoning = str(r["reasoning"]).strip() if not _empty(r.get("reasoning")) else default_reasoning(label)
+        swapped = formats.swap_verdict(label) or label
+        if not _empty(r.get("reasoning_b_first")):
+            reasoning_b = str(r["reasoning_b_first"]).strip()
+        elif not _empty(r.get("reasoning")):
+            reasoning_b = swap_slots(reasoning)
+        else:
+            reasoning_b = default_reasoning(swapped)
+        pid = str(r["id"]) if not _empty(r.get("id")) else f"row{i}"
+        common = {
+            "pair_id": pid,
+            "question_id": group_of(r, "pairwise"),
+            "bucket": label,
+            "context": r.get("context") or "",
+            "question": str(r.get("question") or ""),
+            "choices": _choice_list(r.get("choices")),
+            "task": task,
+        }
+        for order, a, b, lab, why in (
+            ("ab", r["response_a"], r["response_b"], label, reasoning),
+            ("ba", r["response_b"], r["response_a"], swapped, reasoning_b),
+        ):
+            out.append(
+                {
+                    **common,
+                    "order": order,
+                    "response_a": str(a),
+                    "response_b": str(b),
+                    "label": lab,
+                    "target": formats.bias_target(why, lab),
+                }
+            )
+    return out
+
+
+def _choice_list(value: Any) -> list[str]:
+    if _empty(value):
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split("|") if c.strip()]
+    return [str(c) for c in value]
+
+
+def absolute_items(rows: list[dict[str, Any]], indices: list[int], source: str) -> list[Any]:
+    """``prometheus.AbsoluteItem``s for the chosen user rows: the Prometheus prompt from the row's fields, its score,
+    its feedback (or a short sentence naming the score when it has none), grouped by ``group_of``."""
+    from ..rows import grade_prompt
+    from .prometheus import AbsoluteItem
+
+    out = []
+    for i in indices:
+        r = rows[i]
+        score = score_of(r["score"], f"{source} row {i}")
+        feedback = (
+            str(r["feedback"]).strip()
+            if not _empty(r.get("feedback"))
+            else f"The response best fits the rubric's description of score {score}."
+        )
+        out.append(
+            AbsoluteItem(
+                id=str(r["id"]) if not _empty(r.get("id")) else f"row{i}",
+                prompt=grade_prompt(r, f"{source} row {i}"),
+                scores=[score],
+                feedbacks=[feedback],
+                group=group_of(r, "absolute"),
+                source=source,
+            )
+        )
+    return out
+
+
+@dataclass
+class Splits:
+    """A user source read for an adapter recipe: its rows under the factory's names, the split indices, the table."""
+
+    task: str
+    rows: list[dict[str, Any]]
+    index: dict[str, list[int]]
+    table: Table
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "sha256": self.table.sha256,
+            "file": self.table.where,
+            "split_rows": {k: len(v) for k, v in self.index.items()},
+            "split_groups": {k: len({group_of(self.rows[i], self.task) for i in v}) for k, v in self.index.items()},
+        }
+
+
+def recipe_splits(recipe: Any) -> Splits:
+    """The user source of an adapter recipe, read, checked and split (``data.dev_fraction``, ``data.test_fraction``,
+    ``train.seed``)."""
+    d = recipe.data
+    rows, table = load(d.source, d.columns, recipe.task, training=True)
+    index = split_groups(rows, recipe.task, d.dev_fraction, d.test_fraction, recipe.train.seed)
+    return Splits(recipe.task, rows, index, table)
