@@ -3,6 +3,20 @@
 Every artifact folder (base cache, pair set, adapter, merge, bench run) carries ``manifest.json``.
 Folders are built in a sibling temp folder and renamed into place, so a crash never leaves a
 half-written artifact under the final name.
+
+The one writer (``atomic_dir``, ``write_bytes`` / ``write_text`` / ``write_json``) names what it leaves beside a
+target while it works after the target and its own process id:
+
+    .<name>.tmp-<pid>-<random>/     a folder being built (atomic_dir)
+    .<name>.old-<pid>-<random>/     the previous folder, moved aside while the new one is renamed in
+    .<name>.<pid>-<random>.tmp      a file being written
+
+Replacing a folder is two renames (the old one aside, the new one in), then the aside copy is deleted. A process
+killed between the two leaves no folder under the final name but its aside copy: ``recover`` (run by ``read`` and
+before every write to the same parent) renames it back. Leftovers of a writer that is gone (its process no longer
+runs, and the leftover is older than the current process) are swept before every write to the same parent; nothing
+else there is touched. Names without a process id (``.<name>.tmp-<random>/``, ``.<name>.<random>.tmp``: written by
+earlier versions) are swept when older than the current process.
 """
 
 from __future__ import annotations
@@ -13,9 +27,12 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,28 +112,133 @@ def git_commit(repo: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temp file in the same folder, then os.replace)."""
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomic write: a temp file beside ``path`` (``.<name>.<pid>-<random>.tmp``), then ``os.replace``; on any
+    error the temp file is removed and the error raised. Stale temp files of a killed writer in the same folder are
+    swept first (``sweep``)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    sweep(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """``write_bytes`` of ``text`` in UTF-8."""
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (``write_bytes``): indented, one trailing newline. An object that does not serialise leaves
+    nothing behind."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+# --------------------------------------------------------------------------- leftovers of a killed writer
+_TMP_DIR = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
+_OLD_DIR = re.compile(r"^\.(?P<name>.+)\.old-(?P<pid>\d+)(?:-[A-Za-z0-9_]+)?$")
+_TMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-[A-Za-z0-9_]+|[a-z0-9_]{8})\.tmp$")
+_IMPORTED = time.time()
+
+
+def _process_start() -> float:
+    """When this process started (Linux: /proc), else when this module was imported (later, so never too early)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime "))
+        return min(_IMPORTED, boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+_STARTED = _process_start()
+
+
+def _gone(pid: str | None) -> bool:
+    """Whether the writer with this process id no longer runs (None: a name without one, decided by age alone)."""
+    if pid is None:
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _stale(entry: Path, pid: str | None) -> bool:
+    try:
+        return _gone(pid) and entry.lstat().st_mtime < _STARTED
+    except OSError:
+        return False
+
+
+def recover(final: Path) -> bool:
+    """If ``final`` is missing and a killed writer left its previous folder aside (``.<name>.old-<pid>-…``), rename
+    the newest such copy back to ``final``. True when a folder was restored."""
+    final = Path(final)
+    if final.exists() or final.is_symlink() or not final.parent.is_dir():
+        return False
+    asides = []
+    for entry in final.parent.iterdir():
+        m = _OLD_DIR.match(entry.name)
+        if m and m["name"] == final.name and entry.is_dir() and not entry.is_symlink() and _gone(m["pid"]):
+            asides.append(entry)
+    for entry in sorted(asides, key=lambda e: e.stat().st_mtime_ns, reverse=True):
+        try:
+            os.rename(entry, final)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def sweep(parent: Path) -> list[Path]:
+    """Restore and remove what killed writers left in ``parent`` (names above; nothing else is touched): an aside
+    copy whose folder is missing is renamed back (``recover``), other leftovers of a writer that no longer runs and
+    older than this process are deleted. Returns the paths removed."""
+    removed: list[Path] = []
+    try:
+        entries = [e for e in Path(parent).iterdir() if e.name.startswith(".")]
+    except OSError:
+        return removed
+    for entry in entries:
+        old = _OLD_DIR.match(entry.name)
+        if old and entry.is_dir() and not entry.is_symlink():
+            if recover(entry.parent / old["name"]):
+                continue
+            if _stale(entry, old["pid"]):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            continue
+        tmp_dir = _TMP_DIR.match(entry.name)
+        if tmp_dir and entry.is_dir() and not entry.is_symlink():
+            if _stale(entry, tmp_dir["pid"]):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+            continue
+        tmp_file = _TMP_FILE.match(entry.name)
+        if tmp_file and entry.is_file() and not entry.is_symlink() and _stale(entry, tmp_file["pid"]):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def read(folder: Path) -> dict[str, Any] | None:
-    """The folder's manifest, or None if absent or unreadable."""
+    """The folder's manifest, or None if absent or unreadable (a folder a killed writer left aside is restored
+    first: ``recover``)."""
+    if not Path(folder).exists():
+        recover(Path(folder))
     try:
         return json.loads((Path(folder) / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
@@ -173,18 +295,34 @@ def is_fresh(folder: Path, inputs_sha256: str | None = None, check: str = "hash"
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temp folder beside ``final``; on success replace ``final`` with it, on error delete it."""
+    """Yield a fresh temp folder beside ``final``; on success replace ``final`` with it, on error delete it.
+
+    The replacement moves the old ``final`` aside, renames the new folder in, then deletes the aside copy: an error
+    between the two renames puts the old folder back, a killed process leaves the aside copy for ``recover``. What
+    killed writers left beside ``final`` is swept first (``sweep``)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    sweep(final.parent)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
     tmp.chmod(0o755)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    old: Path | None = None
+    try:
+        if final.exists() or final.is_symlink():
+            old = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None and not final.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.is_dir() and final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
