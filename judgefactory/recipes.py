@@ -317,6 +317,29 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
         "signed_weights": True,
         "density": True,
     },
+    "dare_ties": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask"},
+        "signed_weights": True,
+        "density": True,
+    },
+    "breadcrumbs_ties": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask", "gamma"},
+        "signed_weights": True,
+        "density": True,
+    },
+    # DELLA (Deep et al. 2024): magnitude-ranked drop probabilities around ``density``, spread by ``epsilon``
+    "della": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask", "epsilon"},
+        "signed_weights": True,
+        "density": True,
+    },
+    "della_linear": {
+        "parameters": {"normalize", "rescale", "lambda", "int8_mask", "epsilon"},
+        "signed_weights": True,
+        "density": True,
+    },
+    # spherical interpolation of any number of models (mergekit's multislerp; two models: SLERP)
+    "multislerp": {"parameters": {"normalize_weights", "eps"}, "signed_weights": False, "density": False},
 }
 
 
