@@ -5,6 +5,11 @@
 ``templates/model_card.md`` with the YAML metadata (``card_data``: base model, tags, datasets, the model-index of the
 model's own headline figures) and the body's text and tables (``card_context``). ``write_card`` writes it;
 ``hub.push`` uploads it.
+
+Every figure is tied to its build: a bench result shows only when its folder's manifest vouches for the metrics file
+(``bench.run.checked_metrics``) and names the sha256 of this artifact's manifest; consistency figures only when
+``consistency/<model>/manifest.json`` names it and vouches for ``summary.json``. Each figure carries that build
+(short hash) and its item count; a figure measured on another build is dropped and the card says so.
 """
 
 from __future__ import annotations
@@ -115,12 +120,16 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
     """Every ``bench/<model>/<suite>/metrics.json`` of the model, sorted by suite, split into the model's own headline
     metrics (``bench.suites.SUITES``; the model-index and the card's results table) and the baselines scored on the
     same items (the card's labelled comparison rows; never the model's results)."""
+    from .bench.run import checked_metrics
     from .bench.suites import SUITES, SuiteInfo, is_baseline
 
     folder = Path(bench_root) / model_name
     results = []
     for path in sorted(folder.glob(f"*/{METRICS}")) if folder.is_dir() else []:
-        data = read_json(path) or {}
+        data, problem = checked_metrics(path.parent, METRICS)
+        if data is None:
+            results.append({"suite": path.parent.name, "problem": problem or f"{path} is missing"})
+            continue
         suite = str(data.get("suite") or path.parent.name)
         metrics = {name: m for name, m in (data.get("metrics") or {}).items() if isinstance(m, dict)}
         own = {name: m for name, m in metrics.items() if not is_baseline(name)}
@@ -158,9 +167,38 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
                 "baselines": baselines,
                 "source": data.get("source"),
                 "excluded_trained_on": data.get("excluded_trained_on"),
+                "model_manifest_sha256": data.get("model_manifest_sha256"),
+                "items_sha256": data.get("items_sha256"),
             }
         )
     return results
+
+
+def artifact_build(artifact_dir: Path) -> str | None:
+    """The sha256 of the artifact's ``manifest.json``: the build every figure on its card must name."""
+    path = Path(artifact_dir) / MANIFEST
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _short(digest: Any) -> str:
+    return f"{str(digest)[:12]}…" if digest else NA
+
+
+def screen_builds(results: list[dict[str, Any]], build: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the results measured on ``build``, a note per result dropped): a bench result the folder's manifest does not
+    vouch for, or measured on another build of the artifact (or on none named), never reaches the card."""
+    kept, notes = [], []
+    for r in results:
+        if r.get("problem"):
+            notes.append(f"`{r['suite']}` is left out of this card: {r['problem']}.")
+        elif build is None or r.get("model_manifest_sha256") != build:
+            notes.append(
+                f"`{r['suite']}` is left out of this card: measured on build `{_short(r.get('model_manifest_sha256'))}`"
+                f", not this artifact's build `{_short(build)}` (rerun `judgefactory bench` on it)."
+            )
+        else:
+            kept.append(r)
+    return kept, notes
 
 
 def screen_results(results: list[dict[str, Any]], trained: leakage.TrainedOn) -> tuple[list[dict[str, Any]], str]:
@@ -211,6 +249,33 @@ def load_consistency(consistency_root: Path, model_name: str) -> dict[str, Any] 
     return read_json(Path(consistency_root) / model_name / SUMMARY)
 
 
+def consistency_for_build(
+    consistency_root: Path, model_name: str, build: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(summary.json with ``model_manifest_sha256`` added, None) when it was measured on ``build`` and its folder's
+    manifest vouches for it; (None, the reason it is left out) otherwise; (None, None) when not measured."""
+    folder = Path(consistency_root) / model_name
+    summary = load_consistency(consistency_root, model_name)
+    if summary is None:
+        return None, None
+    man = read_json(folder / MANIFEST)
+    if man is None:
+        return None, f"consistency figures are left out of this card: {folder / MANIFEST} is missing"
+    digest = hashlib.sha256((folder / SUMMARY).read_bytes()).hexdigest()
+    if (man.get("files") or {}).get(SUMMARY) != digest:
+        return (
+            None,
+            f"consistency figures are left out of this card: {folder / SUMMARY} is not the file its manifest names",
+        )
+    measured = (man.get("model") or {}).get("manifest_sha256")
+    if build is None or measured != build:
+        return None, (
+            f"consistency figures are left out of this card: measured on build `{_short(measured)}`, not this "
+            f"artifact's build `{_short(build)}` (rerun `judgefactory consistency` on it)"
+        )
+    return {**summary, "model_manifest_sha256": measured}, None
+
+
 def eval_results(results: list[dict[str, Any]]) -> list[EvalResult]:
     """The model-index entries: the judged model's own headline metrics, one ``EvalResult`` per suite and finite
     value, with the split and the number of items judged. Baselines never enter (they are not this model's results).
@@ -229,7 +294,7 @@ def eval_results(results: list[dict[str, Any]]) -> list[EvalResult]:
                     dataset_type=r["dataset_type"],
                     dataset_name=r["dataset_name"],
                     dataset_split=r["split"],
-                    dataset_args={"items": r["n"], "subset": r["subset"]},
+                    dataset_args={"items": r["n"], "subset": r["subset"], "build": r.get("model_manifest_sha256")},
                     metric_type=m["name"],
                     metric_name=m["name"],
                     metric_value=float(m["value"]),
@@ -335,6 +400,7 @@ def _results_tables(results: list[dict[str, Any]]) -> tuple[str | None, str | No
             m["name"],
             _fmt(m["value"]),
             _fmt_ci(m["ci"]),
+            f"`{_short(r.get('model_manifest_sha256'))}`",
         )
         for r in results
         for m in r["metrics"]
@@ -343,7 +409,7 @@ def _results_tables(results: list[dict[str, Any]]) -> tuple[str | None, str | No
         (r["suite"], b["what"], b["name"], _fmt(b["value"]), _fmt_ci(b["ci"])) for r in results for b in r["baselines"]
     ]
     return (
-        md_table(["suite", "dataset", "split", "n", "metric", "value", "95% CI"], own) if results else None,
+        md_table(["suite", "dataset", "split", "n", "metric", "value", "95% CI", "build"], own) if results else None,
         md_table(["suite", "baseline", "metric", "value", "95% CI"], baselines) if baselines else None,
     )
 
@@ -357,7 +423,12 @@ def _consistency_table(summary: dict[str, Any] | None) -> str | None:
         if info.get("ci") is not None:
             details = f"95% CI {_fmt_ci(info['ci'])}" + (f"; {details}" if details else "")
         rows.append((check, _fmt(info.get("value")), details or MISSING))
-    return md_table(["check", "value", "details"], rows) if rows else None
+    if not rows:
+        return None
+    build = (summary or {}).get("model_manifest_sha256")
+    return f"Measured on build `{_short(build)}` (`n`: items or pairs per check).\n\n" + md_table(
+        ["check", "value", "details"], rows
+    )
 
 
 def _provenance_table(manifest: dict[str, Any], adapters: list[dict[str, Any]]) -> str:
@@ -574,13 +645,18 @@ def build_card(
     """A ``ModelCard`` for an adapter or merge folder from its manifest(s) and the model's results."""
     artifact_dir = Path(artifact_dir)
     manifest = load_manifest(artifact_dir)
-    results, screened = screen_results(load_results(Path(bench_root), model_name), leakage.for_folder(artifact_dir))
-    consistency = load_consistency(Path(consistency_root), model_name)
+    build = artifact_build(artifact_dir)
+    results, stale = screen_builds(load_results(Path(bench_root), model_name), build)
+    results, screened = screen_results(results, leakage.for_folder(artifact_dir))
+    screened = "\n".join([*(f"- {n}" for n in stale), *([screened] if screened else [])])
+    consistency, consistency_note = consistency_for_build(Path(consistency_root), model_name, build)
     data = card_data(manifest, results, model_name)
     retention = load_retention(Path(bench_root), model_name, artifact_dir)
     context = card_context(artifact_dir, manifest, results, consistency, model_name, repo_id, retention)
     if screened:
         context["results_table"] = ((context["results_table"] or "") + "\n\n" + screened).strip()
+    if consistency_note:
+        context["consistency_table"] = f"- {consistency_note}."
     context["gguf"] = _gguf_section(artifact_dir, model_name, repo_id or f"path/to/{model_name}")
     return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **context)
 

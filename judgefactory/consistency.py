@@ -39,8 +39,14 @@ Decisions (also written into summary.md):
   added as a fifth response (scored and compared like the others, with itself as the reference answer) so NTR_5 is
   defined; CR, NTR_3 and NTR_4 stay on the four real responses (k <= the real responses: real only; otherwise real +
   reference). With ``with_reference=False`` NTR_5 is reported as undefined (value None) with the reason.
-* Gate. ``check_gate`` compares the PLAIN figures (how the judge is used by default) against a merge recipe's
-  ``gate:`` thresholds (``min_<check>`` / ``max_<check>``).
+* Gate. ``judgefactory.gate`` (run by ``hub.push``) compares the PLAIN figures (how the judge is used by default)
+  against a merge recipe's ``gate:`` thresholds; its names are re-exported here.
+* Resuming. Every judged reply is appended to ``judged.jsonl`` in the model's folder as each chunk finishes, keyed by
+  the model fingerprint, the generation settings and the conversation; a rerun (after a kill, or on the same build
+  with the same settings) judges only what is missing. A folder whose manifest names another build is retired (its
+  manifest removed) before anything is judged, and rows of another build are never reused.
+* Items. Every swap check names the items it covers (``n`` and ``items_sha256``, the hash of the item ids; for the
+  score-comparison pairs, the pair ids), so figures can be compared only on the same items.
 """
 
 from __future__ import annotations
@@ -52,13 +58,14 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import formats, leakage
 from . import manifest as mf
+from .bench.run import items_sha256
 from .bench.suites import SUITES
 from .consistency_metrics import (
     conflict_ratio,
@@ -71,6 +78,7 @@ from .consistency_metrics import (
 )
 from .consistency_report import print_table, summary_md
 from .errors import JudgeFactoryError
+from .gate import GateError, check_against_specialists, check_gate, gate_for
 from .tables import number
 
 __all__ = [
@@ -83,6 +91,7 @@ __all__ = [
     "load_groups",
     "run",
     "check_gate",
+    "check_against_specialists",
     "gate_for",
 ]
 
@@ -99,15 +108,14 @@ REFERENCE = "reference"
 SAMPLING_TEMPERATURE = 1.0
 SAMPLING_TOP_P = 0.9
 SUMMARY = "summary.json"
+JOURNAL = "judged.jsonl"
+CHUNK = 32
+"""conversations per engine call: each chunk's replies reach ``judged.jsonl`` before the next starts."""
 _C = {"A": 1, "B": -1, "TIE": 0}
 
 
 class ConsistencyError(JudgeFactoryError):
     """A consistency run cannot start (unknown suite, bad setting); one line."""
-
-
-class GateError(JudgeFactoryError):
-    """A model fails (or was never measured against) its recipe's consistency gate; one line naming the check."""
 
 
 # --------------------------------------------------------------------------- groups (score-comparison data)
@@ -262,33 +270,108 @@ def _scored_subsets(outcomes: Mapping[tuple[int, int], int | None], n: int, k: i
 
 class _Judge:
     """The engine with the run's generation settings; counts every reply and parse error per answer kind (the
-    ``parse_rate`` check)."""
+    ``parse_rate`` check). With ``journal`` each chunk of replies is appended there as it finishes, and replies already
+    in it (same model build, settings and conversation) are reused instead of judged again."""
 
-    def __init__(self, engine: Any, *, max_new_tokens: int, seed: int, progress: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        max_new_tokens: int,
+        seed: int,
+        progress: bool = False,
+        journal: Path | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+        chunk: int = CHUNK,
+    ) -> None:
         self.engine, self.max_new_tokens, self.seed, self.progress = engine, max_new_tokens, seed, progress
+        self.journal, self.chunk = journal, max(1, chunk)
+        self.fingerprint = dict(fingerprint or {})
         self.replies: Counter = Counter()
         self.errors: Counter = Counter()
+        self.done: dict[str, dict[str, Any]] = read_journal(journal) if journal is not None else {}
+        self.judged_now = 0
+        self.reused = 0
+
+    def _key(self, messages: Messages, answer: str, samples: int) -> str:
+        return mf.sha256_json(
+            {
+                "model": self.fingerprint,
+                "answer": answer,
+                "samples": samples,
+                "max_new_tokens": self.max_new_tokens,
+                "seed": self.seed,
+                "messages": messages,
+            }
+        )[:20]
 
     def __call__(self, msgs: Sequence[Messages], answer: str, what: str, *, samples: int = 1) -> list[Any]:
         """One greedy reply per conversation; ``samples`` > 1: that many sampled replies each (temperature 1.0, top_p
         0.9, seed + 1). ``what`` names the pass on the progress bar."""
+        from .engine import Judgement
+
         if not msgs:
             return []
         sampled = samples > 1
-        got = self.engine.judge(
-            list(msgs),
-            max_new_tokens=self.max_new_tokens,
-            temperature=SAMPLING_TEMPERATURE if sampled else 0.0,
-            n=samples,
-            answer=answer,
-            top_p=SAMPLING_TOP_P if sampled else None,
-            seed=self.seed + 1 if sampled else self.seed,
-            progress=what if self.progress else None,
-        )
-        for j in got:
+        keys = [self._key(m, answer, samples) for m in msgs]
+        todo = [k for k in range(len(msgs)) if keys[k] not in self.done]
+        self.reused += len(msgs) - len(todo)
+        for s in range(0, len(todo), self.chunk):
+            part = todo[s : s + self.chunk]
+            got = self.engine.judge(
+                [msgs[k] for k in part],
+                max_new_tokens=self.max_new_tokens,
+                temperature=SAMPLING_TEMPERATURE if sampled else 0.0,
+                n=samples,
+                answer=answer,
+                top_p=SAMPLING_TOP_P if sampled else None,
+                seed=self.seed + 1 if sampled else self.seed,
+                progress=what if self.progress else None,
+            )
+            lines = []
+            for k, j in zip(part, got, strict=True):
+                row = {"key": keys[k], "model_sha256": self.fingerprint.get("manifest_sha256"), **_judgement_json(j)}
+                self.done[keys[k]] = row
+                lines.append(json.dumps(row, default=str) + "\n")
+            self.judged_now += len(part)
+            if self.journal is not None:
+                self.journal.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.journal, "a") as f:
+                    f.write("".join(lines))
+        out = []
+        for key in keys:
+            r = self.done[key]
+            j = Judgement(list(r["texts"]), list(r["values"]), r.get("probs"), r.get("probs_mass"))
             self.replies[answer] += len(j.values)
             self.errors[answer] += sum(v is None for v in j.values)
-        return got
+            out.append(j)
+        return out
+
+
+def _judgement_json(j: Any) -> dict[str, Any]:
+    return {"texts": list(j.texts), "values": list(j.values), "probs": j.probs, "probs_mass": j.probs_mass}
+
+
+def read_journal(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The replies of ``judged.jsonl`` keyed by their conversation key; a line cut short by a kill is skipped."""
+    rows: dict[str, dict[str, Any]] = {}
+    if path is None or not Path(path).is_file():
+        return rows
+    for line in Path(path).read_text().splitlines():
+        try:
+            r = json.loads(line)
+            rows[str(r["key"])] = {**r, "texts": list(r["texts"]), "values": list(r["values"])}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return rows
+
+
+def _retire_other_build(folder: Path, build: str | None) -> None:
+    """A folder measured on another build of the model vouches for nothing from now on: its manifest goes first."""
+    man = mf.read(folder)
+    if man is not None and (man.get("model") or {}).get("manifest_sha256") != build:
+        log.warning("%s: results of another build of the model are retired (rejudged on this build)", folder)
+        (folder / mf.MANIFEST).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- swap consistency
@@ -325,6 +408,7 @@ def swap_suite(
         "data_errors": len(data.errors),
         "excluded_trained_on": excluded,
         "metrics": M.swap_metrics(v_ab, v_ba),
+        "items_sha256": items_sha256(it.id for it in items),
     }
     rows = [
         {
@@ -503,6 +587,7 @@ def _swap_checks(
                 "value": number(s["metrics"][key]),
                 "n": s["metrics"]["n"],
                 "n_errors": s["metrics"]["n_errors"],
+                "items_sha256": s.get("items_sha256"),
             }
     reps = {n: s["metrics"]["repetition_stability"] for n, s in swaps.items() if "repetition_stability" in s["metrics"]}
     if reps:
@@ -694,7 +779,20 @@ def run(
         from .engine import Engine
 
         engine = Engine.from_ref(model_ref, backend=backend, batch_size=batch_size, base_url=base_url)
-    judge = _Judge(engine, max_new_tokens=max_new_tokens, seed=seed, progress=progress)
+    from . import paths
+
+    folder = Path(out_root if out_root is not None else paths.consistency()) / label
+    model_fp = model_fingerprint(model_ref)
+    _retire_other_build(folder, model_fp["manifest_sha256"])
+    judge = _Judge(
+        engine,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        progress=progress,
+        journal=folder / JOURNAL,
+        fingerprint={**model_fp, "engine": dict(getattr(engine, "info", {}) or {})},
+        chunk=max(batch_size, 1) * 2,
+    )
     scores, pair_rows = judge_groups(judge, groups, score_tol=score_tol, verdict_tol=verdict_tol)
 
     swaps: dict[str, Any] = {}
@@ -728,7 +826,10 @@ def run(
     pairs_swaps = {}
     for name in absolute_ran:
         rows = [r for r in pair_rows if r["suite"] == name and not r["reference"]]
-        pairs_swaps[f"{name}_pairs"] = {"metrics": M.swap_metrics([r["v_ab"] for r in rows], [r["v_ba"] for r in rows])}
+        pairs_swaps[f"{name}_pairs"] = {
+            "metrics": M.swap_metrics([r["v_ab"] for r in rows], [r["v_ba"] for r in rows]),
+            "items_sha256": items_sha256(f"{r['group']}:{r['i']}:{r['j']}" for r in rows),
+        }
 
     per_group: list[dict[str, Any]] = []
     for g in groups:
@@ -802,10 +903,15 @@ def run(
     swap_doc = {"suites": swaps, "score_comparison_pairs": pairs_swaps}
     summary = {"model": label, "checks": checks}
 
-    from . import paths
-
-    folder = Path(out_root if out_root is not None else paths.consistency()) / label
     with mf.atomic_dir(folder) as tmp:
+        mf.write_text(
+            tmp / JOURNAL,
+            "".join(
+                json.dumps(r, default=str) + "\n"
+                for r in judge.done.values()
+                if r.get("model_sha256") == model_fp["manifest_sha256"]
+            ),
+        )
         mf.write_json(tmp / "swap.json", _clean(swap_doc))
         mf.write_json(tmp / "conflict.json", _clean(conflict))
         mf.write_json(tmp / "transitivity.json", _clean(transitivity))
@@ -815,7 +921,9 @@ def run(
             tmp,
             {
                 "kind": "consistency",
-                "model": {**model_fingerprint(model_ref), "label": label},
+                "model": {**model_fp, "label": label},
+                "judged_now": judge.judged_now,
+                "reused": judge.reused,
                 "engine": dict(getattr(engine, "info", {}) or {}),
                 "suites": list(suites),
                 **info,
@@ -830,149 +938,3 @@ def run(
     if show:
         print_table(label, checks)
     return folder
-
-
-# --------------------------------------------------------------------------- the gate
-def _g(x: float) -> str:
-    return f"{x:.2f}" if round(x, 2) == x else f"{x:.4g}"
-
-
-def check_gate(gate: Any, summary: Mapping[str, Any], *, source: str | Path | None = None) -> None:
-    """Raise ``GateError`` naming every failed check when ``summary`` (summary.json) misses a threshold of ``gate``
-    (``recipes.Gate`` or its mapping; ``min_<check>`` / ``max_<check>``, e.g. max_conflict_ratio -> conflict_ratio).
-    A gated check that is absent or undefined (value None) fails too. None: no gate, nothing to check."""
-    from .recipes import Gate
-
-    if gate is None:
-        return
-    if isinstance(gate, Mapping):
-        gate = Gate.model_validate(dict(gate))
-    checks = summary.get("checks") or {}
-    failures = []
-    for field, limit in gate.model_dump().items():
-        if limit is None or field == "keep_of_specialists":  # relative to the specialists: check_against_specialists
-            continue
-        kind, check = field.split("_", 1)
-        info = checks.get(check)
-        value = number(info.get("value") if isinstance(info, Mapping) else info)
-        if value is None:
-            failures.append(f"{check} not measured ({field} {_g(limit)})")
-        elif kind == "min" and value < limit:
-            failures.append(f"{check} {_g(value)} < min {_g(limit)}")
-        elif kind == "max" and value > limit:
-            failures.append(f"{check} {_g(value)} > max {_g(limit)}")
-    if failures:
-        raise GateError("consistency gate failed: " + "; ".join(failures) + (f" ({source})" if source else ""))
-
-
-SPECIALIST_FIGURES = {  # skill -> the figures the relative gate holds a merge to: (where, suite or check, metric)
-    "pairwise": [("bench", "bbq_pairs", "kappa"), ("consistency", "position_consistency/bbq_pairs", None)],
-    "absolute": [("bench", "vicuna", "pearson_expected"), ("consistency", "position_consistency/vicuna_pairs", None)],
-}
-
-
-def _figure(
-    where: str, label: str, what: str, metric: str | None, bench_root: Path, consistency_root: Path
-) -> float | None:
-    try:
-        if where == "bench":
-            doc = json.loads((bench_root / label / what / "metrics.json").read_text())
-            return number((doc.get("metrics", {}).get(metric) or {}).get("value"))
-        doc = json.loads((consistency_root / label / SUMMARY).read_text())
-        info = (doc.get("checks") or {}).get(what)
-        return number(info.get("value") if isinstance(info, Mapping) else info)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def check_against_specialists(
-    share: float, manifest: Mapping[str, Any], label: str, bench_root: Path, consistency_root: Path
-) -> None:
-    """``GateError`` unless the merge (bench / consistency label ``label``) keeps ``share`` of every figure its parent
-    specialists have measured for their own skill (``SPECIALIST_FIGURES``); a figure the specialist has and the merge
-    lacks fails too. A specialist with no measured figure imposes nothing (and is named)."""
-    failures, used = [], 0
-    for parent in manifest.get("parents") or []:
-        task = ((parent.get("manifest") or {}).get("recipe") or {}).get("task")
-        spec_label = f"adapter-{parent.get('name')}"
-        for where, what, metric in SPECIALIST_FIGURES.get(task, []) if task else []:
-            ref = _figure(where, spec_label, what, metric, bench_root, consistency_root)
-            if ref is None or ref <= 0:
-                continue
-            used += 1
-            got = _figure(where, label, what, metric, bench_root, consistency_root)
-            name = f"{what}{'/' + metric if metric else ''}"
-            if got is None:
-                failures.append(f"{name} not measured for the merge (specialist {parent.get('name')}: {_g(ref)})")
-            elif got < share * ref:
-                failures.append(f"{name} {_g(got)} < {_g(share)} x {_g(ref)} of specialist {parent.get('name')}")
-    if not used:
-        raise GateError(
-            f"gate keep_of_specialists={_g(share)}: no specialist figure measured yet (make bench / make consistency "
-            "on the specialists)"
-        )
-    if failures:
-        raise GateError("consistency gate failed: " + "; ".join(failures))
-
-
-def gate_for(artifact_dir: Path, consistency_root: Path | None = None) -> Callable[[], None]:
-    """The push gate of an artifact: reads ``manifest["recipe"]["gate"]`` and ``<consistency_root>/<label>/summary.json``
-    (default root: the repo's ``consistency/``, where ``make consistency`` writes and the card reads) when called. No gate declared: passes. Gate declared but no summary, or a summary measured on an older build of
-    the artifact (its manifest sha256 differs): ``GateError`` saying which ``make consistency`` to run."""
-    artifact_dir = Path(artifact_dir)
-    if consistency_root is None:
-        from . import paths
-
-        consistency_root = paths.consistency()
-
-    def gate() -> None:
-        from pydantic import ValidationError
-
-        from . import models
-        from .recipes import Gate
-
-        manifest = mf.read(artifact_dir)
-        if manifest is None:
-            raise GateError(f"no {mf.MANIFEST} in {artifact_dir}: cannot read its recipe's consistency gate")
-        raw = (manifest.get("recipe") or {}).get("gate") if isinstance(manifest.get("recipe"), dict) else None
-        if not raw:
-            return
-        try:
-            g = Gate.model_validate(raw)
-        except ValidationError as err:
-            raise GateError(f"{artifact_dir}/{mf.MANIFEST}: invalid recipe gate: {err.errors()[0]['msg']}") from None
-        if g.keep_of_specialists:
-            from . import paths
-
-            check_against_specialists(
-                g.keep_of_specialists, manifest, models.label(str(artifact_dir)), paths.bench(), Path(consistency_root)
-            )
-        declared = [f"{k} {_g(v)}" for k, v in g.model_dump().items() if v is not None and k != "keep_of_specialists"]
-        if not declared:
-            return
-        kind = manifest.get("kind") or "merge"
-        ref = f"{kind}:{manifest.get('name') or artifact_dir.name}"
-        try:
-            label = models.label(str(artifact_dir))
-        except models.ModelRefError:
-            label = f"{kind}-{artifact_dir.name}"
-        path = Path(consistency_root) / label / SUMMARY
-        try:  # name it as the user sees it (consistency/<label>/summary.json from the repo root)
-            path = path.resolve().relative_to(Path.cwd().resolve())
-        except ValueError:
-            pass
-        if not path.is_file():
-            raise GateError(
-                f"consistency gate declared ({', '.join(declared)}) but {path} is missing: "
-                f"run `make consistency model={ref}`"
-            )
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise GateError(f"cannot read {path}: {err}") from None
-        measured = ((mf.read(path.parent) or {}).get("model") or {}).get("manifest_sha256")
-        if measured and measured != mf.sha256_file(artifact_dir / mf.MANIFEST):
-            raise GateError(f"{path} was measured on an older build of {ref}: rerun `make consistency model={ref}`")
-        check_gate(g, summary, source=path)
-
-    return gate

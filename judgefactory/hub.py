@@ -1,7 +1,9 @@
 """Hub pushes: one commit of an artifact folder via ``HfApi``, after local safety checks.
 
 ``push`` checks the folder locally first (token present, safe file types only, hashes match the manifest,
-no token inside any file, optional gate), then creates the repo and uploads every file in a single commit. The model
+no token inside any file, the artifact's gate: ``judgefactory.gate``), then creates the repo, checks that its visibility
+on the Hub is the one asked for (a private push never lands in an existing public repo) and uploads every file in a
+single commit. The model
 card it uploads as README.md is built by ``judgefactory.card``, which reads artifacts through ``read_json`` and
 ``load_manifest`` here.
 """
@@ -187,8 +189,10 @@ def push(
     token-scanned like the rest.
 
     Order: token (HubError before any network call when missing, except in a dry run), file allow-list,
-    README.md (the folder's, or ``card``) + manifest.json present, manifest hashes and token scan, ``gate()``; then,
-    unless ``dry_run``, ``create_repo(private=private, exist_ok=True)`` and a single ``create_commit`` holding every file.
+    README.md (the folder's, or ``card``) + manifest.json present, manifest hashes and token scan, ``gate()`` (None: the
+    artifact's own recipe gate, ``gate.gate_for``); then, unless ``dry_run``, ``create_repo(private=private,
+    exist_ok=True)``, ``repo_info`` (HubError when the repo's visibility is not the one asked for: an existing public
+    repo stays public whatever ``private`` says) and a single ``create_commit`` holding every file.
     ``card``: the model card text to upload as README.md; it is written into the folder only after the commit
     succeeded, so a refused, dry or failed push leaves the artifact folder exactly as it was.
     """
@@ -206,8 +210,11 @@ def push(
     elif README not in {rel for rel, _ in files}:
         raise HubError(f"no {README} in {artifact_dir}: write the model card first (judgefactory card)")
     check_files(files, manifest, token)
-    if gate is not None:
-        gate()
+    if gate is None:
+        from .gate import gate_for
+
+        gate = gate_for(artifact_dir)
+    gate()
     listing = [{"path": rel, "size": path.stat().st_size} for rel, path in files]
     if card_bytes is not None:
         listing.append({"path": README, "size": len(card_bytes)})
@@ -248,6 +255,17 @@ def _upload(
     description = f"judgefactory artifact; recipe sha256 {manifest.get('recipe_sha256', 'n/a')}; {len(files)} files."
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
+        visible = api.repo_info(repo_id).private
+    except Exception as exc:  # noqa: BLE001 - re-raised as HubError with the token masked
+        raise HubError(mask(f"push to {repo_id} failed: {type(exc).__name__}: {exc}", token)) from None
+    if visible is not private:
+        now = "private" if visible else "public" if visible is False else "of unknown visibility"
+        asked = "private" if private else "public"
+        raise HubError(
+            f"refusing to push to {repo_id}: the repo exists and is {now} on the Hub, the push asked for {asked} "
+            f"(change its visibility in the repo settings, or push to another repo); nothing was uploaded"
+        )
+    try:
         info = api.create_commit(repo_id, operations, commit_message=message, commit_description=description)
     except Exception as exc:  # noqa: BLE001 - re-raised as HubError with the token masked
         raise HubError(mask(f"push to {repo_id} failed: {type(exc).__name__}: {exc}", token)) from None

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from judgefactory import card, hub
+from judgefactory import manifest as mf
 
 TOKEN = "hf_" + "Zq7" * 11 + "x"  # hub-token shaped, 37 chars
 REPO = "judge-org/tiny-judge"
@@ -131,6 +132,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
         return False
 
+    def repo_info(self, body: bytes, repo_id: str) -> None:
+        if not self._repo_or_404(repo_id):
+            return
+        repo = self.hub.repos[repo_id]
+        self._json(200, {"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": "0" * 40, "siblings": []})
+
     def preupload(self, body: bytes, repo_id: str, revision: str) -> None:
         if not self._repo_or_404(repo_id):
             return
@@ -219,6 +226,7 @@ ROUTES = [
     ("PUT", r"/lfs-upload/([0-9a-f]{64})", _Handler.lfs_upload),
     ("POST", r"/lfs-verify", _Handler.lfs_verify),
     ("POST", rf"/api/models/{_REPO}/commit/([^/]+)", _Handler.commit),
+    ("GET", rf"/api/models/{_REPO}", _Handler.repo_info),
 ]
 
 
@@ -424,8 +432,23 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Path:
             }
         )
     )
+    tie_results(root, MODEL, art)
     card.write_card(art, root / "bench", root / "consistency", MODEL, repo_id=REPO)
     return root
+
+
+def tie_results(root: Path, label: str, art: Path) -> None:
+    """Mark bench/<label>/* and consistency/<label> as measured on the artifact's current build (as the stations
+    write them: the build in metrics.json and each folder's manifest, which names every file's sha256)."""
+    build = _sha(art / hub.MANIFEST)
+    for folder in sorted((root / "bench" / label).iterdir()):
+        doc = json.loads((folder / "metrics.json").read_text())
+        doc["model_manifest_sha256"] = build
+        doc.setdefault("items_sha256", f"items-of-{folder.name}")
+        mf.write_json(folder / "metrics.json", doc)
+        mf.finalize(folder, {"kind": "bench", "model": {"manifest_sha256": build, "label": label}})
+    folder = root / "consistency" / label
+    mf.finalize(folder, {"kind": "consistency", "model": {"manifest_sha256": build, "label": label}})
 
 
 def _front_matter(text: str) -> dict[str, Any]:
@@ -468,11 +491,13 @@ def test_card_metadata_and_body(factory: Path) -> None:
         "rule" in m["type"] for entry in meta["model-index"] for res in entry["results"] for m in res["metrics"]
     )
     datasets = {res["dataset"]["type"]: res["dataset"] for res in meta["model-index"][0]["results"]}
+    build = _sha(factory / "merges" / MODEL / hub.MANIFEST)  # every figure names the build it was measured on
     assert datasets["bbq_pairs"]["split"] == "eval_in_dist" and datasets["bbq_pairs"]["args"] == {
         "items": 12,
         "subset": "seeded stratified subset, limit 12",
+        "build": build,
     }
-    assert datasets["vicuna_eval"]["args"] == {"items": 320, "subset": "all items"}
+    assert datasets["vicuna_eval"]["args"] == {"items": 320, "subset": "all items", "build": build}
     # the baselines appear in the body, labelled as comparisons
     comparisons = text.split("#### Comparisons (baselines on the same items, not this model's results)")[1].split(
         "## "
@@ -766,6 +791,7 @@ def test_card_gate_and_push_find_each_other_from_any_directory_and_a_refused_pus
     m = json.loads((art / hub.MANIFEST).read_text())
     m["recipe"]["gate"] = {"max_conflict_ratio": 0.1}  # the workspace's summary says 0.149
     (art / hub.MANIFEST).write_text(json.dumps(m))
+    tie_results(ws, f"merge-{MODEL}", art)  # the results of this build (the gate is part of it)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "JUDGEFACTORY_HOME": str(ws), "HF_TOKEN": TOKEN}
@@ -855,3 +881,20 @@ def test_card_and_push_carry_the_artifacts_own_gguf_export(
     mf.finalize(art, mf.read(art))
     assert export.for_artifact(art, MODEL) is None
     assert "gguf/" not in str(build_card(art, factory / "bench", factory / "consistency", MODEL, repo_id=REPO))
+
+
+def test_a_private_push_never_lands_in_an_existing_public_repo(factory: Path, server: StandInHub) -> None:
+    """The repo already exists and is public: a (default, private) push refuses with one line before any commit and
+    leaves the repo as it was; the same push into a private repo goes ahead."""
+    server.repos[REPO] = {"private": False, "files": {}}
+    art = factory / "merges" / MODEL
+    with pytest.raises(hub.HubError) as err:
+        hub.push(art, REPO, token=TOKEN, endpoint=server.url)
+    message = str(err.value)
+    assert message.splitlines() == [message]
+    assert f"refusing to push to {REPO}: the repo exists and is public on the Hub, the push asked for private" in message
+    assert server.commits == [] and not server.api_requests("/commit/") and not server.api_requests("/preupload/")
+    assert server.repos[REPO]["private"] is False
+    server.repos[REPO]["private"] = True
+    hub.push(art, REPO, token=TOKEN, endpoint=server.url)
+    assert len(server.commits) == 1
