@@ -124,7 +124,7 @@ def load_results(bench_root: Path, model_name: str) -> list[dict[str, Any]]:
     from .bench.suites import SUITES, SuiteInfo, is_baseline
 
     folder = Path(bench_root) / model_name
-    results = []
+    results: list[dict[str, Any]] = []
     for path in sorted(folder.glob(f"*/{METRICS}")) if folder.is_dir() else []:
         data, problem = checked_metrics(path.parent, METRICS)
         if data is None:

@@ -180,19 +180,42 @@ KEY_CHECKS = (
 )
 
 
-def _metric(bench_root: Path, label: str, suite: str, name: str) -> dict | None:
-    try:
-        doc = json.loads((bench_root / label / suite / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
+def _metric(bench_root: Path, label: str, suite: str, name: str, build: str | None = None) -> dict | None:
+    """The figure of ``metrics.json`` when its folder's manifest vouches for it and (``build`` given) it was measured
+    on that build of the model; else None (the report shows no figure of another build)."""
+    from .bench.run import checked_metrics
+
+    doc, _ = checked_metrics(bench_root / label / suite)
+    if doc is None or (build is not None and doc.get("model_manifest_sha256") != build):
         return None
     return doc.get("metrics", {}).get(name)
 
 
-def _check(cons_root: Path, label: str, name: str) -> dict | None:
+def _check(cons_root: Path, label: str, name: str, build: str | None = None) -> dict | None:
+    """A consistency check of ``summary.json`` when its folder's manifest names ``build`` (when given)."""
+    from . import manifest as mf
+
     try:
-        return json.loads((cons_root / label / "summary.json").read_text())["checks"].get(name)
+        checks = json.loads((cons_root / label / "summary.json").read_text())["checks"]
     except (OSError, json.JSONDecodeError, KeyError):
         return None
+    measured = ((mf.read(cons_root / label) or {}).get("model") or {}).get("manifest_sha256")
+    return checks.get(name) if build is None or measured == build else None
+
+
+def _measured_on(bench_root: Path, labels: list[str], builds: list[str | None]) -> str:
+    """One line per model: the build its figures were measured on and the items per suite."""
+    from .bench.run import checked_metrics
+
+    out = []
+    for lab, build in zip(labels, builds, strict=True):
+        ns = []
+        for suite in dict.fromkeys(s for s, *_ in KEY_METRICS):
+            doc, _ = checked_metrics(bench_root / lab / suite)
+            if doc is not None and doc.get("model_manifest_sha256") == build:
+                ns.append(f"{suite} n={doc.get('n')}")
+        out.append(f"- `{lab}`: build `{str(build)[:12] if build else MISSING}`; " + (", ".join(ns) or "no figures"))
+    return "\n".join(out)
 
 
 def _fmt(m: dict | None) -> str:
@@ -330,16 +353,19 @@ def write_report(
     from . import models
 
     bench_root, cons_root = paths.bench(), paths.consistency()
+    from .bench.run import model_fingerprint
+
     labels = [models.label(m) for m in MODELS]
+    builds = [model_fingerprint(m)["manifest_sha256"] for m in MODELS]
     out.mkdir(parents=True, exist_ok=True)
     for png in compare_dir.glob("*.png"):
         shutil.copy2(png, out / png.name)
     rows = []
     for suite, metric, name, hb in KEY_METRICS:
-        vals = [_metric(bench_root, lab, suite, metric) for lab in labels]
+        vals = [_metric(bench_root, lab, suite, metric, b) for lab, b in zip(labels, builds, strict=True)]
         rows.append((name, vals, hb))
     for check, name, hb in KEY_CHECKS:
-        rows.append((name, [_check(cons_root, lab, check) for lab in labels], hb))
+        rows.append((name, [_check(cons_root, lab, check, b) for lab, b in zip(labels, builds, strict=True)], hb))
     lines = ["# judgefactory demo report", ""]
     if on_fixtures:
         lines += [
@@ -377,6 +403,10 @@ def write_report(
         "## Base vs specialists vs merged judge",
         "",
         md_table(["metric", *MODELS], [(name, *map(_fmt, vals)) for name, vals, _ in rows]),
+        "",
+        "Each figure was measured on the model's current build (a figure of another build is not shown):",
+        "",
+        _measured_on(bench_root, labels, builds),
         "",
         "Values are point estimates with bootstrap 95% CIs (clustered by question) where defined. "
         "— = undefined: no parseable output, or constant predictions (a correlation needs variance); unparseable "

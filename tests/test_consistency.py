@@ -20,7 +20,6 @@ from judgefactory import consistency_report, formats
 from judgefactory import manifest as mf
 from judgefactory.consistency_metrics import is_conflict
 from judgefactory.engine import ANSWERS, Judgement
-from judgefactory.recipes import Gate
 
 RUBRIC = formats.rubric("Is the answer helpful?", ["useless", "weak", "fair", "good", "excellent"])
 INSTRUCTION = "Explain how to water a plant."
@@ -343,3 +342,35 @@ def test_real_engine_tiny_model_files_and_schema(tmp_path: Path, tiny_llama: Pat
     assert checks["conflict_ratio"]["n_valid"] + checks["conflict_ratio"]["n_errors"] == 6
     json.loads((out / "conflict.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert mf.read(out)["model"]["label"] == "tiny-llama"
+
+
+# --------------------------------------------------------------------------- resuming a killed run
+def test_a_killed_run_resumes_from_the_replies_it_journalled(tmp_path: Path, mini_mirror: Path) -> None:
+    """Each chunk of replies reaches judged.jsonl as it finishes; after a kill the rerun judges only what is missing
+    and writes the same summary as an uninterrupted run; a finished folder keeps the journal and reuses it."""
+
+    class Killed(Exception):
+        pass
+
+    class DiesOnSecondCall(Scripted):
+        def judge(self, messages_list, **kw):
+            if self.calls:
+                raise Killed
+            return super().judge(messages_list, **kw)
+
+    kw = {"suites": ["vicuna", "bbq_pairs"], "mirror": mini_mirror, "show": False, "batch_size": 2}
+    whole = C.run("some/hub-judge", engine=Scripted(), out_root=tmp_path / "whole", **kw)
+    with pytest.raises(Killed):
+        C.run("some/hub-judge", engine=DiesOnSecondCall(), out_root=tmp_path / "c", **kw)
+    folder = tmp_path / "c" / whole.name
+    journalled = (folder / C.JOURNAL).read_text().splitlines()
+    assert len(journalled) == 4 and not (folder / "summary.json").exists()  # one chunk (2 x batch 2) kept
+    resumed = Scripted()
+    out = C.run("some/hub-judge", engine=resumed, out_root=tmp_path / "c", **kw)
+    total = json.loads((whole / "summary.json").read_text())["checks"]["parse_rate"]["n_replies"]
+    assert sum(c["count"] for c in resumed.calls) == total - 4
+    assert json.loads((out / "summary.json").read_text()) == json.loads((whole / "summary.json").read_text())
+    assert mf.read(out)["reused"] == 4
+    again = Scripted()
+    C.run("some/hub-judge", engine=again, out_root=tmp_path / "c", **kw)
+    assert again.calls == []

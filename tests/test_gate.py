@@ -207,4 +207,3 @@ def test_a_stale_specialist_file_refuses(world: dict) -> None:
     mf.finalize(folder, {**mf.read(folder), "created": "later"})
     with pytest.raises(G.GateError, match="specialist pw was rebuilt after this merge"):
         world["gate"]()
-

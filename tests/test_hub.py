@@ -136,7 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._repo_or_404(repo_id):
             return
         repo = self.hub.repos[repo_id]
-        self._json(200, {"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": "0" * 40, "siblings": []})
+        self._json(
+            200, {"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": "0" * 40, "siblings": []}
+        )
 
     def preupload(self, body: bytes, repo_id: str, revision: str) -> None:
         if not self._repo_or_404(repo_id):
@@ -892,9 +894,39 @@ def test_a_private_push_never_lands_in_an_existing_public_repo(factory: Path, se
         hub.push(art, REPO, token=TOKEN, endpoint=server.url)
     message = str(err.value)
     assert message.splitlines() == [message]
-    assert f"refusing to push to {REPO}: the repo exists and is public on the Hub, the push asked for private" in message
+    assert (
+        f"refusing to push to {REPO}: the repo exists and is public on the Hub, the push asked for private" in message
+    )
     assert server.commits == [] and not server.api_requests("/commit/") and not server.api_requests("/preupload/")
     assert server.repos[REPO]["private"] is False
     server.repos[REPO]["private"] = True
     hub.push(art, REPO, token=TOKEN, endpoint=server.url)
     assert len(server.commits) == 1
+
+
+def test_a_card_after_a_rebuild_shows_no_figure_of_the_old_build(factory: Path, tmp_path: Path) -> None:
+    """The merge is rebuilt (its manifest changes): the bench and consistency results of the old build stay off the
+    card and out of the model-index, and the card says which were left out and on which build they were measured; once
+    measured on the new build, each figure shows with its build and item count."""
+    ws = Path(shutil.copytree(factory, tmp_path / "ws", ignore=shutil.ignore_patterns("README.md")))
+    art = ws / "merges" / MODEL
+    old = _sha(art / hub.MANIFEST)
+    m = json.loads((art / hub.MANIFEST).read_text())
+    m["created"] = "2025-02-03T00:00:00+00:00"  # rebuilt
+    (art / hub.MANIFEST).write_text(json.dumps(m))
+    new = _sha(art / hub.MANIFEST)
+    text = card.write_card(art, ws / "bench", ws / "consistency", MODEL, out=tmp_path / "card.md").read_text()
+    assert "model-index" not in _front_matter(text)
+    results = text.split("## Results")[1].split("## Known limitations")[0]
+    for suite in ("bbq_pairs", "vicuna"):
+        assert (
+            f"`{suite}` is left out of this card: measured on build `{old[:12]}…`, not this artifact's build "
+            f"`{new[:12]}…`" in results
+        )
+    assert "0.21" not in results and "0.4123" not in results and "0.149" not in results
+    assert f"consistency figures are left out of this card: measured on build `{old[:12]}…`" in results
+
+    tie_results(ws, MODEL, art)  # measured again on the new build
+    text = card.write_card(art, ws / "bench", ws / "consistency", MODEL, out=tmp_path / "card.md").read_text()
+    assert f"| kappa | 0.21 | [0.1, 0.32] | `{new[:12]}…` |" in text
+    assert f"Measured on build `{new[:12]}…`" in text and "left out" not in text
