@@ -166,7 +166,7 @@ def run(
         for i in inputs:
             if i.kind == "adapter":
                 i.ref = f"{base_ref}+{i.ref.split('+', 1)[1]}"
-                _conform(_fold(i.ref, fold_cache))
+                _seal_fold(_conform(_fold(i.ref, fold_cache)))
 
         # 6. the exact configuration mergekit gets (the YAML text is what is parsed and stored)
         config_dict: dict[str, Any] = {"merge_method": recipe.method}
@@ -479,24 +479,42 @@ def _stage_checkpoint(i: _Input, cache: Path) -> str:
     return _symlink(Path(i.location), cache / "models" / mf.sha256_text(i.location)[:32])
 
 
-def _complete_checkpoint(folder: Path) -> bool:
-    from safetensors import safe_open
+class _Incomplete(Exception):
+    """A fold folder a crashed run left unusable (the expected failure of ``_check_fold``)."""
 
+
+REVERIFY = ".reverify"
+"""Left in a fold folder whose check failed unexpectedly: the next run re-hashes it against its manifest."""
+
+
+def _check_fold(folder: Path) -> None:
+    """Raise ``_Incomplete`` when a fold is not whole: no config.json, an unreadable index, a missing or truncated
+    shard, or an index whose tensor names are not the shards' (a rename by ``_conform`` cut short). Any other error
+    (a permission, a bug) propagates."""
+    from safetensors import SafetensorError
+
+    if not (folder / "config.json").is_file():
+        raise _Incomplete("no config.json")
     index = folder / "model.safetensors.index.json"
     try:
-        shards = (
-            sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            if index.is_file()
-            else ["model.safetensors"]
-        )
-        if not (folder / "config.json").is_file():
-            return False
-        for shard in shards:
-            with safe_open(str(folder / shard), "pt"):  # a truncated file fails here
-                pass
-    except Exception:
-        return False
-    return True
+        weight_map = json.loads(index.read_text())["weight_map"] if index.is_file() else None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise _Incomplete(f"unreadable index: {err}") from None
+    shards = sorted(set(weight_map.values())) if weight_map is not None else ["model.safetensors"]
+    try:
+        names = _tensor_names(folder, shards)
+    except FileNotFoundError as err:
+        raise _Incomplete(f"missing shard: {err.filename or err}") from None
+    except SafetensorError as err:  # a truncated file fails here
+        raise _Incomplete(f"unreadable shard: {err}") from None
+    if weight_map is not None and weight_map != names:
+        raise _Incomplete("the index does not name the shards' tensors")
+
+
+def _seal_fold(folder: Path) -> None:
+    """Record a checked fold's file hashes (``manifest.json``), once: what ``_prune_incomplete_folds`` re-verifies."""
+    if mf.read(folder) is None:
+        mf.finalize(folder, {"kind": "fold"})
 
 
 def _fold(ref: str, fold_cache: Path) -> Path:
@@ -509,14 +527,15 @@ def _fold(ref: str, fold_cache: Path) -> Path:
     return Path(folded.model.path)
 
 
-def _tensor_names(folder: Path) -> dict[str, str]:
-    """Tensor name -> safetensors file of a checkpoint folder (names only; no tensor is read)."""
+def _tensor_names(folder: Path, shards: list[str] | None = None) -> dict[str, str]:
+    """Tensor name -> safetensors file of a checkpoint folder (names only; no tensor is read); ``shards``: only those
+    files (default: every ``*.safetensors``)."""
     from safetensors import safe_open
 
     out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as h:
-            out.update(dict.fromkeys(h.keys(), f.name))
+    for name in shards if shards is not None else sorted(f.name for f in folder.glob("*.safetensors")):
+        with safe_open(str(folder / name), "pt") as h:
+            out.update(dict.fromkeys(h.keys(), name))
     return out
 
 
@@ -571,9 +590,12 @@ def _renames(folder: Path, files: dict[str, str]) -> dict[str, str]:
 
 
 def _conform(folder: Path) -> Path:
-    """Rename a checkpoint's tensors in place (file by file, atomically) to the names mergekit reads (``_renames``)."""
+    """Rename a checkpoint's tensors in place (file by file, atomically) to the names mergekit reads (``_renames``),
+    then write the index from the tensors the shards now hold. A run cut short between the files leaves an index that
+    does not name the shards' tensors: ``_check_fold`` refuses it and the fold is made again."""
     files = _tensor_names(folder)
     renames = _renames(folder, files)
+    index = folder / "model.safetensors.index.json"
     if not renames:
         return folder
     from safetensors.torch import load_file, save_file
@@ -583,10 +605,9 @@ def _conform(folder: Path) -> Path:
         tmp = folder / f".{name}.tmp"
         save_file({renames.get(k, k): v for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, folder / name)
-    index = folder / "model.safetensors.index.json"
     if index.is_file():
         doc = json.loads(index.read_text())
-        doc["weight_map"] = {renames.get(k, k): v for k, v in doc["weight_map"].items()}
+        doc["weight_map"] = _tensor_names(folder, sorted(set(doc["weight_map"].values())))
         mf.write_text(index, json.dumps(doc, indent=2) + "\n")
     log.info("%s: %d tensors renamed to mergekit's layout (e.g. %s)", folder, len(renames), next(iter(renames.items())))
     return folder
@@ -613,11 +634,32 @@ def _conformed_base(base_ref: str, cache: Path) -> str:
 
 
 def _prune_incomplete_folds(fold_cache: Path) -> None:
-    """mergekit reuses any fold folder that exists: drop ones a crashed run left half-written."""
-    if fold_cache.is_dir():
-        for d in fold_cache.iterdir():
-            if d.is_dir() and not _complete_checkpoint(d):
+    """mergekit reuses any fold folder that exists: drop the ones a crashed run left unusable (``_check_fold``'s
+    expected failure) and only those. An unexpected error keeps its traceback and leaves the fold with a
+    ``.reverify`` mark: the next run re-hashes it against its manifest (``_seal_fold``) and drops it if it changed."""
+    if not fold_cache.is_dir():
+        return
+    for d in sorted(fold_cache.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        mark = d / REVERIFY
+        if mark.exists() and mf.read(d) is not None:
+            if not mf.is_fresh(d, check="hash"):
+                log.warning("fold %s changed since it was checked: made again", d)
                 shutil.rmtree(d, ignore_errors=True)
+                continue
+            mark.unlink()
+        try:
+            _check_fold(d)
+        except _Incomplete as why:
+            log.info("fold %s is incomplete (%s): made again", d, why)
+            shutil.rmtree(d, ignore_errors=True)
+            continue
+        except Exception:
+            with contextlib.suppress(OSError):
+                mark.touch()
+            raise
+        mark.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -403,6 +403,78 @@ def test_half_written_folds_are_pruned(tmp_path, world):
     assert good.is_dir() and not bad.exists()
 
 
+def _two_shard_fold(folder: Path) -> Path:
+    import torch as _t
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    save_file({"w1": _t.zeros(4)}, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({"w2": _t.ones(4)}, str(folder / "model-00002-of-00002.safetensors"))
+    index = {"w1": "model-00001-of-00002.safetensors", "w2": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
+    return folder
+
+
+def test_a_conform_cut_short_leaves_a_fold_that_is_made_again(tmp_path, monkeypatch):
+    """Renaming tensors shard by shard, then the index: a crash in between leaves shards whose names the index does
+    not hold; the next run must not reuse that fold."""
+    import os
+
+    fold = _two_shard_fold(tmp_path / "folds" / "f")
+    monkeypatch.setattr(merge, "_renames", lambda folder, files: {"w1": "model.w1", "w2": "model.w2"})
+    real = os.replace
+
+    def crash_on_the_second_shard(src, dst):
+        if str(dst).endswith("model-00002-of-00002.safetensors"):
+            raise KeyboardInterrupt  # the process stops here
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_the_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        merge._conform(fold)
+    monkeypatch.setattr(os, "replace", real)
+    merge._prune_incomplete_folds(tmp_path / "folds")
+    assert not fold.exists()
+    # a conform that completes writes the index from the shards: the fold is kept
+    fold = _two_shard_fold(tmp_path / "folds" / "f")
+    merge._conform(fold)
+    doc = json.loads((fold / "model.safetensors.index.json").read_text())
+    assert doc["weight_map"] == {
+        "model.w1": "model-00001-of-00002.safetensors",
+        "model.w2": "model-00002-of-00002.safetensors",
+    }
+    merge._prune_incomplete_folds(tmp_path / "folds")
+    assert fold.is_dir()
+
+
+def test_an_unexpected_error_keeps_the_fold_and_its_traceback_and_the_next_run_rehashes_it(tmp_path, monkeypatch):
+    import safetensors
+
+    fold = _two_shard_fold(tmp_path / "folds" / "f")
+    mf.finalize(fold, {"kind": "fold"})  # as a run seals a fold it checked
+    real_open = safetensors.safe_open
+
+    def denied(*a, **kw):
+        raise PermissionError("permission denied")
+
+    monkeypatch.setattr(safetensors, "safe_open", denied)
+    with pytest.raises(PermissionError, match="permission denied"):
+        merge._prune_incomplete_folds(tmp_path / "folds")
+    assert fold.is_dir() and (fold / merge.REVERIFY).exists()  # kept, and marked for the next run
+    monkeypatch.setattr(safetensors, "safe_open", real_open)
+    merge._prune_incomplete_folds(tmp_path / "folds")
+    assert fold.is_dir() and not (fold / merge.REVERIFY).exists()  # its files hash as sealed: kept
+    # marked again, and a shard changed in place (same size, valid header): the hash check drops it
+    (fold / merge.REVERIFY).touch()
+    shard = fold / "model-00002-of-00002.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.write_bytes(bytes(data))
+    merge._prune_incomplete_folds(tmp_path / "folds")
+    assert not fold.exists()
+
+
 def test_refuses_unknown_model_entry(world):
     r = recipe("linear", world["base"], [{"adapter": "alpha"}, {"model": "not-a-folder"}])
     with pytest.raises(
@@ -465,6 +537,8 @@ def test_output_loads_with_chat_template_manifest_and_config(world):
     assert m["mergekit_options"]["lora_merge_dtype"] == "float32" and m["mergekit_options"]["write_model_card"] is False
     assert recipes.from_dict(yaml.safe_load((out / "recipe.yaml").read_text())) == r
     assert not list(out.parent.glob(f".{out.name}.tmp-*"))  # atomic: no leftovers
+    folds = [d for d in (world["cache"] / "folds" / merge.FOLD_DTYPE).iterdir() if d.is_dir()]
+    assert folds and all(mf.read(d)["kind"] == "fold" and mf.is_fresh(d) for d in folds)  # sealed: re-verifiable
 
 
 def test_sweep_writes_one_folder_per_point(world):
