@@ -178,8 +178,9 @@ def _upstream(state: StandIn) -> None:
     state.hub[(HUB, "eval_set_unlabeled.jsonl")] = _lines(ood[:1] + _read(fx / "eval_in_dist.jsonl") + ood[1:])
     jfs = f"{JFS}/{JFS_COMMIT}/data/raw/bbq_sample.jsonl"
     state.raw[jfs] = (fx / "bbq_sample.jsonl").read_bytes()
-    for f in (PKG_MIRROR / "bbq").glob("*.jsonl"):
-        state.raw[f"{BBQ}/{BBQ_COMMIT}/data/{f.name}"] = f.read_bytes()
+    for cat in sources.BBQ_CATEGORIES:  # upstream holds every category; the fixture has rows for three of them
+        f = PKG_MIRROR / "bbq" / f"{cat}.jsonl"
+        state.raw[f"{BBQ}/{BBQ_COMMIT}/data/{cat}.jsonl"] = f.read_bytes() if f.is_file() else b""
 
 
 @pytest.fixture
@@ -235,6 +236,18 @@ def test_revision_override_is_in_the_request_path(stand_in: StandIn, monkeypatch
     monkeypatch.setenv(REVISIONS_ENV, "no-equals-sign")
     with pytest.raises(sources.DataError, match="is not repo=revision"):
         sources.load_rows(PAIRS, "eval_ood")
+
+
+def test_a_bbq_category_that_cannot_be_loaded_is_an_error_unless_excluded(stand_in: StandIn) -> None:
+    """Every BBQ category is asked for: one upstream cannot serve stops the pair set in one line naming it; one the
+    recipe excludes (its templates make no row) is left out."""
+    del stand_in.raw[f"{BBQ}/{BBQ_COMMIT}/data/Nationality.jsonl"]
+    del stand_in.raw[f"{BBQ}/{BBQ_COMMIT}/data/Religion.jsonl"]
+    with pytest.raises(sources.DataError, match=r"fx: BBQ category Nationality of heegyu/bbq could not be loaded") as e:
+        pairs.load_inputs(PairsRecipe(kind="pairs", name="fx", test_fraction=0.3))
+    assert "\n" not in str(e.value) and "HTTP 404" in str(e.value) and "Religion" not in str(e.value)
+    recipe = PairsRecipe(kind="pairs", name="fx", test_fraction=0.3, exclude_categories=["religion", "nationality"])
+    assert {it.template_id.split("::")[0] for it in pairs.load_inputs(recipe).items.values()} >= {"age"}
 
 
 def test_missing_upstream_file_gives_its_real_message_in_one_line(stand_in: StandIn) -> None:

@@ -423,15 +423,31 @@ class Inputs:
 
 
 def _load_bbq(recipe: PairsRecipe, mirror: Any) -> list[sources.Loaded]:
-    """All BBQ category files: one glob through the mirror, else one hub config per category (absent ones noted)."""
+    """All BBQ category files: one glob through the mirror, else one upstream config per category. Every category is
+    asked for; one that cannot be loaded (offline, a 404) is a DataError naming it, unless the recipe marks it
+    optional by excluding it (``exclude_categories``: its templates make no row, they are only marked excluded), which
+    is logged and left out."""
+    import logging
+
     if sources.mirror_root(mirror) is not None:
         return [sources.load_rows(recipe.bbq_source, None, mirror=mirror)]
-    out = []
+    optional = {bbq.normalize_category(c) for c in recipe.exclude_categories}
+    out, failed = [], []
     for cat in sources.BBQ_CATEGORIES:
         try:
             out.append(sources.load_rows(recipe.bbq_source, cat, mirror=mirror))
-        except sources.DataError:
-            continue
+        except sources.DataError as err:
+            if bbq.normalize_category(cat) not in optional:
+                failed.append((cat, err))
+            else:
+                logging.getLogger(__name__).warning("BBQ category %s (excluded) not loaded: %s", cat, err)
+    if failed:
+        names = ", ".join(cat for cat, _ in failed)
+        raise sources.DataError(
+            f"{recipe.name}: BBQ {'category' if len(failed) == 1 else 'categories'} {names} of {recipe.bbq_source} "
+            f"could not be loaded (first: {str(failed[0][1]).splitlines()[0]}); a category the pair set may go "
+            "without belongs in exclude_categories"
+        )
     return out
 
 
