@@ -63,13 +63,19 @@ def fmt_metric(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     return fmt(value, digits) + (f" {fmt_ci(ci, digits)}" if _pair(ci) else "")
 
 
+def cell(value: Any) -> str:
+    """``value`` as one Markdown table cell: ``str`` of it, ``|`` escaped (``\\|``) and line breaks as spaces, so
+    it never splits the row."""
+    return " ".join(str(value).replace("|", "\\|").splitlines())
+
+
 def _line(cells: Sequence[Any]) -> str:
-    return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+    return "|" + "|".join(f" {cell(c)} " if str(c) else " " for c in cells) + "|"
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
     """A Markdown table, one line per row, without a trailing newline. ``align``: one letter per column, ``l``
-    (``---``) or ``r`` (``---:``); columns past its end are left-aligned. Cells are written as ``str`` gives them (an
-    empty cell as one space; ``|`` is not escaped): format numbers with ``fmt`` first."""
+    (``---``) or ``r`` (``---:``); columns past its end are left-aligned. Cells are written as ``cell`` gives them
+    (``str``, ``|`` escaped, one line; an empty cell as one space): format numbers with ``fmt`` first."""
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
     return "\n".join([_line(header), rule, *(_line(r) for r in rows)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from judgefactory.tables import MISSING, fmt, fmt_ci, fmt_metric, md_table, number
 
 
@@ -25,3 +27,10 @@ def test_md_table() -> None:
     assert md_table(["", ""], [("Kind", "merge")]) == "| | |\n|---|---|\n| Kind | merge |"
     assert md_table(["a", "b"], [("x", "")]).endswith("| x | |")
     assert md_table(["n", "value"], []) == "| n | value |\n|---|---|"
+
+
+def test_md_table_keeps_a_pipe_or_a_line_break_inside_its_cell() -> None:
+    table = md_table(["model", "note"], [("a|b", "x | y"), ("two\nlines", "`p|q`")])
+    assert table.splitlines()[2:] == ["| a\\|b | x \\| y |", "| two lines | `p\\|q` |"]
+    for row in table.splitlines():  # every row has exactly the header's columns
+        assert len(re.findall(r"(?<!\\)\|", row)) == 3, row
