@@ -130,9 +130,10 @@ def test_push_runs_the_artifacts_gate_by_itself(tmp_path: Path, monkeypatch: pyt
 
 # --------------------------------------------------------------------------- relative to the specialists
 @pytest.fixture()
-def world(tmp_path: Path) -> dict:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A merge of a pairwise specialist with keep_of_specialists 0.9, every figure measured on the current builds and
-    the same items: the gate passes."""
+    the same items (the workspace's bench/ and consistency/): the gate passes."""
+    monkeypatch.setenv("JUDGEFACTORY_HOME", str(tmp_path))
     pw = specialist(tmp_path, "pw", "pairwise")
     art = merge_artifact(tmp_path, {"keep_of_specialists": 0.9}, [pw])
     spec_build, merge_build = build_of(Path(pw["location"])), build_of(art)
@@ -142,7 +143,7 @@ def world(tmp_path: Path) -> dict:
     }
     write_summary(tmp_path, "adapter-pw", spec_build, position_consistency__bbq_pairs=0.80)
     write_summary(tmp_path, "merge-judge-merge", merge_build, position_consistency__bbq_pairs=0.75)
-    gate = G.gate_for(art, consistency_root=tmp_path / "consistency", bench_root=tmp_path / "bench")
+    gate = G.gate_for(art)
     gate()
     return {"root": tmp_path, "art": art, "pw": pw, "gate": gate, "spec_build": spec_build, **files}
 
