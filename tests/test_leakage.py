@@ -200,6 +200,14 @@ def test_a_card_shows_no_figure_computed_over_trained_on_items(world, tmp_path):
     doc = json.loads((bench / "scripted" / "mt_bench" / "metrics.json").read_text())
     doc.pop("excluded_trained_on")
     (bench / "scripted" / "mt_bench" / "metrics.json").write_text(json.dumps(doc))
+    build = mf.sha256_file(legacy / mf.MANIFEST)  # a card shows only figures measured on its artifact's build
+    for suite in ("vicuna", "feedback_bench", "mt_bench"):
+        folder = bench / "scripted" / suite
+        mf.write_json(
+            folder / "metrics.json",
+            {**json.loads((folder / "metrics.json").read_text()), "model_manifest_sha256": build},
+        )
+        mf.finalize(folder, {"kind": "bench", "model": {"manifest_sha256": build}})
     text = card.write_card(legacy, bench, tmp_path / "consistency", "scripted", out=tmp_path / "l.md").read_text()
     assert set(_model_index(text)) == {"LLM-as-a-judge (vicuna)", "LLM-as-a-judge (feedback_bench)"}
     assert "`mt_bench` is left out of this card: trained on prometheus-eval/mt-bench" in text
