@@ -423,7 +423,9 @@ class Engine:
         if backend == "openai":
             if not base_url:
                 raise EngineError("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
-            label = "openai__" + re.sub(r"[^A-Za-z0-9_.-]+", "_", ref)
+            from .models import served_label
+
+            label = served_label(ref)
             return cls(
                 OpenAIBackend(base_url, ref, api_key),
                 batch_size,

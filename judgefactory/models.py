@@ -8,6 +8,7 @@ any folder with config.json               -> that checkpoint
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from . import manifest as mf
@@ -63,6 +64,14 @@ def label(ref: str) -> str:
     if kind == "base":
         return str(loc).replace("embedded:", "").replace("/", "__")
     return f"{kind}-{Path(loc).name}" if kind != "checkpoint" else Path(loc).name
+
+
+def served_label(name: str) -> str:
+    """The label of a model an OpenAI-compatible server serves as ``name``: ``openai__`` + ``name`` with every run of
+    characters outside ``A-Za-z0-9_.-`` as one ``_`` (``Qwen/Qwen2.5:7b`` -> ``openai__Qwen_Qwen2.5_7b``). The one
+    spelling: ``Engine.from_ref`` uses it, and so should the ``backend == "openai"`` labels in bench/run.py
+    (``run``) and consistency.py (``_label``)."""
+    return "openai__" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def base_of_adapter(adapter_dir: Path) -> str:

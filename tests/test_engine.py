@@ -361,6 +361,19 @@ def test_openai_backend_against_a_loopback_server():
     assert {r["body"]["messages"][0]["content"] for r in requests} == {"first", "second"}
 
 
+def test_a_served_model_has_one_label_spelling():
+    from judgefactory import models
+
+    for name, label in (
+        ("judge", "openai__judge"),
+        ("Qwen/Qwen2.5:7b", "openai__Qwen_Qwen2.5_7b"),
+        ("a b//c", "openai__a_b_c"),
+        ("llama3.1-8b_q8", "openai__llama3.1-8b_q8"),
+    ):
+        assert models.served_label(name) == label
+        assert E.Engine.from_ref(name, backend="openai", base_url="http://127.0.0.1:9/v1").label == label
+
+
 def test_openai_backend_unreachable_is_one_line_error():
     eng = E.Engine.from_ref("m", backend="openai", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(E.EngineError, match="chat/completions"):
