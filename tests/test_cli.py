@@ -128,7 +128,12 @@ def test_pip_install_dot_gives_a_working_cli_with_its_recipes(tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "recipes valid" in out.splitlines()[-1] and "experiments" in out.splitlines()[-1]
+    shipped = sorted((repo / "recipes").glob("*/*.yaml"))
+    experiments = sorted((repo / "recipes" / "experiments").glob("*/*.yaml"))
+    assert shipped and experiments  # every recipe the checkout has, validated from the installed copy
+    n = len(shipped) + len(experiments)
+    assert out.splitlines()[-1] == f"{n} recipes valid ({len(shipped)} shipped + {len(experiments)} experiments)"
+    assert sum(line.startswith("ok ") for line in out.splitlines()) == n
     assert str(target / "judgefactory" / "_recipes") in out
 
     def installed_paths(*calls: str) -> list[str]:

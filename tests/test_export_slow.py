@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_export_serve_and_prometheus_eval_client(tmp_path: Path, monkeypatch, mirror: Path) -> None:
-    from judgefactory import bases, export
+    from judgefactory import bases, export, formats
     from judgefactory.bench import suites
     from judgefactory.engine import Engine
 
@@ -47,6 +47,12 @@ def test_export_serve_and_prometheus_eval_client(tmp_path: Path, monkeypatch, mi
         sys.path.insert(0, str(REPO / "dev"))
         from prometheus_client import grade
 
-        feedbacks, scores = grade(server["base_url"], [m[1]["content"] for m in messages[:2]], max_tokens=24)
+        feedbacks, scores = grade(server["base_url"], [m[1]["content"] for m in messages[:2]], max_tokens=80)
+        # the same greedy request through the engine: what the served judge wrote, read by prometheus-eval's parser
+        replies = served.judge(messages[:2], max_new_tokens=80, answer="score")
     assert len(feedbacks) == len(scores) == 2
-    assert all(s is None or s in range(1, 6) for s in scores)
+    assert scores == [formats.parse_absolute(r.text, strict=False) for r in replies], (
+        scores,
+        [r.text for r in replies],
+    )
+    assert any(s in range(1, 6) for s in scores), feedbacks  # a grade was parsed: the client graded, not just ran
