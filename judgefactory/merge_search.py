@@ -12,8 +12,10 @@
 4. retention per skill = candidate / specialist on the dev headline (pairwise kappa; absolute expected-score Pearson);
    the chosen candidate maximises the worse of the two (ties: the better sum);
 5. ``table.md``, ``pareto.png`` (x: absolute dev, y: pairwise dev; specialists, joint baseline and the chosen
-   candidate marked), ``chosen.yaml`` (a merge recipe) and ``manifest.json``; ``recipes/merges/<search>-chosen.yaml``
-   is written beside the shipped recipes so ``make merge recipe=<search>-chosen`` builds it.
+   candidate marked), ``chosen.yaml`` (a merge recipe named ``<search>-chosen``) and ``manifest.json``, all in the
+   search's own folder: the search never writes into the tracked ``recipes/`` tree. ``make merge
+   recipe=merges/<search>/chosen.yaml`` builds the choice; a choice worth keeping is copied into ``recipes/merges/``
+   by hand and committed (``recipes/merges/full_search-chosen.yaml`` is one).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import yaml
 from . import manifest as mf
 from . import paths
 from .errors import JudgeFactoryError
-from .recipes import AdapterRecipe, DevSpec, MergeRecipe, SearchRecipe, chosen_recipe_path
+from .recipes import AdapterRecipe, DevSpec, MergeRecipe, SearchRecipe
 from .tables import fmt, md_table
 
 log = logging.getLogger(__name__)
@@ -153,8 +155,9 @@ def _read(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_recipe: bool = True) -> Path:
-    """Run (or resume) the search; returns ``merges/<search>/``."""
+def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_recipe: bool = False) -> Path:
+    """Run (or resume) the search; returns ``merges/<search>/`` (its choice: ``chosen.yaml`` there).
+    ``write_recipe`` is accepted for callers that still pass it and changes nothing: no search writes ``recipes/``."""
     from . import merge, models
 
     folder = paths.merges() / search.name
@@ -251,8 +254,6 @@ def run(search: SearchRecipe, *, mirror: Any = None, force: bool = False, write_
     )
     text = header + yaml.safe_dump(chosen_recipe, sort_keys=False)
     mf.write_text(folder / "chosen.yaml", text)
-    if write_recipe:
-        mf.write_text(chosen_recipe_path(search.name), text)
     refs_rows = [done[rid] for rid, _ in refs]
     mf.write_text(folder / "table.md", table(search, rows, refs_rows, chosen["id"], reference))
     pareto(folder / "pareto.png", rows, refs_rows, chosen["id"], search.name)

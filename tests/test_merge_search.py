@@ -91,7 +91,14 @@ def test_search_scores_candidates_on_dev_splits_only_and_resumes(specialists, ti
             "dev": {"batch_size": 8},
         }
     )
-    folder = merge_search.run(search, mirror=PKG_MIRROR, write_recipe=False)
+    tracked = {q: q.stat().st_mtime_ns for q in recipes.RECIPES_DIR.rglob("*")}
+    try:
+        folder = merge_search.run(search, mirror=PKG_MIRROR)
+    finally:  # the search writes its choice into its own folder only, never into the tracked recipes/ tree
+        written = {q: q.stat().st_mtime_ns for q in recipes.RECIPES_DIR.rglob("*")}
+        for q in set(written) - set(tracked):
+            q.unlink()
+    assert written == tracked
     # never an eval set: the absolute dev is the held-out quarter of MT-Bench, the pairwise dev the pair set's test split
     data_files = [f for f in opened if f.endswith((".json", ".jsonl"))]
     assert any("mt_bench_eval" in f for f in data_files) and any(f.endswith("fx/test.jsonl") for f in data_files)
@@ -115,7 +122,7 @@ def test_search_scores_candidates_on_dev_splits_only_and_resumes(specialists, ti
     from judgefactory import merge
 
     monkeypatch.setattr(merge, "run", lambda *a, **kw: pytest.fail("a scored candidate was merged again"))
-    merge_search.run(search, mirror=PKG_MIRROR, write_recipe=False)
+    merge_search.run(search, mirror=PKG_MIRROR)
     assert len((folder / "results.jsonl").read_text().splitlines()) == 5
 
 

@@ -80,7 +80,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     out = merge_search.run(recipe, force=args.force)
     print((out / "table.md").read_text())
-    print(f"{out}  ({time.perf_counter() - t0:.1f}s); chosen: recipes/merges/{recipe.name}-chosen.yaml")
+    print(
+        f"{out}  ({time.perf_counter() - t0:.1f}s); chosen: {out / 'chosen.yaml'} (judgefactory merge {out / 'chosen.yaml'})"
+    )
 
 
 def _merge_args(s: argparse.ArgumentParser) -> None:
