@@ -4,7 +4,8 @@ number of items, the split it was measured on, the command that made it, the com
     .venv/bin/python dev/collect_results.py adapters/pairwise-full --command "make adapter-pairwise profile=full" \
         [--name pairwise_full] [--adapters-dir DIR]
 
-Figures: the quick check's (eval set: reported, never chosen on) for base and adapter, the learning curve (dev split:
+Figures: the adapter's quick check (eval set: reported, never chosen on), with the untrained base and the
+training-label rule under "comparisons" (never the adapter's own figures), the learning curve (dev split:
 what the recipe was chosen on), the preference stage's dev figures, and the training work and wall time.
 """
 
@@ -25,7 +26,6 @@ QUICK = {  # task -> [(figure, ci key)]
         ("kappa_ba", None),
         ("parse_rate", None),
         ("both_orders_correct", None),
-        ("rule_baseline_kappa", None),
     ],
     "absolute": [
         ("pearson_expected", "pearson_expected_ci"),
@@ -54,18 +54,26 @@ def main() -> None:
     task = m["task"]
     qe = m.get("quick_eval") or {}
     split = f"{qe.get('source')}:{qe.get('file') or ''}".rstrip(":")
-    figures = {}
+    figures, comparisons = {}, {}  # the adapter's own figures; the untrained base and the rule beside them, apart
     for who in ("base", "adapter"):
         r = qe.get(who) or {}
         for key, ci in QUICK[task]:
             if key in r:
-                figures[f"{who}.{key}"] = {
+                (figures if who == "adapter" else comparisons)[f"{who}.{key}"] = {
                     "value": r[key],
                     "ci": r.get(ci) if ci else None,
                     "n": r.get("n"),
                     "split": split,
                     "set": "eval (reported, never chosen on)",
                 }
+    rule = (qe.get("adapter") or {}).get("rule_baseline_kappa")
+    if rule is not None:
+        comparisons["rule_baseline.kappa_both_orders"] = {
+            "value": rule,
+            "n": (qe.get("adapter") or {}).get("n"),
+            "split": split,
+            "what": "the BBQ metadata rule that labels the training pairs, on the same items (a comparison)",
+        }
     curve = m.get("curve") or []
     doc = {
         "name": args.name or m["name"],
@@ -73,6 +81,7 @@ def main() -> None:
         "task": task,
         "recipe": m["recipe"],
         "figures": figures,
+        "comparisons": comparisons,
         "learning_curve": {"split": "dev (the recipe's steps were chosen on it)", "points": curve},
         "preference": m.get("preference"),
         "training": m.get("training"),
@@ -87,7 +96,7 @@ def main() -> None:
     out = REPO / "docs" / "results" / f"{doc['name']}.json"
     mf.write_json(out, _strict(doc))
     print(out)
-    for k, v in figures.items():
+    for k, v in {**figures, **comparisons}.items():
         ci = f" [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]" if v.get("ci") else ""
         print(f"  {k}: {v['value']:.3f}{ci} (n={v['n']}, {v['split']})")
 

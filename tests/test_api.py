@@ -247,7 +247,7 @@ def test_a_bad_compare_row_and_a_bad_column_mapping(tmp_path, capsys):
     src = _write_jsonl(tmp_path / "p.jsonl", [{"question": "q", "response_a": "x", "response_b": ""}])
     for extra, message in (
         ([], r"row 0: field 'response_b' is missing"),
-        (["--column", "answer=foo"], r"'answer' is not a pairwise field"),
+        (["--column", "answer=foo"], r"'answer' is not a field of pairwise rows"),
     ):
         with pytest.raises(SystemExit) as e:
             main(["compare", "judge", str(src), *extra, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"])

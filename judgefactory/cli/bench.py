@@ -20,8 +20,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     folders = (
         [out] if args.suite in suites.SUITES else [out / s.name for s in bench_run.bench_recipe(args.suite).suites]
     )
-    for f in folders:
-        print((f / bench_run.TABLE).read_text())
+    for f in folders:  # the table this run wrote (a narrower run than the folder's widest writes table-limit<N>.md)
+        tables = sorted(f.glob("table*.md"), key=lambda p: p.stat().st_mtime)
+        print((tables[-1] if tables else f / bench_run.TABLE).read_text())
     print(out)
 
 

@@ -196,7 +196,7 @@ def mapped(table: Table, columns: Mapping[str, str], task: str) -> list[dict[str
     known = set(FIELDS[task])
     bad = sorted(set(columns) - known)
     if bad:
-        raise UserDataError(f"columns: {bad[0]!r} is not a {task} field (fields: {', '.join(FIELDS[task])})")
+        raise UserDataError(f"columns: {bad[0]!r} is not a field of {task} rows (fields: {', '.join(FIELDS[task])})")
     present = set().union(*(r.keys() for r in table.rows))
     missing = [c for c in columns.values() if c not in present]
     if missing:
