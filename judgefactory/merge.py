@@ -135,6 +135,20 @@ def run(
         for m, w in zip(recipe.models, weights, strict=False)
     ]
     _check_compatible(recipe, inputs, base_key)
+    if MERGE_METHODS[recipe.method].get("factory"):  # the factory's own method (regmean.py), not mergekit's
+        from . import regmean
+
+        return regmean.run(
+            recipe,
+            inputs,
+            out=out,
+            base_path=base_path,
+            base_key=base_key,
+            weights=weights,
+            cuda=cuda,
+            force=force,
+            quiet=quiet,
+        )
 
     # 4. freshness: same recipe, same parent files, same base, same weights -> nothing to do
     inputs_sha256 = mf.sha256_json(

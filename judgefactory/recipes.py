@@ -298,7 +298,7 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
     # average of the models) or may be any real number (a sum of task vectors, where a negative weight subtracts one),
     # and whether it reads a per-model density (TIES / DARE sparsification).
     # A new method is one entry here (recipes, the search and merge.py read this table; merge.py passes the method
-    # name to mergekit as is).
+    # name to mergekit as is, except for the factory's own methods, ``factory: True``, which it runs itself).
     "nuslerp": {"parameters": {"nuslerp_flatten", "nuslerp_row_wise"}, "signed_weights": False, "density": False},
     "linear": {"parameters": {"normalize"}, "signed_weights": False, "density": False},
     "task_arithmetic": {
@@ -340,6 +340,17 @@ MERGE_METHODS: dict[str, dict[str, Any]] = {
     },
     # spherical interpolation of any number of models (mergekit's multislerp; two models: SLERP)
     "multislerp": {"parameters": {"normalize_weights", "eps"}, "signed_weights": False, "density": False},
+    # RegMean (Jin et al. 2023): the factory's own method (judgefactory/regmean.py, not mergekit): each LoRA target
+    # layer solved from the Gram matrices of its inputs on each specialist's training prompts, every other tensor by
+    # ``fallback``. ``defaults`` apply where the recipe leaves a parameter out.
+    "regmean": {
+        "parameters": {"alpha", "n_prompts", "fallback"},
+        "signed_weights": False,
+        "density": False,
+        "factory": True,
+        "defaults": {"alpha": 0.9, "n_prompts": 256, "fallback": "linear"},
+        "fallbacks": ("linear", "task_arithmetic"),
+    },
 }
 
 
@@ -349,13 +360,35 @@ def _check_method(v: str) -> str:
     return v
 
 
+def _check_regmean(recipe: MergeRecipe) -> None:
+    """RegMean's parameters: ``alpha`` in [0, 1] (the share of each Gram matrix's off-diagonal kept), ``n_prompts`` a
+    positive whole number, ``fallback`` one of the methods it computes for the tensors outside the LoRA targets; every
+    model an adapter (its training prompts come from its recipe)."""
+    p, spec = recipe.parameters, MERGE_METHODS["regmean"]
+    alpha = p.get("alpha", spec["defaults"]["alpha"])
+    if isinstance(alpha, bool | str) or not 0 <= alpha <= 1:
+        raise ValueError(f"parameters.alpha={alpha!r}: regmean's alpha is a number in [0, 1]")
+    n = p.get("n_prompts", spec["defaults"]["n_prompts"])
+    if isinstance(n, bool | str) or not float(n).is_integer() or n < 1:
+        raise ValueError(f"parameters.n_prompts={n!r}: regmean's n_prompts is a whole number >= 1")
+    fallback = p.get("fallback", spec["defaults"]["fallback"])
+    if fallback not in spec["fallbacks"]:
+        raise ValueError(f"parameters.fallback={fallback!r}: one of {', '.join(spec['fallbacks'])}")
+    for i, m in enumerate(recipe.models):
+        if m.adapter is None:
+            raise ValueError(
+                f"models.{i}: regmean reads each model's training prompts from its adapter recipe: give 'adapter'"
+            )
+
+
 class MergeRecipe(_Strict):
     kind: Literal["merge"]
     name: str
     method: str
     base: str
     models: list[MergeModel] = Field(min_length=2)
-    parameters: dict[str, float | bool] = {}
+    parameters: dict[str, float | bool | str] = {}
+    """the method's parameters: numbers and true/false (a word only where the method names one: regmean's fallback)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     use_base: bool = False
     """nuslerp only: interpolate task vectors around the base (base + nuslerp(t, A-base, B-base))."""
@@ -378,6 +411,14 @@ class MergeRecipe(_Strict):
             raise ValueError(
                 f"parameters.{unknown[0]} is not a {self.method} parameter (known: {', '.join(sorted(spec['parameters']))})"
             )
+        if self.method == "regmean":
+            _check_regmean(self)
+        else:
+            for key, value in self.parameters.items():
+                if isinstance(value, str):
+                    raise ValueError(
+                        f"parameters.{key}={value!r}: {self.method}'s parameters are numbers or true/false"
+                    )
         weights = [m.weight for m in self.models]
         for i, w in enumerate(weights):
             if not math.isfinite(w):
