@@ -187,13 +187,19 @@ def _base_cache(recipe: AdapterRecipe, data: Any) -> Path:
 
     base_path = bases.prepare(recipe.base) if recipe.base.startswith("embedded:") else recipe.base
     base_m = mf.read(Path(base_path)) if isinstance(base_path, Path) else None
+    from .precision import judge_dtype
+
+    versions = mf.versions()
     key = mf.sha256_json(
         {
             "base": (base_m or {}).get("files", recipe.base),
             "task": recipe.task,
             "quick_eval": _spec(recipe).model_dump(mode="json"),
             "requests": [(it.id, it.requests, it.gold) for it in data.items],
-            "version": 3,
+            # what else decides the replies: the judging dtype and the libraries that decode
+            "dtype": judge_dtype(),
+            "libraries": {k: versions.get(k) for k in ("torch", "transformers", "peft", "tokenizers")},
+            "version": 4,
         }
     )
     return bases.cache_root().parent / "quick_eval" / f"{recipe.task}-{key[:16]}.json"
