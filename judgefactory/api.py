@@ -287,6 +287,8 @@ def trained_criterion(ref: str) -> str | None:
     from . import manifest as mf
     from . import models
 
+    if models.is_route(ref):  # the routed judge compares with its pairwise part
+        return trained_criterion(models.parts(ref)[1])
     try:
         kind, loc = models.resolve(ref)
     except JudgeFactoryError:

@@ -419,7 +419,8 @@ class Engine:
         base_url: str | None = None,
         api_key: str | None = None,
     ) -> Engine:
-        """An engine for a model reference (``models.resolve``); for ``openai`` the ref is the server's model name."""
+        """An engine for a model reference (``models.resolve``; ``route:<absolute>,<pairwise>``: one engine per part,
+        ``route.py``); for ``openai`` the ref is the server's model name."""
         if backend == "openai":
             if not base_url:
                 raise EngineError("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
@@ -435,6 +436,19 @@ class Engine:
             )
         from . import models
 
+        if models.is_route(ref):  # one engine per part, each request to its own (route.py)
+            from .route import RoutingBackend
+
+            label = models.label(ref)  # every part resolves before any loads
+            if backend != "transformers":
+                raise EngineError(f"{ref}: a route runs on the transformers backend (one model per part in process)")
+            absolute, pairwise = models.parts(ref)
+            engines = {
+                "absolute": cls.from_ref(absolute, backend, dtype),
+                "pairwise": cls.from_ref(pairwise, backend, dtype),
+            }
+            info = {"backend": "route", "parts": {k: {"ref": e.ref, **e.info} for k, e in engines.items()}}
+            return cls(RoutingBackend({k: e.backend for k, e in engines.items()}), batch_size, label, ref, info)
         if backend == "vllm":
             kind, loc = models.resolve(ref)
             if kind == "adapter":

@@ -291,6 +291,8 @@ def for_model(ref: str) -> TrainedOn:
     a judgefactory artifact has none."""
     from . import models
 
+    if models.is_route(ref):  # the routed judge trained on what either part trained on
+        return union((for_model(p) for p in models.parts(ref)), f"route {ref}")
     try:
         kind, loc = models.resolve(ref)
     except models.ModelRefError:

@@ -4,6 +4,7 @@
 ``adapter:<name>`` or ``adapters/<name>`` -> base + PEFT adapter (base read from the adapter's manifest)
 ``merge:<name>`` or ``merges/<name>``     -> the merged checkpoint folder
 any folder with config.json               -> that checkpoint
+``route:<absolute>,<pairwise>``           -> two models, each request judged by its own (``route.py``; an engine only)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from . import manifest as mf
 from . import paths
 from .errors import JudgeFactoryError
+from .route import is_route, parts
 
 DEFAULT_BASE = "embedded:smollm2-135m-instruct"
 
@@ -24,6 +26,8 @@ class ModelRefError(JudgeFactoryError):
 
 def resolve(ref: str) -> tuple[str, Path | str]:
     """``ref`` -> (kind, location) with kind in base | adapter | merge | checkpoint."""
+    if is_route(ref):
+        raise ModelRefError(f"{ref!r} routes between two models ({', '.join(parts(ref))}): resolve each part")
     if ref == "base":
         ref = DEFAULT_BASE
     for prefix, folder, kind in (("adapter:", paths.adapters(), "adapter"), ("merge:", paths.merges(), "merge")):
@@ -59,7 +63,9 @@ def _build_hint(kind: str, name: str) -> str:
 
 
 def label(ref: str) -> str:
-    """A short filesystem-safe name for result folders (bench/<label>/…)."""
+    """A short filesystem-safe name for result folders (bench/<label>/…); a route's joins its parts' labels."""
+    if is_route(ref):
+        return "route-" + "__".join(label(p) for p in parts(ref))
     kind, loc = resolve(ref)
     if kind == "base":
         return str(loc).replace("embedded:", "").replace("/", "__")

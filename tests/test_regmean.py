@@ -227,7 +227,7 @@ def _expected(world, alpha):
         acc: dict[str, torch.Tensor] = {}
         hooks = [
             m.register_forward_hook(
-                lambda _m, args, _o, n=n: acc.__setitem__(
+                lambda _m, args, _o, n=n, acc=acc: acc.__setitem__(
                     n, acc.get(n, 0) + args[0][0].double().T @ args[0][0].double()
                 )
             )
@@ -271,9 +271,10 @@ def test_merge_run_writes_the_regmean_closed_form_and_reruns_only_when_inputs_ch
     # a loadable checkpoint with the base's chat template; its manifest names the prompts, parents and settings
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.isfinite().all()
-    assert AutoTokenizer.from_pretrained(str(out)).chat_template == AutoTokenizer.from_pretrained(
-        str(world["base"])
-    ).chat_template
+    assert (
+        AutoTokenizer.from_pretrained(str(out)).chat_template
+        == AutoTokenizer.from_pretrained(str(world["base"])).chat_template
+    )
     m = mf.read(out)
     assert m is not None and m["kind"] == "merge" and m["method"] == "regmean"
     assert [p["name"] for p in m["parents"]] == ["rm-a", "rm-b"] and all(p["files"] for p in m["parents"])

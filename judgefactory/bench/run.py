@@ -102,6 +102,10 @@ def model_fingerprint(ref: str) -> dict[str, Any]:
     """The model reference, its kind and the sha256 of its manifest (what a config hash keys on; no model load)."""
     from .. import bases, models
 
+    if models.is_route(ref):  # the routed judge's build: its parts' builds
+        fps = [model_fingerprint(p) for p in models.parts(ref)]
+        digest = mf.sha256_json(fps) if all(f["manifest_sha256"] for f in fps) else None
+        return {"ref": ref, "kind": "route", "manifest_sha256": digest}
     try:
         kind, loc = models.resolve(ref)
     except models.ModelRefError:
