@@ -590,19 +590,62 @@ def from_dict(
         raise RecipeError(_format_error(source, err)) from None
 
 
-def load(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
-) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
-    """Read, override and validate one recipe file."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', err)}") from None
+
+
+EXTENDS = "extends"
+"""a recipe's parent: ``extends: <recipe name>`` (in the same kind folder, shipped or experiment) or a path relative
+to the recipe's file. The variant states only what differs: its mapping is laid over the parent's (mappings merge key
+by key, anything else is replaced) before validation, so the validated recipe, and with it every artifact's freshness,
+is the same as a full copy's."""
+
+
+def parent_path(path: Path, data: dict[str, Any]) -> Path | None:
+    """The file a recipe's ``extends`` names (None without one)."""
+    ref = data.get(EXTENDS)
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or not ref.strip():
+        raise RecipeError(f"{path}: field '{EXTENDS}': a recipe name or a relative path, got {ref!r}")
+    if ref.endswith((".yaml", ".yml")):
+        return (path.parent / ref).resolve()
+    return find(path.parent.name, ref)
+
+
+def resolved(path: Path, _seen: tuple[Path, ...] = ()) -> Any:
+    """A recipe file's mapping with its ``extends`` chain laid over (the parent's first)."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or EXTENDS not in data:
+        return data
+    parent = parent_path(path, data)
+    assert parent is not None
+    if not parent.is_file():
+        raise RecipeError(f"{path}: field '{EXTENDS}': {parent}: recipe file not found")
+    if parent.resolve() in (*_seen, path.resolve()):
+        raise RecipeError(f"{path}: field '{EXTENDS}': a cycle ({' -> '.join(str(p) for p in (*_seen, path, parent))})")
+    base = resolved(parent, (*_seen, path.resolve()))
+    if not isinstance(base, dict):
+        raise RecipeError(f"{path}: field '{EXTENDS}': {parent} is not a recipe mapping")
+    own = {k: v for k, v in data.items() if k != EXTENDS}
+    if own.get("name") in (None, base.get("name")):
+        raise RecipeError(f"{path}: a variant names itself: field 'name' must differ from its parent's ({parent})")
+    return _merge(base, own)
+
+
+def load(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> AdapterRecipe | PairsRecipe | MergeRecipe | BenchRecipe | SearchRecipe:
+    """Read (its ``extends`` parent laid under it), override and validate one recipe file."""
+    path = Path(path)
+    data = resolved(path)
     if isinstance(data, dict):
         data = _merge(data, parse_overrides(overrides))
     return from_dict(data, str(path))

@@ -194,3 +194,48 @@ def test_bench_suite_names_are_checked_against_the_suite_definitions():
         recipes.RecipeError, match=r"field 'suites\.0\.name': unknown suite; suites are feedback_bench, "
     ):
         recipes.from_dict({"kind": "bench", "name": "b", "suites": [{"name": "nope"}]}, "b.yaml")
+
+
+def test_a_variant_states_only_what_differs_and_validates_as_the_full_recipe(tmp_path):
+    """``extends``: the shipped lr 1e-4 variant resolves to its parent with one field changed, the same validated
+    recipe (so the same artifact freshness) as a full copy; mappings merge, lists are replaced, overrides come last."""
+    import yaml
+
+    parent = recipes.load(recipes.find("adapters", "pairwise-full-rpo"))
+    variant = recipes.load(recipes.find("adapters", "pairwise-full-rpo-lr1e4"))
+    assert variant.preference is not None and parent.preference is not None
+    assert variant.preference.learning_rate == 1e-4
+    full = parent.model_dump(mode="json")
+    full["name"] = "pairwise-full-rpo-lr1e4"
+    full["preference"]["learning_rate"] = 1e-4
+    assert recipes.dump(variant) == recipes.dump(recipes.from_dict(full))
+    folder = tmp_path / "adapters"
+    folder.mkdir()
+    (folder / "base.yaml").write_text(yaml.safe_dump(full))
+    (folder / "v.yaml").write_text(
+        "extends: base.yaml\nname: v\nlora: {target_modules: [q_proj]}\ntrain: {max_steps: 7}\ndev: {steps: [7]}\n"
+    )
+    v = recipes.load(folder / "v.yaml", ["train.seed=3"])
+    assert v.lora.target_modules == ["q_proj"] and v.lora.r == parent.lora.r  # list replaced, mapping merged
+    assert (v.train.max_steps, v.train.seed, v.train.learning_rate) == (7, 3, parent.train.learning_rate)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("extends: base.yaml\n", "field 'name' must differ from its parent's"),
+        ("extends: base.yaml\nname: pairwise-full-rpo-lr1e4\n", "field 'name' must differ"),
+        ("extends: nowhere.yaml\nname: x\n", "recipe file not found"),
+        ("extends: v.yaml\nname: x\n", "a cycle"),
+        ("extends: 3\nname: x\n", "a recipe name or a relative path"),
+    ],
+)
+def test_a_broken_extends_is_one_line_naming_the_file(tmp_path, text, message):
+    import yaml
+
+    full = recipes.load(recipes.find("adapters", "pairwise-full-rpo-lr1e4")).model_dump(mode="json")
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(full))
+    (tmp_path / "v.yaml").write_text(text)
+    with pytest.raises(recipes.RecipeError, match=message) as e:
+        recipes.load(tmp_path / "v.yaml")
+    assert str(tmp_path / "v.yaml") in str(e.value) and "\n" not in str(e.value)

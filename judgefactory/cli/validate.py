@@ -31,7 +31,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
             total += 1
             try:
                 r = recipes.load(p, args.set)
-                print(f"ok   {p}  ({r.kind}: {r.name})")
+                raw = recipes._read_yaml(p)
+                parent = recipes.parent_path(p, raw) if isinstance(raw, dict) else None
+                extends = f", extends {parent.stem}" if parent is not None else ""
+                print(f"ok   {p}  ({r.kind}: {r.name}{extends})")
             except recipes.RecipeError as err:
                 failed.append(str(err))
                 print(f"FAIL {err}")
