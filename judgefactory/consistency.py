@@ -546,12 +546,11 @@ def pooled_transitivity(per_group: Sequence[Mapping[str, Any]], k: int) -> dict[
 # --------------------------------------------------------------------------- the station
 def _label(model_ref: str, engine: Any, backend: str = "transformers") -> str:
     """``models.label(ref)``; an OpenAI-compatible server's model: ``openai__<name>`` (as the bench names it)."""
-    import re
 
     from . import models
 
     if backend == "openai" and engine is None:
-        return "openai__" + re.sub(r"[^A-Za-z0-9_.-]+", "_", model_ref)
+        return models.served_label(model_ref)
     try:
         return models.label(model_ref)
     except models.ModelRefError:

@@ -75,8 +75,7 @@ def label(ref: str) -> str:
 def served_label(name: str) -> str:
     """The label of a model an OpenAI-compatible server serves as ``name``: ``openai__`` + ``name`` with every run of
     characters outside ``A-Za-z0-9_.-`` as one ``_`` (``Qwen/Qwen2.5:7b`` -> ``openai__Qwen_Qwen2.5_7b``). The one
-    spelling: ``Engine.from_ref`` uses it, and so should the ``backend == "openai"`` labels in bench/run.py
-    (``run``) and consistency.py (``_label``)."""
+    spelling, used by ``Engine.from_ref``, the bench's and the consistency run's result folders."""
     return "openai__" + re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 

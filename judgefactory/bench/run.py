@@ -506,7 +506,7 @@ def run(
     label = (
         engine.label
         if engine is not None
-        else ("openai__" + model_ref.replace("/", "_") if backend == "openai" else models.label(model_ref))
+        else (models.served_label(model_ref) if backend == "openai" else models.label(model_ref))
     )
     cache: dict[str, Any] = {"engine": engine}
 
