@@ -52,10 +52,26 @@ def suite_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     return suites.suite_data("bbq_pairs", "bbq_pairs", rows, qe.limit, 0)
 
 
+def absolute_item(it: Any, clip: int | None) -> Any:
+    """A held-out absolute item (``prometheus.AbsoluteItem``) as a suite item: its prompt clipped as in training,
+    gold = its mean reference score, stratum = that score rounded."""
+    import math
+
+    from .bench import suites
+    from .data.prometheus import shorten
+
+    return suites.Item(
+        id=it.id,
+        cluster=it.group,
+        gold=it.mean_score,
+        requests={"main": formats.absolute_messages(shorten(it.prompt, clip) if clip else it.prompt)},
+        stratum=str(int(math.floor(it.mean_score + 0.5))),
+    )
+
+
 def user_split_data(recipe: AdapterRecipe, split: str, limit: int | None, clip: int | None = None) -> Any:
     """A split of a recipe's user source as suite data: absolute items scored against the user's scores; pairs in
     both A/B orders against the user's labels (bucketed by label)."""
-    import math
 
     from .bench import suites
     from .data import user
@@ -65,18 +81,7 @@ def user_split_data(recipe: AdapterRecipe, split: str, limit: int | None, clip: 
     idx = splits.index[split]
     fp = mf_hash([splits.table.sha256, split, idx])
     if recipe.task == "absolute":
-        from .data.prometheus import shorten
-
-        items = [
-            suites.Item(
-                id=it.id,
-                cluster=it.group,
-                gold=it.mean_score,
-                requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
-                stratum=str(int(math.floor(it.mean_score + 0.5))),
-            )
-            for it in user.absolute_items(splits.rows, idx, recipe.data.source)
-        ]
+        items = [absolute_item(it, clip) for it in user.absolute_items(splits.rows, idx, recipe.data.source)]
         rows = suites.Rows(items, [], f"{recipe.data.source}:{split}", fp, labels=f"user scores ({split} split)")
         return suites.suite_data(split, "absolute", rows, limit, 0)
     by_pair: dict[str, dict[str, dict]] = {}
@@ -324,11 +329,10 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     orders, gold = its rule label (the rule that labels the training rows). Absolute: the instructions
     ``data.dev_fraction`` holds out of training (``prometheus.dev_split`` with the training seed), gold = GPT-4 mean."""
     import json
-    import math
 
     from . import paths
     from .bench import suites
-    from .data.prometheus import dev_split, load_absolute, shorten
+    from .data.prometheus import dev_split, load_absolute
 
     dev = recipe.dev
     clip = (
@@ -369,16 +373,7 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
         )
     absolute_items, _ = load_absolute(recipe.data.source, recipe.data.file, mirror=mirror)
     _, held = dev_split(absolute_items, recipe.data.dev_fraction, recipe.train.seed)
-    out = [
-        suites.Item(
-            id=it.id,
-            cluster=it.group,
-            gold=it.mean_score,
-            requests={"main": formats.absolute_messages(shorten(it.prompt, clip))},
-            stratum=str(int(math.floor(it.mean_score + 0.5))),
-        )
-        for it in held
-    ]
+    out = [absolute_item(it, clip) for it in held]
     return suites.SuiteData(
         "dev",
         "absolute",
