@@ -19,6 +19,19 @@ from judgefactory import recipes
 PW_CHECK = {"source": "judge-from-scratch/bbq-pairs", "file": "eval_in_dist", "max_new_tokens": 8}
 
 
+def _absolute_rows(tmp: Path) -> Path:
+    """A small user CSV to train the tiny absolute specialist on: the fixture MT-Bench file asks the fixture Vicuna
+    file's own instructions, so a specialist trained on it has every Vicuna item excluded from its bench (leakage)."""
+    path = tmp / "abs_rows.csv"
+    lines = ["instruction,response,rubric,score,feedback"]
+    for i in range(8):
+        lines.append(
+            f"Name a prime number above {10 * i}.,{10 * i + 1},Is the number prime? Score 1-5.,{1 + i % 5},Checked."
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _recipes(tmp: Path, base: Path) -> dict[str, Path]:
     specs = {
         "fx": FX_PAIRS,
@@ -29,7 +42,7 @@ def _recipes(tmp: Path, base: Path) -> dict[str, Path]:
                     base,
                     name="tiny-abs",
                     task="absolute",
-                    data={"source": "prometheus-eval/mt-bench", "max_response_chars": 200},
+                    data={"source": f"file:{_absolute_rows(tmp)}", "max_response_chars": 200},
                     quick_eval={"source": "prometheus-eval/vicuna", "max_new_tokens": 8},
                 )
             )
