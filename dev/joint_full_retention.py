@@ -8,7 +8,7 @@ paired, in docs/results/merge_search.json (dev/merge_search_results.py).
 Reads bench/adapter-joint-full/{bbq_pairs,bbq_pairs_ood,vicuna}/metrics.json (run
 `judgefactory bench adapter:joint-full retention_pairwise` and `... retention_absolute --max-response-chars 2000`
 first) and the specialists' and the chosen merge's eval figures committed in docs/results/merge_search_first.json (same
-suites, items and bench recipes). The specialists' predictions are not kept between sessions here, so the joint
+suites, items and bench recipes). The specialists' predictions are not kept between runs here, so the joint
 model's retention has no paired bootstrap: its interval is the joint model's own 95% CI divided by the specialist's
 value (the specialist's sampling error is not in it); the chosen merge's retention keeps its paired CI.
 

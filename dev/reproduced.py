@@ -58,7 +58,7 @@ points = [
 ]
 out = {
     "name": f"{stem}_reproduced",
-    "what": f"recipes/adapters/{args.adapter}.yaml retrained from scratch on another CPU, thread count and session; its dev learning curve (and training losses, once complete) against the committed run (docs/results/{stem}.json)",
+    "what": f"recipes/adapters/{args.adapter}.yaml retrained from scratch on another CPU, thread count and process; its dev learning curve (and training losses, once complete) against the committed run (docs/results/{stem}.json)",
     "command": f"OMP_NUM_THREADS=1 judgefactory train {args.adapter} --no-eval; python dev/reproduced.py {args.adapter}",
     "commit": mf.git_commit(REPO),
     "committed_commit": old["commit"],

@@ -87,12 +87,13 @@ def reasoning_of(text: str) -> str | None:
 
 
 def expected_score(probs: Mapping[str, float] | None) -> float | None:
-    """Σ p(s)·s over the score options 1-5, the distribution renormalised over them (TrustJudge's
-    distribution-sensitive score); None without a distribution."""
-    if not probs:
+    """Σ p(s)·s over the score options 1-5, renormalised over them (``consistency_metrics.expected_score``, the
+    factory's one definition); None without a distribution or with no mass on the scores."""
+    from .consistency_metrics import expected_score as renormalised
+
+    if not probs or sum(probs.values()) <= 0:
         return None
-    total = sum(probs.values())
-    return float(sum(int(k) * v for k, v in probs.items()) / total) if total > 0 else None
+    return renormalised({int(k): v for k, v in probs.items()})
 
 
 def _grade(j: Any) -> Grade:

@@ -121,9 +121,7 @@ def run(
     from .data import user
 
     kind = TASKS[task]
-    table = user.read_table(source)
-    rows = user.mapped(table, columns or {}, kind)
-    user.check_rows(rows, kind, table.where, training=False)
+    rows, table = user.load(source, columns or {}, kind, training=False)
     model_fp = {"ref": model, "base_url": base_url} if backend == "openai" else model_fingerprint(model)
     settings = {"both_orders": both_orders, "max_response_chars": max_response_chars, "backend": backend}
     key = _key(task, model_fp, table.sha256, settings)

@@ -69,6 +69,27 @@ def absolute_item(it: Any, clip: int | None) -> Any:
     )
 
 
+def pair_items(rows: list[dict], clip: int | None) -> list[Any]:
+    """Pair-set rows (both orders of each pair) as suite items, in the order their pairs first appear: requests in
+    both orders, gold = the A-first label, clustered by question, stratified and bucketed by the row's bucket."""
+    from .bench import suites
+
+    by_pair: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
+    return [
+        suites.Item(
+            id=pid,
+            cluster=o["ab"]["question_id"],
+            gold=o["ab"]["label"],
+            requests={k: formats.bias_messages(formats.pair_prompt(o[k], clip)) for k in ("ab", "ba")},
+            stratum=o["ab"]["bucket"],
+            meta={"bucket": o["ab"]["bucket"]},
+        )
+        for pid, o in by_pair.items()
+    ]
+
+
 def user_split_data(recipe: AdapterRecipe, split: str, limit: int | None, clip: int | None = None) -> Any:
     """A split of a recipe's user source as suite data: absolute items scored against the user's scores; pairs in
     both A/B orders against the user's labels (bucketed by label)."""
@@ -84,23 +105,7 @@ def user_split_data(recipe: AdapterRecipe, split: str, limit: int | None, clip: 
         items = [absolute_item(it, clip) for it in user.absolute_items(splits.rows, idx, recipe.data.source)]
         rows = suites.Rows(items, [], f"{recipe.data.source}:{split}", fp, labels=f"user scores ({split} split)")
         return suites.suite_data(split, "absolute", rows, limit, 0)
-    by_pair: dict[str, dict[str, dict]] = {}
-    for r in user.pair_rows(splits.rows, idx, recipe.data.criterion):
-        by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
-    items = [
-        suites.Item(
-            id=pid,
-            cluster=o["ab"]["question_id"],
-            gold=o["ab"]["label"],
-            requests={
-                "ab": formats.bias_messages(formats.pair_prompt(o["ab"], clip)),
-                "ba": formats.bias_messages(formats.pair_prompt(o["ba"], clip)),
-            },
-            stratum=o["ab"]["bucket"],
-            meta={"bucket": o["ab"]["bucket"]},
-        )
-        for pid, o in by_pair.items()
-    ]
+    items = pair_items(user.pair_rows(splits.rows, idx, recipe.data.criterion), clip)
     rows = suites.Rows(items, [], f"{recipe.data.source}:{split}", fp, labels=f"user labels ({split} split)")
     return suites.suite_data(split, "bbq_pairs", rows, limit, 0)
 
@@ -344,24 +349,7 @@ def dev_data(recipe: AdapterRecipe, mirror: Any = None) -> Any:
     if recipe.task == "pairwise":
         folder = paths.pair_sets() / recipe.data.source.split(":", 1)[1]
         rows = [json.loads(line) for line in open(folder / "test.jsonl")]
-        by_pair: dict[str, dict[str, dict]] = {}
-        for r in rows:
-            by_pair.setdefault(r["pair_id"], {})[r["order"]] = r
-
-        def msgs(r: dict) -> list[dict[str, str]]:
-            return formats.bias_messages(formats.pair_prompt(r, clip))
-
-        items = [
-            suites.Item(
-                id=pid,
-                cluster=o["ab"]["question_id"],
-                gold=o["ab"]["label"],
-                requests={"ab": msgs(o["ab"]), "ba": msgs(o["ba"])},
-                stratum=o["ab"]["bucket"],
-                meta={"bucket": o["ab"]["bucket"]},
-            )
-            for pid, o in sorted(by_pair.items())
-        ]
+        items = pair_items(sorted(rows, key=lambda r: r["pair_id"]), clip)  # in pair-id order
         return suites.SuiteData(
             "dev",
             "dev_pairs",

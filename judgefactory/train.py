@@ -48,13 +48,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
 
         splits = user.recipe_splits(recipe)
         rows = user.pair_rows(splits.rows, splits.index["train"], d.criterion)
-        out = [
-            {
-                "prompt": formats.bias_messages(formats.pair_prompt(r, d.max_response_chars)),
-                "completion": [{"role": "assistant", "content": r["target"]}],
-            }
-            for r in rows
-        ]
+        out = _pair_examples(rows, d.max_response_chars)
         return _limit(out, d.max_rows, recipe.train.seed), {"source": d.source, **splits.info(), "rows": len(rows)}
     if recipe.task == "pairwise":
         name = d.source.split(":", 1)[1]
@@ -65,13 +59,7 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
                 f"pair set {name!r} not built at {folder}: run `judgefactory pairs build recipes/pairs/{name}.yaml`"
             )
         rows = [json.loads(line) for line in open(folder / "train.jsonl")]
-        out = [
-            {
-                "prompt": formats.bias_messages(formats.pair_prompt(r, d.max_response_chars)),
-                "completion": [{"role": "assistant", "content": r["target"]}],
-            }
-            for r in rows
-        ]
+        out = _pair_examples(rows, d.max_response_chars)
         info = {
             "source": d.source,
             "file": str(folder / "train.jsonl"),
@@ -157,6 +145,17 @@ def examples(recipe: AdapterRecipe, mirror: Any = None) -> tuple[list[dict], dic
         "score_target": d.score_target,
     }
     return _limit(out, d.max_rows, recipe.train.seed), info
+
+
+def _pair_examples(rows: list[dict], max_response_chars: int) -> list[dict]:
+    """Pair-set rows (a built pair set's or a user file's) as TRL prompt/completion rows."""
+    return [
+        {
+            "prompt": formats.bias_messages(formats.pair_prompt(r, max_response_chars)),
+            "completion": [{"role": "assistant", "content": r["target"]}],
+        }
+        for r in rows
+    ]
 
 
 def _limit(rows: list[dict], n: int | None, seed: int) -> list[dict]:
